@@ -1,0 +1,86 @@
+/* lorac: the command-line tool. Dispatches to cli/cmd_*.c. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LORAC_VERSION "0.1.0"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lorac: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_fail(const lorac_err *err) { return cli_error("%s", err->msg[0] ? err->msg : lorac_status_str(err->code)); }
+
+int cli_opt_str(int argc, char **argv, int *i, const char **out) {
+    if (*i + 1 >= argc) return cli_error("%s needs a value", argv[*i]);
+    *out = argv[++*i];
+    return 0;
+}
+
+int cli_opt_int(int argc, char **argv, int *i, long *out) {
+    const char *s = NULL;
+    if (cli_opt_str(argc, argv, i, &s)) return 1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) return cli_error("%s: '%s' is not an integer", argv[*i - 1], s);
+    *out = v;
+    return 0;
+}
+
+int cli_opt_float(int argc, char **argv, int *i, double *out) {
+    const char *s = NULL;
+    if (cli_opt_str(argc, argv, i, &s)) return 1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end) return cli_error("%s: '%s' is not a number", argv[*i - 1], s);
+    *out = v;
+    return 0;
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("lorac %s\n", LORAC_VERSION);
+    return 0;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: lorac COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`lorac COMMAND --help` describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (try `lorac --help`)", argv[1]);
+    return 2;
+}

@@ -1,0 +1,85 @@
+/* lorac/base.h — status codes, error messages, threads, RNG, files written atomically.
+ *
+ * Every library function that can fail returns an int status (LORAC_OK == 0) and, when given a
+ * non-NULL lorac_err, leaves a one-line message there that names the file and what is wrong.
+ * The library never exits and never prints; only cli/ does.
+ */
+#ifndef LORAC_BASE_H
+#define LORAC_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum lorac_status {
+    LORAC_OK = 0,
+    LORAC_EINVAL = 1,       /* bad argument or option */
+    LORAC_EIO = 2,          /* could not open, read or write a file */
+    LORAC_EFORMAT = 3,      /* a file is malformed */
+    LORAC_ENOMEM = 4,       /* allocation failed or a size overflowed */
+    LORAC_ESHAPE = 5,       /* tensor shapes disagree */
+    LORAC_ENOTFOUND = 6,    /* a named tensor, key or file is missing */
+    LORAC_EUNSUPPORTED = 7, /* valid input that lorac does not implement */
+};
+
+typedef struct lorac_err {
+    int code;
+    char msg[1024];
+} lorac_err;
+
+/* Records code and a printf-style message in err (if non-NULL); returns code. */
+int lorac_fail(lorac_err *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+const char *lorac_status_str(int code);
+
+/* Overflow-checked size arithmetic: return 0 and set *out on success, -1 on overflow. */
+int lorac_size_mul(size_t a, size_t b, size_t *out);
+int lorac_size_add(size_t a, size_t b, size_t *out);
+
+/* Threads used by OpenMP loops and OpenBLAS. n <= 0 means "all cores". */
+void lorac_set_threads(int n);
+int lorac_get_threads(void);
+
+/* A small, seedable, reproducible PRNG (xoshiro128** style state in 64-bit words). */
+typedef struct lorac_rng {
+    uint64_t s[4];
+} lorac_rng;
+void lorac_rng_seed(lorac_rng *rng, uint64_t seed);
+uint64_t lorac_rng_u64(lorac_rng *rng);
+float lorac_rng_uniform(lorac_rng *rng);            /* [0, 1) */
+float lorac_rng_normal(lorac_rng *rng);             /* N(0, 1), Box-Muller */
+
+/* A whole file mapped read-only. */
+typedef struct lorac_map {
+    const uint8_t *data;
+    size_t size;
+} lorac_map;
+int lorac_map_file(const char *path, lorac_map *m, lorac_err *err);
+void lorac_unmap(lorac_map *m);
+
+/* A file written under a temporary name in the target's directory and renamed into place by
+ * lorac_out_commit, so readers never see a half-written output. lorac_out_abort removes it. */
+typedef struct lorac_out {
+    FILE *f;
+    char path[4096];
+    char tmp[4096];
+} lorac_out;
+int lorac_out_open(lorac_out *o, const char *path, lorac_err *err);
+int lorac_out_commit(lorac_out *o, lorac_err *err); /* flush, close, rename; aborts on failure */
+void lorac_out_abort(lorac_out *o);
+/* Convenience: write a whole buffer atomically. */
+int lorac_write_file(const char *path, const void *data, size_t n, lorac_err *err);
+/* Reads a whole file into a NUL-terminated malloc'd buffer. */
+int lorac_read_file(const char *path, char **data, size_t *n, lorac_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

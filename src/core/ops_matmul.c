@@ -1,0 +1,50 @@
+/* Matmul through cblas, in both weight orientations, with bias; backward never touches a frozen W. */
+#include "lorac/ops.h"
+
+#include <cblas.h>
+#include <stddef.h>
+
+void op_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                       int N, int C, int OC, op_wlayout layout) {
+    /* seed out with the bias (or zero) so the GEMM accumulates onto it */
+    if (bias) {
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
+    } else {
+        for (size_t i = 0; i < (size_t)N * OC; i++) out[i] = 0.0f;
+    }
+    op_matmul_forward_acc(out, inp, w, 1.0f, N, C, OC, layout);
+}
+
+void op_matmul_forward_acc(float *out, const float *inp, const float *w, float alpha,
+                           int N, int C, int OC, op_wlayout layout) {
+    if (N == 0 || OC == 0) return;
+    /* out(N,OC) = inp(N,C) · op(W), op(W) = Wᵀ for (OC,C) storage, W for (C,OC) storage */
+    if (layout == OP_W_OUT_IN)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, alpha, inp, C, w, C, 1.0f, out, OC);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, alpha, inp, C, w, OC, 1.0f, out, OC);
+}
+
+void op_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                        const float *w, float alpha, int N, int C, int OC, op_wlayout layout) {
+    if (N == 0) return;
+    if (dinp) {
+        /* dinp(N,C) += alpha · dout(N,OC) · W(OC,C)  [or W(C,OC)ᵀ] */
+        if (layout == OP_W_OUT_IN)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, alpha, dout, OC, w, C, 1.0f, dinp, C);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, alpha, dout, OC, w, OC, 1.0f, dinp, C);
+    }
+    if (dw) {
+        if (layout == OP_W_OUT_IN) /* dW(OC,C) += alpha · doutᵀ(OC,N) · inp(N,C) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, alpha, dout, OC, inp, C, 1.0f, dw, C);
+        else /* dW(C,OC) += alpha · inpᵀ(C,N) · dout(N,OC) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, OC, N, alpha, inp, C, dout, OC, 1.0f, dw, OC);
+    }
+    if (dbias) {
+        /* summed row by row in a fixed order so the result does not depend on threads */
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)n * OC + o];
+    }
+}
