@@ -79,6 +79,12 @@ int lorac_write_file(const char *path, const void *data, size_t n, lorac_err *er
 /* Reads a whole file into a NUL-terminated malloc'd buffer. */
 int lorac_read_file(const char *path, char **data, size_t *n, lorac_err *err);
 
+/* Half-precision conversions (IEEE binary16 and bfloat16), round-to-nearest-even on the way down. */
+float lorac_f16_to_f32(uint16_t h);
+uint16_t lorac_f32_to_f16(float f);
+float lorac_bf16_to_f32(uint16_t b);
+uint16_t lorac_f32_to_bf16(float f);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,10 @@
 #ifndef LORAC_OPS_H
 #define LORAC_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "lorac/base.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,6 +36,13 @@ void op_matmul_forward_acc(float *out, const float *inp, const float *w, float a
  * Any of dinp, dw, dbias may be NULL. */
 void op_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                         const float *w, float alpha, int N, int C, int OC, op_wlayout layout);
+
+/* Inverted dropout on n values: mask[i] ~ Bernoulli(1-p) drawn from rng in index order (so the
+ * result does not depend on threads), out = inp * mask / (1-p). p == 0 copies and leaves mask
+ * untouched (it may be NULL then). */
+void op_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, size_t n, lorac_rng *rng);
+/* dinp += dout * mask / (1-p) (dout when p == 0). */
+void op_dropout_backward(float *dinp, const float *dout, const uint8_t *mask, float p, size_t n);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,88 @@
+/* lorac/json.h — a small JSON reader (DOM) and streaming writer.
+ *
+ * Enough for config.json, adapter_config.json, tokenizer.json, safetensors headers and JSONL data.
+ * The reader is strict RFC 8259 (no comments, no trailing commas), decodes \uXXXX escapes (with
+ * surrogate pairs) to UTF-8, rejects invalid UTF-8, limits nesting depth, and reports errors as
+ * "NAME:LINE:COL: what is wrong". Object members keep their file order; duplicate keys are kept
+ * and json_get returns the first.
+ */
+#ifndef LORAC_JSON_H
+#define LORAC_JSON_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "lorac/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum json_type {
+    JSON_NULL = 0,
+    JSON_BOOL,
+    JSON_NUMBER,
+    JSON_STRING,
+    JSON_ARRAY,
+    JSON_OBJECT,
+} json_type;
+
+typedef struct json_value json_value; /* a node; owned by its json_doc */
+typedef struct json_doc json_doc;     /* owns every node and string of one parse */
+
+/* Parses text[0..len). name is used in error messages (a file name, or "file:LINE" for JSONL).
+ * first_line is the line number of text's first line (1 for a whole file). */
+int json_parse(const char *text, size_t len, const char *name, int first_line, json_doc **out,
+               lorac_err *err);
+int json_parse_file(const char *path, json_doc **out, lorac_err *err);
+void json_free(json_doc *doc);
+const json_value *json_root(const json_doc *doc);
+
+json_type json_kind(const json_value *v);
+/* Object member by key, or NULL (also when v is NULL or not an object). */
+const json_value *json_get(const json_value *obj, const char *key);
+/* Items of an array, or members of an object; 0 for anything else. */
+size_t json_len(const json_value *v);
+const json_value *json_at(const json_value *arr_or_obj, size_t i); /* i-th item / member value */
+const char *json_key_at(const json_value *obj, size_t i);          /* i-th member key */
+size_t json_key_len_at(const json_value *obj, size_t i);
+/* Scalars. json_str returns NULL for non-strings; strings are NUL-terminated UTF-8 and may contain
+ * NUL (from \u0000), so json_str_len gives the byte length. */
+const char *json_str(const json_value *v);
+size_t json_str_len(const json_value *v);
+double json_num(const json_value *v); /* 0 for non-numbers */
+int json_bool(const json_value *v);   /* 0 for non-bools */
+/* Typed lookups with defaults: return def when the key is absent or null; set *bad=1 (if bad is
+ * non-NULL) when it is present with the wrong type (or, for ints, a non-integral value). */
+double json_get_num(const json_value *obj, const char *key, double def, int *bad);
+long long json_get_int(const json_value *obj, const char *key, long long def, int *bad);
+const char *json_get_str(const json_value *obj, const char *key, const char *def, int *bad);
+int json_get_bool(const json_value *obj, const char *key, int def, int *bad);
+
+/* Streaming writer. Keys and values are emitted in call order; commas and (if pretty) indentation
+ * are handled here. Numbers are written so they read back to the same float/double. */
+typedef struct json_writer {
+    FILE *f;
+    int pretty;
+    int depth;
+    int first[64];  /* no element written yet at this depth */
+    int after_key;  /* the next value follows a key */
+    int error;      /* set on misuse (too deep, value without key in object, ...) */
+} json_writer;
+void jw_init(json_writer *w, FILE *f, int pretty);
+void jw_object_begin(json_writer *w);
+void jw_object_end(json_writer *w);
+void jw_array_begin(json_writer *w);
+void jw_array_end(json_writer *w);
+void jw_key(json_writer *w, const char *key);
+void jw_string(json_writer *w, const char *s);
+void jw_string_n(json_writer *w, const char *s, size_t n);
+void jw_double(json_writer *w, double v); /* shortest repr that round-trips; NaN/inf -> null */
+void jw_int(json_writer *w, long long v);
+void jw_bool(json_writer *w, int v);
+void jw_null(json_writer *w);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
