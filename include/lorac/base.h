@@ -76,6 +76,18 @@ int lorac_out_commit(lorac_out *o, lorac_err *err); /* flush, close, rename; abo
 void lorac_out_abort(lorac_out *o);
 /* Convenience: write a whole buffer atomically. */
 int lorac_write_file(const char *path, const void *data, size_t n, lorac_err *err);
+/* An output directory built under a temporary name beside PATH and renamed into place by
+ * lorac_outdir_commit (replacing an existing PATH), so a failed run leaves no partial directory.
+ * Files go into o->tmp (a flat directory). */
+typedef struct lorac_outdir {
+    char path[4096];
+    char tmp[4120];
+} lorac_outdir;
+int lorac_outdir_open(lorac_outdir *o, const char *path, lorac_err *err);
+int lorac_outdir_commit(lorac_outdir *o, lorac_err *err);
+void lorac_outdir_abort(lorac_outdir *o);
+/* Removes a flat directory and the files in it (no recursion into subdirectories). */
+int lorac_remove_flat_dir(const char *path);
 /* Reads a whole file into a NUL-terminated malloc'd buffer. */
 int lorac_read_file(const char *path, char **data, size_t *n, lorac_err *err);
 

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -216,4 +217,63 @@ int lorac_read_file(const char *path, char **data, size_t *n, lorac_err *err) {
     *data = buf;
     if (n) *n = len;
     return LORAC_OK;
+}
+
+int lorac_remove_flat_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    struct dirent *e;
+    char buf[8192];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(buf, sizeof buf, "%s/%s", path, e->d_name);
+        unlink(buf);
+    }
+    closedir(d);
+    return rmdir(path);
+}
+
+int lorac_outdir_open(lorac_outdir *o, const char *path, lorac_err *err) {
+    memset(o, 0, sizeof *o);
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--; /* "out/" names the same directory as "out" */
+    if (n == 0 || n + 16 >= sizeof o->tmp) return lorac_fail(err, LORAC_EINVAL, "%s: bad output path", path);
+    memcpy(o->path, path, n);
+    o->path[n] = 0;
+    struct stat st;
+    if (stat(o->path, &st) == 0 && !S_ISDIR(st.st_mode))
+        return lorac_fail(err, LORAC_EIO, "%s: exists and is not a directory", o->path);
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmpXXXXXX", o->path);
+    if (!mkdtemp(o->tmp)) {
+        o->tmp[0] = 0;
+        return lorac_fail(err, LORAC_EIO, "%s: cannot create directory: %s", o->path, strerror(errno));
+    }
+    return LORAC_OK;
+}
+
+int lorac_outdir_commit(lorac_outdir *o, lorac_err *err) {
+    char old[4200] = "";
+    struct stat st;
+    if (stat(o->path, &st) == 0) { /* move the previous output aside, then drop it */
+        snprintf(old, sizeof old, "%s.oldXXXXXX", o->path);
+        if (!mkdtemp(old) || rmdir(old) != 0 || rename(o->path, old) != 0) {
+            int e = errno;
+            lorac_outdir_abort(o);
+            return lorac_fail(err, LORAC_EIO, "%s: cannot replace: %s", o->path, strerror(e));
+        }
+    }
+    if (rename(o->tmp, o->path) != 0) {
+        int e = errno;
+        if (old[0]) rename(old, o->path);
+        lorac_outdir_abort(o);
+        return lorac_fail(err, LORAC_EIO, "%s: cannot rename into place: %s", o->path, strerror(e));
+    }
+    o->tmp[0] = 0;
+    if (old[0]) lorac_remove_flat_dir(old);
+    return LORAC_OK;
+}
+
+void lorac_outdir_abort(lorac_outdir *o) {
+    if (o->tmp[0]) lorac_remove_flat_dir(o->tmp);
+    o->tmp[0] = 0;
 }
