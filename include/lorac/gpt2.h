@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "lorac/base.h"
+#include "lorac/lora.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,6 +72,95 @@ int gpt2_weights_save_dir(const gpt2_config *cfg, const gpt2_weights *w, const c
 void gpt2_weights_free(gpt2_weights *w);
 /* Number of base parameters (tied LM head counted once, as PyTorch counts). */
 size_t gpt2_param_count(const gpt2_config *cfg);
+
+/* ---------------------------------------------------------------- LoRA placement */
+
+/* Where LoRA goes in every block. The paper's split of the fused attention projection (q and v
+ * only) is a MergedLinear on c_attn with enable_lora = qkv; "c_attn" puts a plain LoRA Linear on
+ * the whole projection (as PEFT does). */
+typedef struct gpt2_lora_opts {
+    int r;
+    float alpha;
+    float dropout;
+    int use_rslora;
+    int gaussian_init;
+    int c_attn_full;  /* LoRA Linear on all of c_attn */
+    int qkv[3];       /* else MergedLinear on these slices of c_attn (q, k, v) */
+    int attn_proj;    /* attn.c_proj */
+    int mlp_fc;       /* mlp.c_fc */
+    int mlp_proj;     /* mlp.c_proj */
+} gpt2_lora_opts;
+
+/* r 4, alpha 32, dropout 0.1, targets q,v: the paper's E2E setting. */
+void gpt2_lora_opts_default(gpt2_lora_opts *o);
+/* Parses a --targets list: q, k, v, c_attn, attn.c_proj, c_fc (mlp.c_fc), mlp.c_proj, all-linear
+ * ("c_proj" alone means both projections, as PEFT's suffix match does). */
+int gpt2_lora_targets_parse(const char *spec, gpt2_lora_opts *o, lorac_err *err);
+
+typedef struct gpt2_block_lora {
+    lora_merged *qkv;      /* MergedLinear on c_attn, or NULL */
+    lora_linear *c_attn;   /* LoRA Linear on all of c_attn, or NULL */
+    lora_linear *attn_proj, *mlp_fc, *mlp_proj; /* or NULL */
+} gpt2_block_lora;
+
+/* ---------------------------------------------------------------- the model */
+
+typedef struct gpt2_model {
+    gpt2_config cfg;
+    gpt2_weights w;
+    int has_lora;
+    gpt2_lora_opts lora;
+    gpt2_block_lora *blocks;   /* n_layer, when has_lora */
+    int lora_gen;              /* bumped whenever LoRA layers are attached or dropped */
+    lora_registry reg;         /* every tensor by its HF name ("transformer.h.0.attn.c_attn.weight") */
+} gpt2_model;
+
+/* Loads config.json and the weights of DIR. */
+int gpt2_model_load(const char *dir, gpt2_model *m, lorac_err *err);
+/* A model of cfg's shape with random weights (benchmarks, tests). */
+int gpt2_model_random(const gpt2_config *cfg, uint64_t seed, gpt2_model *m, lorac_err *err);
+/* Attaches fresh LoRA layers (A from rng seeded with seed, B = 0) and marks only them trainable. */
+int gpt2_model_add_lora(gpt2_model *m, const gpt2_lora_opts *o, uint64_t seed, lorac_err *err);
+/* The four linear maps of a block, in checkpoint order. */
+enum { GPT2_SITE_C_ATTN = 0, GPT2_SITE_ATTN_PROJ, GPT2_SITE_MLP_FC, GPT2_SITE_MLP_PROJ, GPT2_N_SITES };
+/* Module name of a site, e.g. "attn.c_attn". */
+const char *gpt2_site_name(int site);
+/* Low-level: attach one LoRA layer (a MergedLinear over the qkv slices when site is c_attn and qkv
+ * is non-NULL), then call gpt2_lora_finish once with the status of the attaching. */
+int gpt2_lora_attach(gpt2_model *m, int layer, int site, const lora_config *lc, const int *qkv, lorac_rng *rng,
+                     lorac_err *err);
+int gpt2_lora_finish(gpt2_model *m, int rc, lorac_err *err);
+
+/* PEFT adapter directories (adapter_config.json + adapter_model.safetensors). A q,v split is written
+ * as the exactly equivalent PEFT adapter on c_attn (rank k·r, zero blocks for the disabled slices,
+ * alpha scaled so the scaling is unchanged) and read back into the split form. */
+int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err);
+/* Attaches the adapter in DIR to a model without LoRA. Warnings (unknown config keys) are copied
+ * to warn (one per line) when warn is non-NULL. */
+int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err);
+
+/* Training (1: dropout on, unmerged) or inference (0: merged into the weights) for every LoRA layer. */
+int gpt2_model_train_mode(gpt2_model *m, int mode, lorac_err *err);
+void gpt2_model_zero_grad(gpt2_model *m);
+void gpt2_model_free(gpt2_model *m);
+
+/* Per-request activations for batches of up to B x T tokens. */
+typedef struct gpt2_acts gpt2_acts;
+int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_err *err);
+void gpt2_acts_free(gpt2_acts *a);
+/* (B,T,V) logits of the last forward (valid when it ran with for_backward == 0). */
+const float *gpt2_acts_logits(const gpt2_acts *a);
+
+/* Forward over ids (B,T) (row b uses positions 0..T-1; right padding needs no mask in a causal
+ * model, as its targets are ignored). With targets (B,T) (TRAIN_IGNORE/-100 = not scored) the mean
+ * cross-entropy with label smoothing goes to *loss and the scored-token count to *count. With
+ * for_backward, the logits buffer is overwritten by their gradient (saving a (B,T,V) buffer), so
+ * gpt2_backward can follow. rng drives LoRA dropout in training mode (may be NULL otherwise). */
+int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t *targets, int B, int T,
+                 float label_smoothing, int for_backward, lorac_rng *rng, float *loss, int *count,
+                 lorac_err *err);
+/* Accumulates the gradients of the mean loss into the LoRA layers' grad buffers. */
+int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,253 @@
+/* GPT-2 adapters in PEFT's directory layout: adapter_config.json + adapter_model.safetensors with
+ * "base_model.model.transformer.h.N.<module>.lora_A.weight" (r, in) / ".lora_B.weight" (out, r). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lorac/gpt2.h"
+#include "lorac/peft.h"
+#include "lorac/safetensors.h"
+
+#define PEFT_PREFIX "base_model.model.transformer.h."
+#define SPLIT_KEY "lorac.c_attn_split" /* safetensors metadata: which qkv slices a c_attn adapter covers */
+
+/* The lora_config of an attached site (c_attn as MergedLinear or Linear), or NULL. */
+static const lora_config *site_cfg(const gpt2_model *m, int l, int site, const lora_merged **merged) {
+    const gpt2_block_lora *b = &m->blocks[l];
+    *merged = NULL;
+    switch (site) {
+    case GPT2_SITE_C_ATTN:
+        if (b->qkv) {
+            *merged = b->qkv;
+            return &b->qkv->cfg;
+        }
+        return b->c_attn ? &b->c_attn->cfg : NULL;
+    case GPT2_SITE_ATTN_PROJ: return b->attn_proj ? &b->attn_proj->cfg : NULL;
+    case GPT2_SITE_MLP_FC: return b->mlp_fc ? &b->mlp_fc->cfg : NULL;
+    default: return b->mlp_proj ? &b->mlp_proj->cfg : NULL;
+    }
+}
+
+static const lora_linear *site_linear(const gpt2_model *m, int l, int site) {
+    const gpt2_block_lora *b = &m->blocks[l];
+    const lora_linear *ls[GPT2_N_SITES] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
+    return ls[site];
+}
+
+int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
+    if (!m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", dir);
+    const gpt2_config *c = &m->cfg;
+    int L = c->n_layer, C = c->n_embd;
+    peft_config pc;
+    peft_config_init(&pc);
+    pc.fan_in_fan_out = 1;
+    const lora_config *first = NULL;
+    int used[GPT2_N_SITES] = {0}, split_flags[3] = {0}, split = 0;
+    for (int l = 0; l < L; l++)
+        for (int s = 0; s < GPT2_N_SITES; s++) {
+            const lora_merged *M;
+            const lora_config *lc = site_cfg(m, l, s, &M);
+            if (!lc) continue;
+            if (!first) first = lc;
+            if (lc->r != first->r || lc->lora_alpha != first->lora_alpha || lc->use_rslora != first->use_rslora)
+                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layers with different ranks are not written yet", dir);
+            used[s] = 1;
+            if (M) {
+                split = 1;
+                for (int g = 0; g < 3; g++) split_flags[g] = M->enable_lora[g];
+            }
+        }
+    if (!first) return lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", dir);
+    pc.r = first->r;
+    pc.lora_alpha = first->lora_alpha;
+    pc.lora_dropout = first->lora_dropout;
+    pc.use_rslora = first->use_rslora;
+    if (used[GPT2_SITE_C_ATTN]) snprintf(pc.target_modules[pc.n_targets++], 64, "c_attn");
+    if (used[GPT2_SITE_ATTN_PROJ] && used[GPT2_SITE_MLP_PROJ]) snprintf(pc.target_modules[pc.n_targets++], 64, "c_proj");
+    else if (used[GPT2_SITE_ATTN_PROJ]) snprintf(pc.target_modules[pc.n_targets++], 64, "attn.c_proj");
+    else if (used[GPT2_SITE_MLP_PROJ]) snprintf(pc.target_modules[pc.n_targets++], 64, "mlp.c_proj");
+    if (used[GPT2_SITE_MLP_FC]) snprintf(pc.target_modules[pc.n_targets++], 64, "c_fc");
+    int k = split_flags[0] + split_flags[1] + split_flags[2];
+    if (split) { /* rank k·r on c_attn with alpha chosen so that PEFT's scaling equals ours */
+        double s = pc.use_rslora ? pc.lora_alpha / sqrt((double)pc.r) : pc.lora_alpha / pc.r;
+        int rk = pc.r * k;
+        snprintf(pc.rank_pattern[0].key, sizeof pc.rank_pattern[0].key, "c_attn");
+        pc.rank_pattern[0].value = rk;
+        pc.n_rank_pattern = 1;
+        snprintf(pc.alpha_pattern[0].key, sizeof pc.alpha_pattern[0].key, "c_attn");
+        pc.alpha_pattern[0].value = pc.use_rslora ? s * sqrt((double)rk) : s * rk;
+        pc.n_alpha_pattern = 1;
+    }
+
+    /* tensors: at most 2 per site per layer; c_attn split blocks are expanded into owned buffers */
+    size_t max = (size_t)L * GPT2_N_SITES * 2;
+    st_entry *ents = calloc(max, sizeof *ents);
+    char (*names)[160] = calloc(max, sizeof *names);
+    float **owned = calloc((size_t)L, sizeof *owned);
+    size_t n = 0;
+    int rc = (!ents || !names || !owned) ? lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir) : LORAC_OK;
+    for (int l = 0; l < L && !rc; l++)
+        for (int s = 0; s < GPT2_N_SITES && !rc; s++) {
+            const lora_merged *M;
+            const lora_config *lc = site_cfg(m, l, s, &M);
+            if (!lc) continue;
+            const float *A, *B;
+            int r = lc->r, in = s == GPT2_SITE_MLP_PROJ ? c->n_inner : C;
+            int out = s == GPT2_SITE_C_ATTN ? 3 * C : s == GPT2_SITE_MLP_FC ? c->n_inner : C;
+            if (M) {
+                /* B' (3C, k·r): slice g's rows take B_j in column block j, zeros elsewhere */
+                r = lc->r * k;
+                float *Bx = calloc((size_t)out * r, sizeof(float));
+                if (!Bx) {
+                    rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+                    break;
+                }
+                owned[l] = Bx;
+                for (int g = 0, j = 0; g < 3; g++) {
+                    if (!M->enable_lora[g]) continue;
+                    for (int row = 0; row < C; row++)
+                        memcpy(Bx + (size_t)(g * C + row) * r + (size_t)j * lc->r,
+                               M->lora_B + (size_t)(j * C + row) * lc->r, lc->r * sizeof(float));
+                    j++;
+                }
+                A = M->lora_A;
+                B = Bx;
+            } else {
+                const lora_linear *Lin = site_linear(m, l, s);
+                A = Lin->lora_A;
+                B = Lin->lora_B;
+            }
+            for (int ab = 0; ab < 2; ab++) {
+                snprintf(names[n], sizeof names[n], PEFT_PREFIX "%d.%s.lora_%c.weight", l, gpt2_site_name(s), ab ? 'B' : 'A');
+                ents[n].name = names[n];
+                ents[n].dtype = ents[n].out_dtype = ST_F32;
+                ents[n].ndim = 2;
+                ents[n].shape[0] = ab ? out : r;
+                ents[n].shape[1] = ab ? r : in;
+                ents[n].data = ab ? B : A;
+                n++;
+            }
+        }
+    char split_val[8] = "";
+    if (split) snprintf(split_val, sizeof split_val, "%d,%d,%d", split_flags[0], split_flags[1], split_flags[2]);
+    const char *mk[2] = {"format", SPLIT_KEY}, *mv[2] = {"pt", split_val};
+    lorac_outdir od;
+    if (!rc) rc = lorac_outdir_open(&od, dir, err);
+    if (!rc) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/adapter_config.json", od.tmp);
+        rc = peft_config_save(&pc, path, err);
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", od.tmp);
+        if (!rc) rc = st_write(path, ents, n, mk, mv, split ? 2 : 1, err);
+        if (!rc) rc = lorac_outdir_commit(&od, err);
+        else lorac_outdir_abort(&od);
+    }
+    for (int l = 0; owned && l < L; l++) free(owned[l]);
+    free(owned);
+    free(ents);
+    free(names);
+    return rc;
+}
+
+/* Copies an adapter tensor into dst after checking its shape. */
+static int take(const st_file *f, const char *name, int64_t d0, int64_t d1, float *dst, int *used, lorac_err *err) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", f->path, name);
+    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
+        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but the model needs [%lld, %lld]", f->path,
+                          name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)d0, (long long)d1);
+    used[t - f->tensors] = 1;
+    return st_read_f32(f, t, dst, err);
+}
+
+int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
+    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
+    peft_config *pc = malloc(sizeof *pc);
+    if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    int rc = peft_config_load(dir, pc, err);
+    if (warn && warn_size) {
+        warn[0] = 0;
+        for (int i = 0; !rc && i < pc->n_warnings; i++)
+            snprintf(warn + strlen(warn), warn_size - strlen(warn), "%s\n", pc->warnings[i]);
+    }
+    if (!rc && pc->bias != PEFT_BIAS_NONE)
+        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters are not supported for GPT-2 yet", dir,
+                        pc->bias == PEFT_BIAS_ALL ? "all" : "lora_only");
+    if (!rc && pc->n_modules_to_save)
+        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for GPT-2 yet", dir);
+    st_file f;
+    memset(&f, 0, sizeof f);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if (!rc) rc = st_open(path, &f, err);
+    int *used = rc ? NULL : calloc(f.n_tensors + 1, sizeof *used);
+    if (!rc && !used) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    int split[3] = {0, 0, 0}, k = 0;
+    const char *sv = rc ? NULL : st_meta(&f, SPLIT_KEY);
+    if (sv && sscanf(sv, "%d,%d,%d", &split[0], &split[1], &split[2]) == 3) k = !!split[0] + !!split[1] + !!split[2];
+    const gpt2_config *c = &m->cfg;
+    lorac_rng rng;
+    lorac_rng_seed(&rng, 0);
+    int any = 0;
+    for (int l = 0; l < c->n_layer && !rc; l++)
+        for (int s = 0; s < GPT2_N_SITES && !rc; s++) {
+            char module[128];
+            snprintf(module, sizeof module, "transformer.h.%d.%s", l, gpt2_site_name(s));
+            if (!peft_targets_module(pc, module)) continue;
+            int r = peft_rank_for(pc, module);
+            double scale = peft_scaling_for(pc, module);
+            int in = s == GPT2_SITE_MLP_PROJ ? c->n_inner : c->n_embd;
+            int out = s == GPT2_SITE_C_ATTN ? 3 * c->n_embd : s == GPT2_SITE_MLP_FC ? c->n_inner : c->n_embd;
+            int as_split = s == GPT2_SITE_C_ATTN && k > 0 && r % k == 0;
+            lora_config lc = lora_config_default(as_split ? r / k : r, 1.0f);
+            lc.lora_dropout = (float)pc->lora_dropout;
+            lc.fan_in_fan_out = 1;
+            /* the exact scaling PEFT applies, whatever rank_pattern/alpha_pattern/rsLoRA made it */
+            lc.lora_alpha = (float)(scale * lc.r);
+            rc = gpt2_lora_attach(m, l, s, &lc, as_split ? split : NULL, &rng, err);
+            if (rc) break;
+            any = 1;
+            char na[192], nb[192];
+            snprintf(na, sizeof na, "base_model.model.%s.lora_A.weight", module);
+            snprintf(nb, sizeof nb, "base_model.model.%s.lora_B.weight", module);
+            if (!as_split) {
+                lora_linear *Lin = (lora_linear *)site_linear(m, l, s);
+                rc = take(&f, na, r, in, Lin->lora_A, used, err);
+                if (!rc) rc = take(&f, nb, out, r, Lin->lora_B, used, err);
+                continue;
+            }
+            lora_merged *M = m->blocks[l].qkv;
+            float *Bx = malloc((size_t)out * r * sizeof(float));
+            if (!Bx) {
+                rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+                break;
+            }
+            rc = take(&f, na, r, in, M->lora_A, used, err);
+            if (!rc) rc = take(&f, nb, out, r, Bx, used, err);
+            int rs = r / k, C = c->n_embd;
+            for (int g = 0, j = 0; g < 3 && !rc; g++)
+                for (int row = 0; row < C; row++) {
+                    const float *src = Bx + (size_t)(g * C + row) * r;
+                    for (int col = 0; col < r; col++) {
+                        int block = col / rs;
+                        if (split[g] && block == j) M->lora_B[(size_t)(j * C + row) * rs + (col - block * rs)] = src[col];
+                        else if (src[col] != 0.0f) {
+                            rc = lorac_fail(err, LORAC_EFORMAT, "%s: '%s' is marked as a q/k/v split but has a non-zero "
+                                            "entry outside its blocks", path, nb);
+                            break;
+                        }
+                    }
+                    if (rc) break;
+                    if (row == C - 1 && split[g]) j++;
+                }
+            free(Bx);
+        }
+    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", dir);
+    for (size_t i = 0; !rc && i < f.n_tensors; i++)
+        if (!used[i]) rc = lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this GPT-2 model)", path, f.tensors[i].name);
+    free(used);
+    if (f.path) st_close(&f);
+    free(pc);
+    if (any || rc) rc = gpt2_lora_finish(m, rc, err);
+    return rc;
+}
