@@ -5,6 +5,7 @@
  * (float32 accumulation order differs from PyTorch's). */
 #include "check.h"
 #include "lorac.h"
+#include "lorac/gen_gpt2.h"
 #include "lorac/gpt2.h"
 #include "lorac/safetensors.h"
 #include "lorac/train.h"
@@ -159,6 +160,38 @@ int main(void) {
     int same = 1;
     for (size_t i = 0; i < nout; i++) same &= seq[i] == want[i];
     CHECK(same, "greedy tokens differ from transformers' generate()");
+
+    /* the same through the decoder with a KV cache, greedy and HF beam search */
+    gpt2_session *sess = NULL;
+    CHECK(gpt2_session_new(&m, &sess, &err) == 0, "session");
+    gen_model gm;
+    gen_model_gpt2(&gm, &m, sess);
+    gen_config gc;
+    gen_config_default(&gc, V - 1);
+    gc.n_eos = 0; /* the reference ran with eos_token_id=None */
+    gc.max_new_tokens = (int)(nout - np);
+    gen_result res;
+    rc = gen_generate(&gm, &gc, prompt, (int)np, &res, &err);
+    CHECK(rc == 0, "generate: %s", err.msg);
+    same = rc == 0 && res.hyps[0].n_tokens == (int)(nout - np);
+    for (size_t i = 0; same && i < nout - np; i++) same &= res.hyps[0].tokens[i] == want[np + i];
+    CHECK(same, "KV-cache greedy tokens differ from transformers' generate()");
+    if (!rc) gen_result_free(&res);
+    size_t nbeam;
+    int32_t *beam = read_i64(&ref, "beam_out", &nbeam);
+    gen_config_default(&gc, V - 1);
+    gc.num_beams = 4;
+    gc.length_penalty = 0.8;
+    gc.no_repeat_ngram_size = 2;
+    gc.max_new_tokens = 8;
+    rc = gen_generate(&gm, &gc, prompt, (int)np, &res, &err);
+    CHECK(rc == 0, "beam: %s", err.msg);
+    same = rc == 0 && res.hyps[0].n_tokens == (int)(nbeam - np);
+    for (size_t i = 0; same && i < nbeam - np; i++) same &= res.hyps[0].tokens[i] == beam[np + i];
+    CHECK(same, "beam search tokens differ from transformers' generate(num_beams=4, length_penalty=0.8, no_repeat_ngram_size=2)");
+    if (!rc) gen_result_free(&res);
+    free(beam);
+    gpt2_session_free(sess);
     rc = gpt2_forward(&m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
     float *unmerged = malloc((size_t)B * T * V * sizeof(float));
     memcpy(unmerged, gpt2_acts_logits(a), (size_t)B * T * V * sizeof(float));

@@ -162,6 +162,21 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
 /* Accumulates the gradients of the mean loss into the LoRA layers' grad buffers. */
 int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err);
 
+/* ---------------------------------------------------------------- inference with a KV cache */
+
+/* Per-request inference state: a KV cache of n_slots sequences (beams) and its scratch. The model
+ * is only read (put it in inference mode first, so merged adapters cost nothing). */
+typedef struct gpt2_session gpt2_session;
+int gpt2_session_new(gpt2_model *m, gpt2_session **out, lorac_err *err);
+void gpt2_session_free(gpt2_session *s);
+/* Empties the cache and makes n_slots slots of up to max_len tokens (<= n_positions). */
+int gpt2_session_begin(gpt2_session *s, int n_slots, int max_len, lorac_err *err);
+/* Appends tokens (n_seq, n_new) to slots 0..n_seq-1 (all of equal length) and writes the logits
+ * after the last new token of each slot to logits (n_seq, V). */
+int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int n_seq, int n_new, float *logits, lorac_err *err);
+/* Slot i := old slot src[i] for i < n_seq (a gather; src may repeat). */
+int gpt2_session_reorder(gpt2_session *s, const int32_t *src, int n_seq, lorac_err *err);
+
 #ifdef __cplusplus
 }
 #endif

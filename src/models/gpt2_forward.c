@@ -5,8 +5,8 @@
 
 #include "lorac/gpt2.h"
 #include "lorac/ops.h"
+#include "models/gpt2_internal.h"
 
-enum { SITE_ATTN, SITE_PROJ, SITE_FC, SITE_FCPROJ, N_SITES };
 
 struct gpt2_acts {
     int capB, capT;
@@ -118,75 +118,6 @@ int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_er
     return LORAC_OK;
 }
 
-/* ---------------------------------------------------------------- the four linear maps of a block */
-
-static void site_shape(const gpt2_config *c, int site, int *C, int *OC) {
-    int E = c->n_embd, I = c->n_inner;
-    static const int mulC[N_SITES] = {1, 1, 1, 0}, mulOC[N_SITES] = {3, 1, 0, 1};
-    *C = site == SITE_FCPROJ ? I : E * mulC[site];
-    *OC = site == SITE_FC ? I : E * mulOC[site];
-}
-
-static void site_base(const gpt2_layer_weights *W, int site, const float **w, const float **b) {
-    switch (site) {
-    case SITE_ATTN: *w = W->attn_w; *b = W->attn_b; break;
-    case SITE_PROJ: *w = W->proj_w; *b = W->proj_b; break;
-    case SITE_FC: *w = W->fc_w; *b = W->fc_b; break;
-    default: *w = W->fcproj_w; *b = W->fcproj_b; break;
-    }
-}
-
-static lora_linear *site_lora(const gpt2_model *m, int l, int site) {
-    if (!m->has_lora) return NULL;
-    const gpt2_block_lora *b = &m->blocks[l];
-    lora_linear *ls[N_SITES] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
-    return ls[site];
-}
-
-/* out (N,OC) = site(inp (N,C)): the base Conv1D, or its LoRA layer. */
-static int site_forward(gpt2_model *m, gpt2_acts *a, int l, int site, float *out, const float *inp, int N,
-                        lorac_rng *rng, lorac_err *err) {
-    lora_act *act = &a->lacts[l * N_SITES + site];
-    lora_linear *L = site_lora(m, l, site);
-    if (L) {
-        if (!act->cap_N) {
-            int rc = lora_linear_act_init(act, L, a->capB * a->capT, err);
-            if (rc) return rc;
-        }
-        return lora_linear_forward(L, act, out, inp, N, rng, err);
-    }
-    if (site == SITE_ATTN && m->has_lora && m->blocks[l].qkv) {
-        lora_merged *M = m->blocks[l].qkv;
-        if (!act->cap_N) {
-            int rc = lora_merged_act_init(act, M, a->capB * a->capT, err);
-            if (rc) return rc;
-        }
-        return lora_merged_forward(M, act, out, inp, N, rng, err);
-    }
-    int C, OC;
-    const float *w, *b;
-    site_shape(&m->cfg, site, &C, &OC);
-    site_base(&m->w.layers[l], site, &w, &b);
-    op_matmul_forward(out, inp, w, b, N, C, OC, OP_W_IN_OUT);
-    return LORAC_OK;
-}
-
-/* dinp (N,C) += ∂/∂inp; the LoRA layer (if any) accumulates its own gradients. */
-static int site_backward(gpt2_model *m, gpt2_acts *a, int l, int site, float *dinp, const float *dout,
-                         const float *inp, int N, lorac_err *err) {
-    lora_act *act = &a->lacts[l * N_SITES + site];
-    lora_linear *L = site_lora(m, l, site);
-    if (L) return lora_linear_backward(L, act, dinp, dout, inp, err);
-    if (site == SITE_ATTN && m->has_lora && m->blocks[l].qkv)
-        return lora_merged_backward(m->blocks[l].qkv, act, dinp, dout, inp, err);
-    int C, OC;
-    const float *w, *b;
-    site_shape(&m->cfg, site, &C, &OC);
-    site_base(&m->w.layers[l], site, &w, &b);
-    op_matmul_backward(dinp, NULL, NULL, dout, inp, w, 1.0f, N, C, OC, OP_W_IN_OUT);
-    return LORAC_OK;
-}
-
 /* ---------------------------------------------------------------- forward */
 
 static void split_qkv(const float *qkv, float *q, float *k, float *v, int N, int C) {
@@ -252,16 +183,16 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
     for (int l = 0; l < L; l++) {
         const gpt2_layer_weights *W = &m->w.layers[l];
         op_layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], W->ln1_w, W->ln1_b, N, C, eps);
-        if ((rc = site_forward(m, a, l, SITE_ATTN, a->qkv, a->ln1[l], N, rng, err))) return rc;
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_ATTN], a->capB * a->capT, l, SITE_ATTN, a->qkv, a->ln1[l], N, rng, err))) return rc;
         split_qkv(a->qkv, a->q[l], a->k[l], a->v[l], N, C);
         op_attention_forward(a->att[l], a->lse[l], a->q[l], a->k[l], a->v[l], NULL, B, T, NH, NH, HS, 1);
-        if ((rc = site_forward(m, a, l, SITE_PROJ, a->dln, a->att[l], N, rng, err))) return rc; /* dln: scratch */
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_PROJ], a->capB * a->capT, l, SITE_PROJ, a->dln, a->att[l], N, rng, err))) return rc; /* dln: scratch */
         add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
         op_layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res2[l], W->ln2_w, W->ln2_b, N, C, eps);
-        if ((rc = site_forward(m, a, l, SITE_FC, a->fch[l], a->ln2[l], N, rng, err))) return rc;
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FC], a->capB * a->capT, l, SITE_FC, a->fch[l], a->ln2[l], N, rng, err))) return rc;
         if (c->activation == GPT2_ACT_GELU) op_gelu_erf_forward(a->fchg[l], a->fch[l], (size_t)N * I);
         else op_gelu_tanh_forward(a->fchg[l], a->fch[l], (size_t)N * I);
-        if ((rc = site_forward(m, a, l, SITE_FCPROJ, a->dln, a->fchg[l], N, rng, err))) return rc;
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], a->capB * a->capT, l, SITE_FCPROJ, a->dln, a->fchg[l], N, rng, err))) return rc;
         add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
     op_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], m->w.lnf_w, m->w.lnf_b, N, C, eps);
@@ -301,17 +232,17 @@ int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
         const gpt2_layer_weights *W = &m->w.layers[l];
         /* res[l+1] = res2 + mlp_proj(gelu(mlp_fc(ln2(res2)))) */
         memset(a->dfchg, 0, NI * sizeof(float));
-        if ((rc = site_backward(m, a, l, SITE_FCPROJ, a->dfchg, a->dres, a->fchg[l], N, err))) return rc;
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], l, SITE_FCPROJ, a->dfchg, a->dres, a->fchg[l], N, err))) return rc;
         memset(a->dfch, 0, NI * sizeof(float));
         if (c->activation == GPT2_ACT_GELU) op_gelu_erf_backward(a->dfch, a->dfchg, a->fch[l], NI);
         else op_gelu_tanh_backward(a->dfch, a->dfchg, a->fch[l], NI);
         memset(a->dln, 0, NC * sizeof(float));
-        if ((rc = site_backward(m, a, l, SITE_FC, a->dln, a->dfch, a->ln2[l], N, err))) return rc;
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FC], l, SITE_FC, a->dln, a->dfch, a->ln2[l], N, err))) return rc;
         memcpy(a->dres2, a->dres, NC * sizeof(float));
         op_layernorm_backward(a->dres2, NULL, NULL, a->dln, a->res2[l], W->ln2_w, a->ln2_mean[l], a->ln2_rstd[l], N, C);
         /* res2 = res + attn_proj(attention(split(c_attn(ln1(res))))) */
         memset(a->datt, 0, NC * sizeof(float));
-        if ((rc = site_backward(m, a, l, SITE_PROJ, a->datt, a->dres2, a->att[l], N, err))) return rc;
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_PROJ], l, SITE_PROJ, a->datt, a->dres2, a->att[l], N, err))) return rc;
         memset(a->dq, 0, NC * sizeof(float));
         memset(a->dk, 0, NC * sizeof(float));
         memset(a->dv, 0, NC * sizeof(float));
@@ -319,7 +250,7 @@ int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
                               B, T, NH, NH, HS, 1);
         join_qkv(a->qkv, a->dq, a->dk, a->dv, N, C); /* qkv now holds dqkv */
         memset(a->dln, 0, NC * sizeof(float));
-        if ((rc = site_backward(m, a, l, SITE_ATTN, a->dln, a->qkv, a->ln1[l], N, err))) return rc;
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_ATTN], l, SITE_ATTN, a->dln, a->qkv, a->ln1[l], N, err))) return rc;
         memcpy(a->dres, a->dres2, NC * sizeof(float));
         op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res[l], W->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, C);
     }
