@@ -135,6 +135,10 @@ int lorac_out_open(lorac_out *o, const char *path, lorac_err *err) {
     snprintf(o->tmp, sizeof o->tmp, "%s.tmpXXXXXX", path);
     int fd = mkstemp(o->tmp);
     if (fd < 0) return lorac_fail(err, LORAC_EIO, "%s: cannot create: %s", path, strerror(errno));
+    /* mkstemp makes the file 0600; give it the mode an ordinary create would (0666 less umask) */
+    mode_t um = umask(0);
+    umask(um);
+    fchmod(fd, 0666 & ~um);
     o->f = fdopen(fd, "wb");
     if (!o->f) {
         close(fd);

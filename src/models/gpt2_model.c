@@ -254,3 +254,53 @@ const char *gpt2_site_name(int site) {
     static const char *names[GPT2_N_SITES] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
     return site >= 0 && site < GPT2_N_SITES ? names[site] : "?";
 }
+
+/* W0 + s·BA of one LoRA layer into a new buffer (the layer's own merge, copied out and undone). */
+static int merged_copy(lora_linear *L, lora_merged *M, size_t numel, float **out, lorac_err *err) {
+    int was_training = L ? L->training : M->training, rc;
+    rc = L ? lora_linear_train(L, 0, err) : lora_merged_train(M, 0, err);
+    if (rc) return rc;
+    const float *src = L ? (L->merged_w ? L->merged_w : L->weight) : (M->merged_w ? M->merged_w : M->weight);
+    *out = malloc(numel * sizeof(float));
+    if (*out) memcpy(*out, src, numel * sizeof(float));
+    if (was_training) rc = L ? lora_linear_train(L, 1, err) : lora_merged_train(M, 1, err);
+    if (!*out) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory merging");
+    return rc;
+}
+
+
+int gpt2_weights_merged(gpt2_model *m, gpt2_weights *out, lorac_err *err) {
+    const gpt2_config *c = &m->cfg;
+    int L = c->n_layer, C = c->n_embd, I = c->n_inner, rc = LORAC_OK;
+    int rc2 = gpt2_weights_random(c, 0, out, err); /* allocates a full owned arena with the right layout */
+    if (rc2) return rc2;
+    /* copy every base tensor, then overwrite the merged ones */
+    memcpy((float *)out->wte, m->w.wte, (size_t)c->vocab_size * C * sizeof(float));
+    memcpy((float *)out->wpe, m->w.wpe, (size_t)c->n_positions * C * sizeof(float));
+    memcpy((float *)out->lnf_w, m->w.lnf_w, C * sizeof(float));
+    memcpy((float *)out->lnf_b, m->w.lnf_b, C * sizeof(float));
+    for (int l = 0; l < L && !rc; l++) {
+        const gpt2_layer_weights *s = &m->w.layers[l];
+        gpt2_layer_weights *d = &out->layers[l];
+#define CP(f, n) memcpy((float *)d->f, s->f, (size_t)(n) * sizeof(float))
+        CP(ln1_w, C); CP(ln1_b, C); CP(attn_w, (size_t)C * 3 * C); CP(attn_b, 3 * C); CP(proj_w, (size_t)C * C);
+        CP(proj_b, C); CP(ln2_w, C); CP(ln2_b, C); CP(fc_w, (size_t)C * I); CP(fc_b, I); CP(fcproj_w, (size_t)I * C);
+        CP(fcproj_b, C);
+#undef CP
+        if (!m->has_lora) continue;
+        gpt2_block_lora *b = &m->blocks[l];
+        lora_linear *ls[4] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
+        const float *dst[4] = {d->attn_w, d->proj_w, d->fc_w, d->fcproj_w};
+        size_t numel[4] = {(size_t)C * 3 * C, (size_t)C * C, (size_t)C * I, (size_t)I * C};
+        for (int site = 0; site < 4 && !rc; site++) {
+            lora_merged *M = site == 0 ? b->qkv : NULL;
+            if (!ls[site] && !M) continue;
+            float *buf = NULL;
+            rc = merged_copy(ls[site], M, numel[site], &buf, err);
+            if (buf) memcpy((float *)dst[site], buf, numel[site] * sizeof(float));
+            free(buf);
+        }
+    }
+    if (rc) gpt2_weights_free(out);
+    return rc;
+}

@@ -1,6 +1,8 @@
 /* GPT-2 adapters in PEFT's directory layout: adapter_config.json + adapter_model.safetensors with
  * "base_model.model.transformer.h.N.<module>.lora_A.weight" (r, in) / ".lora_B.weight" (out, r). */
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,16 +133,16 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
     char split_val[8] = "";
     if (split) snprintf(split_val, sizeof split_val, "%d,%d,%d", split_flags[0], split_flags[1], split_flags[2]);
     const char *mk[2] = {"format", SPLIT_KEY}, *mv[2] = {"pt", split_val};
-    lorac_outdir od;
-    if (!rc) rc = lorac_outdir_open(&od, dir, err);
+    /* each file is written whole (temporary name + rename) into DIR, created if needed, so a
+     * training run can refresh its adapter beside its log and checkpoint */
+    if (!rc && mkdir(dir, 0777) != 0 && errno != EEXIST)
+        rc = lorac_fail(err, LORAC_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
     if (!rc) {
         char path[4200];
-        snprintf(path, sizeof path, "%s/adapter_config.json", od.tmp);
-        rc = peft_config_save(&pc, path, err);
-        snprintf(path, sizeof path, "%s/adapter_model.safetensors", od.tmp);
-        if (!rc) rc = st_write(path, ents, n, mk, mv, split ? 2 : 1, err);
-        if (!rc) rc = lorac_outdir_commit(&od, err);
-        else lorac_outdir_abort(&od);
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        rc = st_write(path, ents, n, mk, mv, split ? 2 : 1, err);
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        if (!rc) rc = peft_config_save(&pc, path, err);
     }
     for (int l = 0; owned && l < L; l++) free(owned[l]);
     free(owned);

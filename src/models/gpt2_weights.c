@@ -257,18 +257,15 @@ int gpt2_weights_random(const gpt2_config *cfg, uint64_t seed, gpt2_weights *w, 
     return LORAC_OK;
 }
 
-int gpt2_weights_save_dir(const gpt2_config *cfg, const gpt2_weights *w, const char *dir, lorac_err *err) {
-    gpt2_slot *slots = calloc(4 + 12 * (size_t)cfg->n_layer, sizeof *slots);
-    st_entry *ents = calloc(4 + 12 * (size_t)cfg->n_layer, sizeof *ents);
-    char (*names)[112] = calloc(4 + 12 * (size_t)cfg->n_layer, sizeof *names);
-    if (!slots || !ents || !names) {
-        free(slots);
-        free(ents);
-        free(names);
-        return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    }
+int gpt2_weights_save_files(const gpt2_config *cfg, const gpt2_weights *w, const char *dir, lorac_err *err) {
+    size_t cap = 4 + 12 * (size_t)cfg->n_layer;
+    gpt2_slot *slots = calloc(cap, sizeof *slots);
+    st_entry *ents = calloc(cap, sizeof *ents);
+    char (*names)[112] = calloc(cap, sizeof *names);
+    int rc = LORAC_OK;
+    if (!slots || !ents || !names) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
     gpt2_weights tmp = *w; /* gpt2_slots wants writable pointer slots; it only reads them here */
-    int n = gpt2_slots(cfg, &tmp, slots);
+    int n = rc ? 0 : gpt2_slots(cfg, &tmp, slots);
     for (int i = 0; i < n; i++) {
         snprintf(names[i], sizeof names[i], "transformer.%s", slots[i].name);
         ents[i].name = names[i];
@@ -279,20 +276,24 @@ int gpt2_weights_save_dir(const gpt2_config *cfg, const gpt2_weights *w, const c
         ents[i].shape[1] = slots[i].shape[1];
         ents[i].data = *slots[i].ptr;
     }
-    lorac_outdir od;
-    int rc = lorac_outdir_open(&od, dir, err);
-    if (!rc) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/config.json", od.tmp);
-        rc = gpt2_config_save(cfg, path, err);
-        const char *mk[] = {"format"}, *mv[] = {"pt"};
-        snprintf(path, sizeof path, "%s/model.safetensors", od.tmp);
-        if (!rc) rc = st_write(path, ents, (size_t)n, mk, mv, 1, err);
-        if (!rc) rc = lorac_outdir_commit(&od, err);
-        else lorac_outdir_abort(&od);
-    }
+    char path[4200];
+    const char *mk[] = {"format"}, *mv[] = {"pt"};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (!rc) rc = st_write(path, ents, (size_t)n, mk, mv, 1, err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (!rc) rc = gpt2_config_save(cfg, path, err);
     free(slots);
     free(ents);
     free(names);
+    return rc;
+}
+
+int gpt2_weights_save_dir(const gpt2_config *cfg, const gpt2_weights *w, const char *dir, lorac_err *err) {
+    lorac_outdir od;
+    int rc = lorac_outdir_open(&od, dir, err);
+    if (rc) return rc;
+    rc = gpt2_weights_save_files(cfg, w, od.tmp, err);
+    if (!rc) return lorac_outdir_commit(&od, err);
+    lorac_outdir_abort(&od);
     return rc;
 }

@@ -1,0 +1,46 @@
+/* lorac eval: teacher-forced loss and perplexity on the completion tokens of a data file. */
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *adapter = NULL, *data = NULL;
+    long batch = 8, max_len = 0, threads = 0;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
+            printf("usage: lorac eval --model DIR [--adapter DIR] --data FILE [--json] [--batch-size N] "
+                   "[--max-seq-len N] [--threads N]\n"
+                   "mean negative log-likelihood per completion token (E2E `context||completion` or JSONL), and perplexity\n");
+            return 0;
+        } else if (!strcmp(f, "--model")) { if (cli_opt_str(argc, argv, &i, &model)) return 2; }
+        else if (!strcmp(f, "--adapter")) { if (cli_opt_str(argc, argv, &i, &adapter)) return 2; }
+        else if (!strcmp(f, "--data")) { if (cli_opt_str(argc, argv, &i, &data)) return 2; }
+        else if (!strcmp(f, "--batch-size")) { if (cli_opt_int(argc, argv, &i, &batch)) return 2; }
+        else if (!strcmp(f, "--max-seq-len")) { if (cli_opt_int(argc, argv, &i, &max_len)) return 2; }
+        else if (!strcmp(f, "--threads")) { if (cli_opt_int(argc, argv, &i, &threads)) return 2; }
+        else if (!strcmp(f, "--json")) json = 1;
+        else {
+            cli_error("eval: unknown option '%s' (see `lorac eval --help`)", f);
+            return 2;
+        }
+    }
+    if (!model || !data) {
+        cli_error("eval: --model and --data are required");
+        return 2;
+    }
+    lorac_set_threads((int)threads);
+    gpt2_model m;
+    bpe_tokenizer *tok = NULL;
+    if (cli_load_gpt2(model, adapter, &m, &tok)) return 1;
+    lorac_err err = {0};
+    ft_eval_result r;
+    int rc = ft_eval(&m, tok, data, (int)batch, (int)max_len, &r, &err);
+    bpe_free(tok);
+    gpt2_model_free(&m);
+    if (rc) return cli_fail(&err);
+    if (json) printf("{\"loss\": %.9g, \"ppl\": %.9g, \"tokens\": %zu}\n", r.loss, r.ppl, r.tokens);
+    else printf("loss %.6f  ppl %.4f  tokens %zu\n", r.loss, r.ppl, r.tokens);
+    return 0;
+}
