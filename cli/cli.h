@@ -20,7 +20,21 @@ int cli_opt_str(int argc, char **argv, int *i, const char **out);
 int cli_opt_int(int argc, char **argv, int *i, long *out);
 int cli_opt_float(int argc, char **argv, int *i, double *out);
 
+/* Loads a GPT-2 model directory, optionally attaches the PEFT adapter in adapter_dir (warnings go to
+ * stderr), and, when tok is non-NULL, its tokenizer. Prints the error and returns 1 on failure. */
+int cli_load_gpt2(const char *model_dir, const char *adapter_dir, gpt2_model *m, bpe_tokenizer **tok);
+
 /* Subcommands: one line each here and in the table in main.c. */
 int cmd_version(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_init_model(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_gguf_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

@@ -4,6 +4,16 @@
  *
  *   lorac/base.h         status codes and messages, threads, RNG, mapped files, atomic outputs
  *   lorac/ops.h          fp32 forward/backward ops (matmul, norms, activations, attention, loss)
+ *   lorac/metrics.h      E2E NLG metrics (BLEU, NIST, METEOR exact+stem, ROUGE-L, CIDEr) as the official scorer
+ *   lorac/quant.h        ggml tensor types and block formats: (de)quantize rows, fused dot
+ *   lorac/gguf.h         GGUF files: validated mapped reader, typed metadata, writer
+ *   lorac/generate.h     decoding: greedy, sampling, beam search (HF and LoRA-paper E2E) over gen_model
+ *   lorac/json.h         JSON reader (DOM, line:col errors) and streaming writer
+ *   lorac/safetensors.h  safetensors files: validated mapped reader, F16/BF16 to f32, atomic writer
+ *   lorac/train.h        training: AdamW, LR schedule, clipping, data/batches, resume state, log+SVG
+ *   lorac/conv.h         1-D/2-D convolution forward/backward (stride, padding, dilation, groups)
+ *   lorac/lora.h         LoRA layers (loralib's Linear, MergedLinear, Embedding, Conv), merge, adapter state
+ *   lorac/tokenizer.h    GPT-2 byte-level BPE tokenizer (vocab.json+merges.txt), exact encode/decode
  *   (further modules are listed below as they land)
  *
  * Build: link build/liblorac.a with OpenBLAS (cblas), OpenMP and libm:
@@ -19,5 +29,20 @@
 
 #include "lorac/base.h"
 #include "lorac/ops.h"
+#include "lorac/metrics.h"
+#include "lorac/json.h"
+#include "lorac/safetensors.h"
+#include "lorac/quant.h"
+#include "lorac/gguf.h"
+#include "lorac/generate.h"
+#include "lorac/train.h"
+#include "lorac/conv.h"
+#include "lorac/lora.h"
+#include "lorac/tokenizer.h"
+#include "lorac/peft.h"
+#include "lorac/gpt2.h"
+#include "lorac/llama.h"
+#include "lorac/gen_gpt2.h"
+#include "lorac/finetune.h"
 
 #endif

@@ -67,8 +67,11 @@ int gpt2_weights_load(const char *dir, const gpt2_config *cfg, gpt2_weights *w, 
 /* Random weights as GPT-2's initialisation (normal std 0.02, LN 1/0, biases 0), seeded. */
 int gpt2_weights_random(const gpt2_config *cfg, uint64_t seed, gpt2_weights *w, lorac_err *err);
 /* Writes a Hugging Face directory DIR (config.json + model.safetensors) holding w, with the
- * "transformer." prefix as transformers saves GPT2LMHeadModel. The directory is created. */
+ * "transformer." prefix as transformers saves GPT2LMHeadModel. The directory is built under a
+ * temporary name and renamed into place (replacing DIR). */
 int gpt2_weights_save_dir(const gpt2_config *cfg, const gpt2_weights *w, const char *dir, lorac_err *err);
+/* The same two files written into an existing directory (e.g. a lorac_outdir's tmp). */
+int gpt2_weights_save_files(const gpt2_config *cfg, const gpt2_weights *w, const char *dir, lorac_err *err);
 void gpt2_weights_free(gpt2_weights *w);
 /* Number of base parameters (tied LM head counted once, as PyTorch counts). */
 size_t gpt2_param_count(const gpt2_config *cfg);
@@ -135,6 +138,9 @@ int gpt2_lora_finish(gpt2_model *m, int rc, lorac_err *err);
  * as the exactly equivalent PEFT adapter on c_attn (rank k·r, zero blocks for the disabled slices,
  * alpha scaled so the scaling is unchanged) and read back into the split form. */
 int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err);
+/* Base weights with every LoRA delta merged in (W0 + s·BA), as a new gpt2_weights that borrows the
+ * unchanged tensors from m; free with gpt2_weights_free. m is left as it was. */
+int gpt2_weights_merged(gpt2_model *m, gpt2_weights *out, lorac_err *err);
 /* Attaches the adapter in DIR to a model without LoRA. Warnings (unknown config keys) are copied
  * to warn (one per line) when warn is non-NULL. */
 int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err);

@@ -3,8 +3,12 @@
  * Enough for config.json, adapter_config.json, tokenizer.json, safetensors headers and JSONL data.
  * The reader is strict RFC 8259 (no comments, no trailing commas), decodes \uXXXX escapes (with
  * surrogate pairs) to UTF-8, rejects invalid UTF-8, limits nesting depth, and reports errors as
- * "NAME:LINE:COL: what is wrong". Object members keep their file order; duplicate keys are kept
- * and json_get returns the first.
+ * "NAME:LINE:COL: what is wrong" (COL counts bytes from 1). Object members keep their file order;
+ * duplicate keys are kept and json_get returns the first.
+ * Cost: parsing is linear in the input; json_len, json_at and json_key_at are O(1), and json_get
+ * is O(1) on large objects (hashed) and a short scan on small ones. The document copies every
+ * string, so the input text may be freed once json_parse returns. Numbers go through strtod with
+ * '.' whatever the C locale; integer literals are also kept exactly (json_int_exact).
  */
 #ifndef LORAC_JSON_H
 #define LORAC_JSON_H
@@ -52,6 +56,10 @@ const char *json_str(const json_value *v);
 size_t json_str_len(const json_value *v);
 double json_num(const json_value *v); /* 0 for non-numbers */
 int json_bool(const json_value *v);   /* 0 for non-bools */
+/* Exact integers: returns 1 and sets *out when v is a number written as an integer literal (no
+ * fraction or exponent) that fits in a long long; 0 otherwise (where json_get_int would accept
+ * 16.0 or 1e3). For file formats whose integers must be exact (safetensors offsets and shapes). */
+int json_int_exact(const json_value *v, long long *out);
 /* Typed lookups with defaults: return def when the key is absent or null; set *bad=1 (if bad is
  * non-NULL) when it is present with the wrong type (or, for ints, a non-integral value). */
 double json_get_num(const json_value *obj, const char *key, double def, int *bad);
@@ -68,7 +76,11 @@ typedef struct json_writer {
     int first[64];  /* no element written yet at this depth */
     int after_key;  /* the next value follows a key */
     int error;      /* set on misuse (too deep, value without key in object, ...) */
+    char in_object[64]; /* the container at this depth is an object (else an array) */
 } json_writer;
+/* Top-level values written one after another are separated by a newline (JSONL when pretty is 0).
+ * Strings are escaped (control characters as \u00XX); invalid UTF-8 bytes are written as \ufffd,
+ * so the output is always valid JSON. Nesting is limited to 63 levels. */
 void jw_init(json_writer *w, FILE *f, int pretty);
 void jw_object_begin(json_writer *w);
 void jw_object_end(json_writer *w);

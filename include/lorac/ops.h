@@ -2,7 +2,9 @@
  *
  * This is the narrow set of functions a GPU backend would implement. Conventions (llm.c style):
  *  - shapes are given in fixed letters: N rows (= B*T tokens), C in-features, OC out-features,
- *    B batch, T time, NH heads, HS head size, V vocabulary;
+ *    B batch, T time, NH query heads, NKV key/value heads, HS head size, V vocabulary;
+ *  - each forward writes what its backward needs (norm statistics, attention log-sum-exp) into
+ *    caller-provided buffers whose sizes are stated below; nothing here allocates;
  *  - every backward ACCUMULATES (+=) into the gradient buffers it is given;
  *  - a gradient pointer that is NULL is not computed (frozen weights never get a dW GEMM);
  *  - results do not depend on the number of threads.
@@ -19,6 +21,7 @@
 extern "C" {
 #endif
 
+/* ---- linear maps (cblas) ------------------------------------------------------------------- */
 /* How a weight matrix of a linear map is stored. */
 typedef enum op_wlayout {
     OP_W_OUT_IN = 0, /* W is (OC, C), as torch.nn.Linear */
@@ -37,6 +40,124 @@ void op_matmul_forward_acc(float *out, const float *inp, const float *w, float a
 void op_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                         const float *w, float alpha, int N, int C, int OC, op_wlayout layout);
 
+/* ---- bias add ---------------------------------------------------------------------------- */
+/* out (N,C) = inp (N,C) + bias (C); out may equal inp (in place). */
+void op_bias_add_forward(float *out, const float *inp, const float *bias, int N, int C);
+/* dinp (N,C) += dout; dbias (C) += Σ_n dout. Either may be NULL. */
+void op_bias_add_backward(float *dinp, float *dbias, const float *dout, int N, int C);
+
+/* ---- normalisation --------------------------------------------------------------------------- */
+/* LayerNorm over the last dim (torch.nn.LayerNorm): out = (x - mean) * rstd * gamma + beta,
+ * rstd = 1/sqrt(var + eps), var the biased variance. inp, out (N,C); gamma, beta (C) or NULL
+ * (no affine: 1 and 0). mean, rstd (N) are written for the backward. out may equal inp. */
+void op_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                          const float *beta, int N, int C, float eps);
+/* dinp (N,C), dgamma (C), dbeta (C) accumulate; any may be NULL (a frozen norm passes NULL for
+ * dgamma and dbeta). gamma NULL means 1. Parameter gradients are summed over rows in a fixed
+ * order, so they do not depend on the thread count. */
+void op_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                           const float *inp, const float *gamma, const float *mean,
+                           const float *rstd, int N, int C);
+/* RMSNorm as Llama's: out = x * rstd * w, rstd = 1/sqrt(mean(x²) + eps). inp, out (N,C);
+ * w (C) or NULL (1); rstd (N) is written for the backward. out may equal inp. */
+void op_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                        float eps);
+/* dinp (N,C) and dw (C) accumulate; either may be NULL. */
+void op_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                         const float *w, const float *rstd, int N, int C);
+
+/* ---- activations (elementwise on n values; out may equal inp) ------------------------------- */
+/* GELU, tanh approximation (GPT-2's gelu_new, torch gelu(approximate='tanh')):
+ * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+void op_gelu_tanh_forward(float *out, const float *inp, size_t n);
+void op_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* GELU, exact: 0.5·x·(1 + erf(x/√2)) (BERT, torch gelu default). */
+void op_gelu_erf_forward(float *out, const float *inp, size_t n);
+void op_gelu_erf_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* SiLU (swish): x·σ(x). */
+void op_silu_forward(float *out, const float *inp, size_t n);
+void op_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* SwiGLU (Llama MLP): out = silu(gate) · up; gate, up, out (N,C). out may equal gate or up. */
+void op_swiglu_forward(float *out, const float *gate, const float *up, int N, int C);
+/* dgate, dup (N,C) accumulate; either may be NULL. */
+void op_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                        const float *up, int N, int C);
+
+/* ---- softmax over the last dim ---------------------------------------------------------------- */
+/* out (N,C) = softmax(inp (N,C)) row by row; out may equal inp. */
+void op_softmax_forward(float *out, const float *inp, int N, int C);
+/* dinp (N,C) += out · (dout - Σ_c dout·out), from the forward's out. */
+void op_softmax_backward(float *dinp, const float *dout, const float *out, int N, int C);
+
+/* ---- causal / bidirectional multi-head self-attention -------------------------------------------
+ * q (B,T,NH·HS), k and v (B,T,NKV·HS), out (B,T,NH·HS): head h lives in columns [h·HS,(h+1)·HS)
+ * (torch .view(B,T,NH,HS)). Grouped-query: NH % NKV == 0 and query head h uses kv head
+ * h / (NH/NKV) (HF repeat_kv). Scores are q·k / √HS; key j is visible to query t when
+ * (!causal || j <= t) and (pad_mask == NULL || pad_mask[b·T + j] != 0) (pad_mask (B,T): 1 real
+ * token, 0 padding). A query row that sees no key gets out = 0 (never NaN).
+ * lse (B,NH,T) receives the log-sum-exp of each query row's visible scores (-INFINITY for a row
+ * that sees nothing): it is all the backward needs besides the inputs; no (T,T) matrix is ever
+ * stored. Work is one query row at a time with an online softmax, parallel over (b,h). */
+void op_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS, int causal);
+/* dq (B,T,NH·HS), dk, dv (B,T,NKV·HS) accumulate; any may be NULL. out and lse are the forward's.
+ * Scores are recomputed; parallel over (b, kv head) so dk/dv sums run in a fixed order. */
+void op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
+                           const float *lse, const float *q, const float *k, const float *v,
+                           const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS,
+                           int causal);
+
+/* Inference attention against a KV cache (causal, grouped-query as above, no mask, no backward):
+ * q, out (S,Tq,NH·HS) are the new queries of S slots; kc, vc (S,cap,NKV·HS) hold each slot's keys
+ * and values for positions [0, offset+Tq) (the new ones already written). Query i of a slot is at
+ * position offset+i and sees keys 0..offset+i. scratch holds (S·NH, offset+Tq) floats. */
+void op_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int S, int Tq,
+                                 int offset, int cap, int NH, int NKV, int HS, float *scratch);
+/* ---- rotary position embedding (HF Llama, rotate-half) -----------------------------------------
+ * inp, out (B,T,NH·HS), HS even; out may equal inp. For each head, pairs (i, i+HS/2), i < HS/2,
+ * are rotated by angle pos·theta^(-2i/HS):
+ *   out[i] = x[i]·cos - x[i+HS/2]·sin,  out[i+HS/2] = x[i+HS/2]·cos + x[i]·sin.
+ * pos (B,T) gives each token's position, or NULL for 0..T-1 in every row. cos/sin are computed
+ * in double. Call once for q (NH heads) and once for k (NKV heads). */
+void op_rope_forward(float *out, const float *inp, const int *pos, int B, int T, int NH, int HS,
+                     float theta);
+/* dinp += the inverse rotation of dout (the rotation is orthogonal). dinp must not alias dout. */
+void op_rope_backward(float *dinp, const float *dout, const int *pos, int B, int T, int NH, int HS,
+                      float theta);
+
+/* ---- embedding lookup --------------------------------------------------------------------------
+ * out (N,C) = wte (V,C)[ids (N)]. ids must be in [0,V): the caller validates them (V is only
+ * used for that contract). */
+void op_embedding_forward(float *out, const int *ids, const float *wte, int N, int C, int V);
+/* dwte (V,C) += scatter of dout (N,C) by ids. Parallel over channel ranges, each summing tokens
+ * in order, so the result is deterministic and does not depend on the thread count. */
+void op_embedding_backward(float *dwte, const float *dout, const int *ids, int N, int C);
+
+/* ---- cross-entropy over a vocabulary --------------------------------------------------------------
+ * As torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=ls, reduction='mean'):
+ *   loss_n = (1-ls)·(-log p[y_n]) + ls·mean_v(-log p[v]),  p = softmax(logits_n),
+ * for rows with targets[n] >= 0; rows with a negative target (-100) are ignored (loss 0, no
+ * gradient, not counted). Non-negative targets must be < V (the caller validates).
+ * logits (N,V); losses (N) and lse (N, the row log-sum-exp for the backward) are written.
+ * Returns the mean of losses over non-ignored rows (0 if there are none). */
+#define OP_IGNORE_INDEX (-100)
+float op_crossentropy_forward(float *losses, float *lse, const float *logits, const int *targets,
+                              int N, int V, float label_smoothing);
+/* dlogits (N,V) += (softmax - smoothed one-hot) · dlosses[n] for non-ignored rows, where
+ * smoothed one-hot = (1-ls)·onehot(y) + ls/V. For the mean loss, dlosses[n] = 1/count. */
+void op_crossentropy_backward(float *dlogits, const float *dlosses, const float *logits,
+                              const float *lse, const int *targets, int N, int V,
+                              float label_smoothing);
+/* Number of non-ignored rows (targets >= 0). */
+int op_crossentropy_count(const int *targets, int N);
+/* Fused forward + backward that saves a (N,V) buffer: writes losses (N), returns the mean loss as
+ * the forward does, and OVERWRITES logits with dlogits = (softmax - smoothed one-hot) · dloss
+ * (0 for ignored rows). For the mean loss, dloss = 1/count. Same bits as forward + backward
+ * into a zeroed buffer with every dlosses[n] = dloss. */
+float op_crossentropy_fused(float *logits, float *losses, const int *targets, int N, int V,
+                            float label_smoothing, float dloss);
+
+/* ---- dropout ------------------------------------------------------------------------------------ */
 /* Inverted dropout on n values: mask[i] ~ Bernoulli(1-p) drawn from rng in index order (so the
  * result does not depend on threads), out = inp * mask / (1-p). p == 0 copies and leaves mask
  * untouched (it may be NULL then). */

@@ -58,10 +58,14 @@ typedef struct st_file {
 } st_file;
 
 int st_open(const char *path, st_file *f, lorac_err *err);
+/* The same validation over a safetensors image already in memory (data[0..size) must outlive f);
+ * name is used in messages. st_close releases it without unmapping anything. */
+int st_open_memory(const void *data, size_t size, const char *name, st_file *f, lorac_err *err);
 void st_close(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_meta(const st_file *f, const char *key); /* NULL if absent */
-/* Converts a float tensor (F32, F16, BF16) to f32 into out (numel floats). Other dtypes: error. */
+/* Converts a float tensor (F32, F16, BF16, and F64 rounded to nearest) to f32 into out (numel
+ * floats). Other dtypes: error. */
 int st_read_f32(const st_file *f, const st_tensor *t, float *out, lorac_err *err);
 /* A tensor's f32 data without a copy when it is F32 and suitably aligned; NULL otherwise. */
 const float *st_f32_view(const st_tensor *t);

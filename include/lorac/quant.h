@@ -1,0 +1,107 @@
+/* lorac/quant.h — ggml's tensor types and block formats: sizes, dequantisation, quantisation.
+ *
+ * A quantized row of n elements is n / block_size blocks laid end to end; each block is
+ * type_size bytes and stands for block_size consecutive elements. Rows of a tensor are contiguous,
+ * so "rows r0..r1 of a (R, n) tensor" is itself one longer row of (r1-r0)*n elements: a matmul that
+ * keeps frozen weights quantized can dequantize a tile of rows into a scratch buffer with one call
+ * to quant_row_to_f32 (or use quant_row_dot for a single output), then run an f32 kernel on it.
+ *
+ * Block layouts (all little-endian; d, m, dmin are IEEE binary16):
+ *   Q8_0  (32 elements, 34 bytes)  d, int8 q[32]                 x[j] = d*q[j]
+ *   Q4_0  (32, 18)  d, uint8 qs[16]                               x[j] = d*((qs[j]&15)-8),
+ *                                                                 x[j+16] = d*((qs[j]>>4)-8)
+ *   Q4_1  (32, 20)  d, m, uint8 qs[16]                            x[j] = d*(qs[j]&15) + m, ...
+ *   Q5_0  (32, 22)  d, uint32 qh, qs[16]   5th bit of element j is bit j of qh; x = d*(q-16)
+ *   Q5_1  (32, 24)  d, m, qh, qs[16]                              x = d*q + m
+ *   Q4_K  (256, 144) d, dmin, scales[12] (8 six-bit scales and mins), qs[128]
+ *                    sub-block s of 32: x = d*sc[s]*q - dmin*mn[s]
+ *   Q5_K  (256, 176) as Q4_K plus qh[32] holding each element's 5th bit
+ *   Q6_K  (256, 210) ql[128] (low 4 bits), qh[64] (high 2 bits), int8 scales[16], d
+ *                    sub-block s of 16: x = d*scales[s]*(q-32)
+ *   F32, F16, BF16 (1 element per "block").
+ * Each dequantizer follows ggml's reference (dequantize_row_*), in the same float operation order,
+ * so results are bit-identical to ggml's and to the gguf Python package's.
+ * The quantizers (F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) reproduce ggml's quantize_row_*_ref byte
+ * for byte (ggml's reference built without FMA contraction; lorac builds in ISO C mode, where GCC
+ * does not contract a*b+c either).
+ *
+ * Threads: none (callers parallelise over rows). Memory: no allocation.
+ */
+#ifndef LORAC_QUANT_H
+#define LORAC_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorac/base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ggml_type values, as stored in GGUF tensor infos. */
+typedef enum quant_type {
+    QUANT_F32 = 0,
+    QUANT_F16 = 1,
+    QUANT_Q4_0 = 2,
+    QUANT_Q4_1 = 3,
+    QUANT_Q5_0 = 6,
+    QUANT_Q5_1 = 7,
+    QUANT_Q8_0 = 8,
+    QUANT_Q8_1 = 9,
+    QUANT_Q2_K = 10,
+    QUANT_Q3_K = 11,
+    QUANT_Q4_K = 12,
+    QUANT_Q5_K = 13,
+    QUANT_Q6_K = 14,
+    QUANT_Q8_K = 15,
+    QUANT_IQ2_XXS = 16,
+    QUANT_IQ2_XS = 17,
+    QUANT_IQ3_XXS = 18,
+    QUANT_IQ1_S = 19,
+    QUANT_IQ4_NL = 20,
+    QUANT_IQ3_S = 21,
+    QUANT_IQ2_S = 22,
+    QUANT_IQ4_XS = 23,
+    QUANT_I8 = 24,
+    QUANT_I16 = 25,
+    QUANT_I32 = 26,
+    QUANT_I64 = 27,
+    QUANT_F64 = 28,
+    QUANT_IQ1_M = 29,
+    QUANT_BF16 = 30,
+    QUANT_TQ1_0 = 34,
+    QUANT_TQ2_0 = 35,
+    QUANT_MXFP4 = 39,
+    QUANT_NVFP4 = 40,
+    QUANT_Q1_0 = 41,
+    QUANT_TYPE_LIMIT = 42, /* every known type is below this */
+} quant_type;
+
+/* Type names as ggml spells them ("Q4_K"); NULL for a number that is no ggml type. */
+const char *quant_type_name(int type);
+/* Elements per block and bytes per block; 0 for unknown types. */
+size_t quant_block_size(int type);
+size_t quant_type_size(int type);
+/* Bytes of a row of n elements: LORAC_OK, LORAC_EINVAL (unknown type, or n not a multiple of the
+ * block size) or LORAC_ENOMEM (overflow). */
+int quant_row_size(int type, size_t n, size_t *bytes);
+/* Whether quant_row_to_f32 / quant_row_from_f32 handle the type. */
+int quant_can_dequantize(int type);
+int quant_can_quantize(int type);
+
+/* src is a row of n elements of TYPE (quant_row_size bytes, any alignment); dst is (n,) f32.
+ * Returns LORAC_EUNSUPPORTED for a type without a dequantizer, LORAC_EINVAL when n is not a
+ * multiple of the block size. */
+int quant_row_to_f32(int type, const void *src, float *dst, size_t n);
+/* src is (n,) f32; dst receives quant_row_size(type, n) bytes. Same errors as above. */
+int quant_row_from_f32(int type, const float *src, void *dst, size_t n);
+/* *out = sum_j dequant(row)[j] * x[j] for a row of n elements, dequantizing one block at a time
+ * (no scratch beyond a block): float sums within a block, double across blocks. Same errors as
+ * quant_row_to_f32. */
+int quant_row_dot(int type, const void *row, const float *x, size_t n, float *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

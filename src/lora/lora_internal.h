@@ -1,0 +1,28 @@
+/* Helpers shared by the LoRA layers (src/lora only). */
+#ifndef LORAC_LORA_INTERNAL_H
+#define LORAC_LORA_INTERNAL_H
+
+#include "lorac/lora.h"
+
+/* Checks r >= 1, alpha finite, dropout in [0,1); what names the layer for the message. */
+int lora_cfg_check(const lora_config *cfg, const char *what, lorac_err *err);
+/* calloc of a*b floats, overflow-checked; NULL (with err) on failure. */
+float *lora_alloc_floats(size_t a, size_t b, lorac_err *err);
+/* A (rows, cols) as cfg->init says: Kaiming-uniform bound 1/sqrt(cols), or N(0, (1/r)²). */
+void lora_init_A(float *A, int rows, int cols, const lora_config *cfg, lorac_rng *rng);
+/* Activation buffers for N rows of C inputs and R low-rank features; dropout buffers when p > 0. */
+int lora_act_alloc(lora_act *act, int N, int C, int R, int with_dropout, lorac_err *err);
+/* The input of the low-rank path: dropout(inp) into act->xd in training mode with p > 0, else inp.
+ * Sets act->N and act->dropped. */
+int lora_act_dropout(lora_act *act, const float *inp, int N, int C, float p, int training,
+                     lorac_rng *rng, const char *what, lorac_err *err);
+/* Registers "<prefix>.<suffix>". */
+int lora_register_named(lora_registry *reg, const char *prefix, const char *suffix, int ndim,
+                        const int64_t *shape, float *data, float *grad, int *flag, int flag_init,
+                        int lora_layer_bias, lorac_err *err);
+/* merged (M,K2) = s·(B·A) + W0 elementwise, as loralib's `W += (B@A)*s`; transposed when
+ * transpose is set: merged (K2,M) = W0 + s·(B·A)ᵀ. B is (M,r), A is (r,K2). */
+void lora_merge_into(float *merged, const float *w0, const float *B, const float *A, int M, int r,
+                     int K2, float s, int transpose);
+
+#endif

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Reference scores for `lorac metrics` (the E2E NLG challenge metrics), from the official implementations.
+
+Run (from the repository root, with ../shared/data present and Java on PATH):
+    .venv/bin/python tools/metrics_ref.py [--data ../shared/data/e2e/test.txt] [--groups 100]
+
+Writes tests/fixtures/metrics/:
+    refs.txt          the first --groups inputs of test.txt (those with >= 2 references) in the E2E
+                      `context||reference` format, minus each input's first reference
+    hyp_heldout.txt   each input's first reference, held out as the hypothesis
+    hyp_shifted.txt   a harder hypothesis: the held-out reference of the *next* input, with every
+                      fifth token dropped (so the scores are far from 1 and length penalties act)
+    hyp_scrambled.txt the held-out reference scrambled (shuffled, sorted, padded with repeated words,
+                      or given spurious plural s), so METEOR's beam search meets many competing
+                      alignments and its stem stage has work to do
+    expected.txt      `<case> <metric> <value>` for both hypothesis files
+    expected_full.txt the same for the whole test set (hypothesis = first reference of each input
+                      with >= 2 references, refs = the rest); used only when ../shared is present
+
+Where each number comes from (the pipeline of tuetschek/e2e-metrics measure_scores.py):
+    BLEU, NIST   the e2e-metrics Python port of mteval-v13a (metrics/pymteval.py: BLEUScore(),
+                 NISTScore(), case-insensitive, its own tokenizer), re-implemented below from its
+                 published rules (BLEU-4 with the tiny-epsilon smoothing, NIST-5 with beta from
+                 mteval-v13a, closest-ref length with ties to the shorter). nltk's corpus_bleu is
+                 printed as a cross-check only.
+    METEOR       pycocoevalcap 1.2 (meteor-1.5.jar -l en -norm, all four modules) after the Stanford
+                 PTBTokenizer (-lowerCase) and COCO punctuation removal, exactly as COCOEvalCap does.
+    METEOR_ES    the same jar restricted to the exact and stem modules (-m "exact stem" -w "1.0 0.6"),
+                 which is what lorac implements.
+    ROUGE_L      pycocoevalcap Rouge (beta 1.2) on the PTB-tokenized text.
+    CIDEr        pycocoevalcap Cider (CIDEr-D: sigma 6, n 4, clipping, x10) on the PTB-tokenized text.
+"""
+import argparse
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+from collections import defaultdict
+
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor import meteor as meteor_mod
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+
+# ---------------------------------------------------------------- E2E data
+def read_e2e(path):
+    """Groups consecutive lines with the same context: [(context, [refs])]."""
+    groups = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            ctx, ref = line.split("||", 1)
+            ref = ref.strip()
+            if groups and groups[-1][0] == ctx:
+                groups[-1][1].append(ref)
+            else:
+                groups.append((ctx, [ref]))
+    return groups
+
+
+# ---------------------------------------------------------------- BLEU / NIST (pymteval rules)
+def mteval_tokenize(s):
+    # the e2e-metrics port of mteval-v13a's basic tokenization
+    s = s.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    s = s.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    s = " " + s + " "
+    s = re.sub(r"([\{-\~\[-\` -\&\(-\+\:-\@\/])", r" \1 ", s)
+    s = re.sub(r"([^0-9])([\.,])", r"\1 \2 ", s)
+    s = re.sub(r"([\.,])([^0-9])", r" \1 \2", s)
+    s = re.sub(r"([0-9])(-)", r"\1 \2 ", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    return s.split(" ")
+
+
+def ngram_list(n, toks):
+    toks = [t.lower() for t in toks]
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
+def ngram_counts(n, toks):
+    c = defaultdict(int)
+    for g in ngram_list(n, toks):
+        c[g] += 1
+    return c
+
+
+def max_ref_counts(n, refs):
+    m = {}
+    for r in refs:
+        for g, c in ngram_counts(n, r).items():
+            m[g] = max(m.get(g, 0), c)
+    return m
+
+
+def bleu_pymteval(hyps, refss, max_n=4):
+    hits = [0] * max_n
+    cand = [0] * max_n
+    ref_len = 0
+    for h, rs in zip(hyps, refss):
+        h = mteval_tokenize(h)
+        rs = [mteval_tokenize(r) for r in rs]
+        for i in range(max_n):
+            mr = max_ref_counts(i + 1, rs)
+            hits[i] += sum(min(mr.get(g, 0), c) for g, c in ngram_counts(i + 1, h).items())
+            cand[i] += len(h) - i  # may go negative for short hypotheses, as in pymteval
+        ref_len += min((abs(len(r) - len(h)), len(r)) for r in rs)[1]
+    bp = 1.0
+    if cand[0] <= ref_len:
+        bp = math.exp(1.0 - ref_len / (float(cand[0]) if cand[0] else 1e-5))
+    logsum = 0.0
+    for nh, nl in zip(hits, cand):
+        logsum += math.log(max(nh, 1e-15) / max(nl, 1e-9))
+    return bp * math.exp(logsum / max_n)
+
+
+def nist_pymteval(hyps, refss, max_n=5):
+    beta = -math.log(0.5) / math.log(1.5) ** 2
+    ref_ngrams = [defaultdict(int) for _ in range(max_n + 1)]
+    hit_ngrams = [[] for _ in range(max_n)]
+    cand = [0] * max_n
+    avg_ref_len = 0.0
+    for h, rs in zip(hyps, refss):
+        h = mteval_tokenize(h)
+        rs = [mteval_tokenize(r) for r in rs]
+        for n in range(max_n):
+            cand[n] += len(h) - n
+            mr = max_ref_counts(n + 1, rs)
+            hits = {}
+            for g, c in ngram_counts(n + 1, h).items():
+                k = min(c, mr.get(g, 0))
+                if k:
+                    hits[g] = k
+            hit_ngrams[n].append(hits)
+            for r in rs:
+                for g in ngram_list(n + 1, r):
+                    ref_ngrams[n + 1][g] += 1
+        total = sum(len(r) for r in rs)
+        ref_ngrams[0][()] += total
+        avg_ref_len += total / float(len(rs))
+
+    def info(g):
+        if g not in ref_ngrams[len(g)]:
+            return 0.0
+        return math.log(ref_ngrams[len(g) - 1][g[:-1]] / float(ref_ngrams[len(g)][g]), 2)
+
+    s = 0.0
+    for n in range(max_n):
+        hi = sum(info(g) * k for hits in hit_ngrams[n] for g, k in hits.items())
+        s += hi / cand[n]
+    ratio = cand[0] / float(avg_ref_len)
+    if ratio >= 1:
+        bp = 1.0
+    elif ratio <= 0:
+        bp = 0.0
+    else:
+        bp = math.exp(-beta * math.log(ratio) ** 2)
+    return bp * s
+
+
+# ---------------------------------------------------------------- COCO metrics
+def coco_scores(hyps, refss):
+    gts = {i: [{"caption": r} for r in rs] for i, rs in enumerate(refss)}
+    res = {i: [{"caption": h}] for i, h in enumerate(hyps)}
+    tok = PTBTokenizer()
+    gts = tok.tokenize(gts)
+    res = tok.tokenize(res)
+    out = {}
+    out["METEOR"], _ = Meteor().compute_score(gts, res)
+    m = Meteor()
+    # the same jar, restricted to the exact and stem modules
+    m.meteor_p.kill()
+    m.meteor_p.wait()
+    m.meteor_cmd = m.meteor_cmd + ["-m", "exact stem", "-w", "1.0 0.6"]
+    m.meteor_p = subprocess.Popen(m.meteor_cmd, cwd=os.path.dirname(os.path.abspath(meteor_mod.__file__)),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out["METEOR_ES"], _ = m.compute_score(gts, res)
+    out["ROUGE_L"], _ = Rouge().compute_score(gts, res)
+    out["CIDEr"], _ = Cider().compute_score(gts, res)
+    return out
+
+
+def all_scores(hyps, refss):
+    s = {"BLEU": bleu_pymteval(hyps, refss), "NIST": nist_pymteval(hyps, refss)}
+    s.update(coco_scores(hyps, refss))
+    try:  # cross-check only: nltk's BLEU on the same tokens (not committed)
+        from nltk.translate.bleu_score import corpus_bleu
+        nb = corpus_bleu([[[t.lower() for t in mteval_tokenize(r)] for r in rs] for rs in refss],
+                         [[t.lower() for t in mteval_tokenize(h)] for h in hyps])
+        print("  nltk corpus_bleu cross-check: %.6f (pymteval rules: %.6f)" % (nb, s["BLEU"]), file=sys.stderr)
+    except ImportError:
+        pass
+    return s
+
+
+def shifted(heldout):
+    out = []
+    for i in range(len(heldout)):
+        toks = heldout[(i + 1) % len(heldout)].split(" ")
+        out.append(" ".join(t for j, t in enumerate(toks) if j % 5 != 4))
+    return out
+
+
+def scrambled(heldout, refss):
+    rng = random.Random(0)
+    out = []
+    for i, h in enumerate(heldout):
+        toks = h.split(" ")
+        mode = i % 4
+        if mode == 0:
+            rng.shuffle(toks)
+        elif mode == 1:
+            toks = toks + rng.choice(refss[i]).split(" ")[:5] + toks[:4]
+        elif mode == 2:
+            toks = [t + ("s" if rng.random() < 0.3 else "") for t in toks]
+        else:
+            toks = sorted(toks)
+        out.append(" ".join(toks))
+    return out
+
+
+ORDER = ["BLEU", "NIST", "METEOR", "METEOR_ES", "ROUGE_L", "CIDEr"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="../shared/data/e2e/test.txt")
+    ap.add_argument("--out", default="tests/fixtures/metrics")
+    ap.add_argument("--groups", type=int, default=100)
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    groups = [g for g in read_e2e(a.data) if len(g[1]) >= 2]
+
+    sub = groups[:a.groups]
+    with open(os.path.join(a.out, "refs.txt"), "w", encoding="utf-8") as f:
+        for ctx, rs in sub:
+            for r in rs[1:]:
+                f.write("%s||%s\n" % (ctx, r))
+    held = [rs[0] for _, rs in sub]
+    refss = [rs[1:] for _, rs in sub]
+    cases = {"heldout": held, "shifted": shifted(held), "scrambled": scrambled(held, refss)}
+    lines = []
+    for name, hyps in cases.items():
+        with open(os.path.join(a.out, "hyp_%s.txt" % name), "w", encoding="utf-8") as f:
+            f.write("".join(h + "\n" for h in hyps))
+        print("case %s" % name, file=sys.stderr)
+        s = all_scores(hyps, refss)
+        lines += ["%s %s %.10f" % (name, k, s[k]) for k in ORDER]
+    with open(os.path.join(a.out, "expected.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    print("case full", file=sys.stderr)
+    s = all_scores([rs[0] for _, rs in groups], [rs[1:] for _, rs in groups])
+    with open(os.path.join(a.out, "expected_full.txt"), "w") as f:
+        f.write("".join("full %s %.10f\n" % (k, s[k]) for k in ORDER))
+    print(open(os.path.join(a.out, "expected.txt")).read() + open(os.path.join(a.out, "expected_full.txt")).read())
+
+
+if __name__ == "__main__":
+    main()
