@@ -32,11 +32,12 @@ int cmd_merge(int argc, char **argv) {
     if (cli_load_gpt2(model, adapter, &m, NULL)) return 1;
     lorac_err err = {0};
     gpt2_weights w;
-    int rc = gpt2_weights_merged(&m, &w, &err);
+    gpt2_config mc;
+    int rc = gpt2_weights_merged(&m, &mc, &w, &err);
     lorac_outdir od;
     if (!rc) {
         rc = lorac_outdir_open(&od, out, &err);
-        if (!rc) rc = gpt2_weights_save_files(&m.cfg, &w, od.tmp, &err);
+        if (!rc) rc = gpt2_weights_save_files(&mc, &w, od.tmp, &err);
         for (size_t i = 0; !rc && i < sizeof carried / sizeof carried[0]; i++) {
             char src[4200], dst[4200];
             snprintf(src, sizeof src, "%s/%s", model, carried[i]);

@@ -30,7 +30,7 @@ static void randomize_B(gpt2_model *m, uint64_t seed) {
     lorac_rng_seed(&rng, seed);
     for (size_t i = 0; i < m->reg.n; i++) {
         lora_param *p = &m->reg.params[i];
-        if (strstr(p->name, "lora_B"))
+        if (strstr(p->name, "lora_B") || strstr(p->name, "wte.lora_A")) /* embedding A starts at 0 */
             for (size_t j = 0; j < p->numel; j++) p->data[j] = 0.1f * lorac_rng_normal(&rng);
     }
 }
@@ -68,6 +68,7 @@ int main(void) {
     o.alpha = 4;
     o.dropout = 0;
     o.attn_proj = 1;
+    o.wte = 1;
     CHECK(gpt2_model_random(&c, 7, &m, &err) == 0, "random: %s", err.msg);
     CHECK(gpt2_model_add_lora(&m, &o, 11, &err) == 0, "add lora: %s", err.msg);
     randomize_B(&m, 5);
@@ -88,9 +89,50 @@ int main(void) {
     CHECK(gpt2_peft_load(&m2, adir, NULL, 0, &err) == 0, "load: %s", err.msg);
     CHECK(m2.blocks && m2.blocks[0].qkv && !m2.blocks[0].c_attn, "read back into the split form");
     CHECK(m2.blocks && m2.blocks[1].attn_proj != NULL, "attn.c_proj adapter");
+    CHECK(m2.wte_lora != NULL, "wte adapter read back");
     CHECK(gpt2_forward(&m2, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd2");
     CHECK(memcmp(l1, gpt2_acts_logits(a), sizeof(float) * B * T * c.vocab_size) == 0, "same logits after round trip");
     gpt2_model_free(&m2);
+
+    /* merged model (wte LoRA => untied head keeping W0) gives the adapter's logits */
+    {
+        gpt2_config mc;
+        gpt2_weights mw;
+        char mdir[300];
+        snprintf(mdir, sizeof mdir, "%s/merged", dir);
+        CHECK(gpt2_weights_merged(&m, &mc, &mw, &err) == 0, "merged: %s", err.msg);
+        CHECK(!mc.tie_word_embeddings, "a wte adapter unties the merged head");
+        CHECK(gpt2_weights_save_dir(&mc, &mw, mdir, &err) == 0, "save merged: %s", err.msg);
+        gpt2_weights_free(&mw);
+        CHECK(gpt2_model_load(mdir, &m2, &err) == 0, "load merged: %s", err.msg);
+        CHECK(m2.w.lm_head != NULL, "lm_head.weight loaded");
+        CHECK(gpt2_forward(&m2, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd merged");
+        check_arrays_close(gpt2_acts_logits(a), l1, (size_t)B * T * c.vocab_size, 1e-5, 1e-5, "merged vs adapter logits");
+        gpt2_model_free(&m2);
+    }
+
+    /* the wte LoRA gradient against central differences of the loss (float32 loss: loose tolerance) */
+    {
+        float loss0;
+        gpt2_model_zero_grad(&m);
+        CHECK(gpt2_forward(&m, a, ids, tg, B, T, 0.0f, 1, NULL, &loss0, NULL, &err) == 0, "fwd");
+        CHECK(gpt2_backward(&m, a, &err) == 0, "bwd: %s", err.msg);
+        lora_embedding *E = m.wte_lora;
+        int checked = 0;
+        for (int j = 0; j < E->cfg.r && checked < 4; j++) {
+            size_t idx = (size_t)j * E->V + (size_t)ids[3];
+            float g = E->grad_A[idx], keep = E->lora_A[idx], lp, lm, h = 1e-2f;
+            if (fabsf(g) < 1e-4f) continue;
+            E->lora_A[idx] = keep + h;
+            gpt2_forward(&m, a, ids, tg, B, T, 0.0f, 0, NULL, &lp, NULL, &err);
+            E->lora_A[idx] = keep - h;
+            gpt2_forward(&m, a, ids, tg, B, T, 0.0f, 0, NULL, &lm, NULL, &err);
+            E->lora_A[idx] = keep;
+            CHECK_CLOSE(g, (lp - lm) / (2 * h), 2e-4, 3e-2, "d loss / d wte.lora_A");
+            checked++;
+        }
+        CHECK(checked > 0, "no wte gradient to check");
+    }
 
     /* bad adapters: another shape, a stray tensor, a missing tensor, not an adapter */
     gpt2_config c2 = c;

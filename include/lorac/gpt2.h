@@ -35,6 +35,7 @@ typedef struct gpt2_config {
     gpt2_act activation;
     int eos_token_id;
     int bos_token_id;
+    int tie_word_embeddings; /* 1: the LM head is wte (GPT-2's checkpoints); 0: lm_head.weight */
 } gpt2_config;
 
 /* Reads and validates DIR/config.json. */
@@ -56,6 +57,7 @@ typedef struct gpt2_weights {
     const float *wte;                /* (V, C), also the LM head (tied) */
     const float *wpe;                /* (P, C) */
     const float *lnf_w, *lnf_b;      /* (C) */
+    const float *lm_head;            /* (V, C) when the config unties it, else NULL (the head is wte) */
     gpt2_layer_weights *layers;      /* n_layer */
     void *priv;                      /* mapped files and converted copies */
 } gpt2_weights;
@@ -92,6 +94,7 @@ typedef struct gpt2_lora_opts {
     int attn_proj;    /* attn.c_proj */
     int mlp_fc;       /* mlp.c_fc */
     int mlp_proj;     /* mlp.c_proj */
+    int wte;          /* LoRA Embedding on the token lookup (the tied LM head keeps W0, as PEFT does) */
 } gpt2_lora_opts;
 
 /* r 4, alpha 32, dropout 0.1, targets q,v: the paper's E2E setting. */
@@ -114,6 +117,7 @@ typedef struct gpt2_model {
     int has_lora;
     gpt2_lora_opts lora;
     gpt2_block_lora *blocks;   /* n_layer, when has_lora */
+    lora_embedding *wte_lora;  /* LoRA on the token embedding lookup, or NULL */
     int lora_gen;              /* bumped whenever LoRA layers are attached or dropped */
     lora_registry reg;         /* every tensor by its HF name ("transformer.h.0.attn.c_attn.weight") */
 } gpt2_model;
@@ -133,6 +137,8 @@ const char *gpt2_site_name(int site);
 int gpt2_lora_attach(gpt2_model *m, int layer, int site, const lora_config *lc, const int *qkv, lorac_rng *rng,
                      lorac_err *err);
 int gpt2_lora_finish(gpt2_model *m, int rc, lorac_err *err);
+/* Low-level: attach a LoRA Embedding (lc's r and alpha) to wte. */
+int gpt2_lora_attach_wte(gpt2_model *m, const lora_config *lc, lorac_rng *rng, lorac_err *err);
 
 /* PEFT adapter directories (adapter_config.json + adapter_model.safetensors). A q,v split is written
  * as the exactly equivalent PEFT adapter on c_attn (rank k·r, zero blocks for the disabled slices,
@@ -140,7 +146,9 @@ int gpt2_lora_finish(gpt2_model *m, int rc, lorac_err *err);
 int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err);
 /* Base weights with every LoRA delta merged in (W0 + s·BA), as a new gpt2_weights that borrows the
  * unchanged tensors from m; free with gpt2_weights_free. m is left as it was. */
-int gpt2_weights_merged(gpt2_model *m, gpt2_weights *out, lorac_err *err);
+int gpt2_weights_merged(gpt2_model *m, gpt2_config *out_cfg, gpt2_weights *out, lorac_err *err);
+/* (A LoRA on wte changes only the lookup, so a merged model with one has an untied lm_head = W0:
+ * out_cfg says so.) */
 /* Attaches the adapter in DIR to a model without LoRA. Warnings (unknown config keys) are copied
  * to warn (one per line) when warn is non-NULL. */
 int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err);

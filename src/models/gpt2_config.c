@@ -48,6 +48,8 @@ int gpt2_config_load(const char *dir, gpt2_config *cfg, lorac_err *err) {
     cfg->eos_token_id = (int)cfg_int(root, "eos_token_id", NULL, 50256, path, &rc, err);
     cfg->bos_token_id = (int)cfg_int(root, "bos_token_id", NULL, 50256, path, &rc, err);
     int bad = 0;
+    cfg->tie_word_embeddings = json_get_bool(root, "tie_word_embeddings", 1, &bad);
+    if (bad && !rc) rc = lorac_fail(err, LORAC_EFORMAT, "%s: \"tie_word_embeddings\" must be a boolean", path);
     cfg->layer_norm_epsilon = json_get_num(root, "layer_norm_epsilon", 1e-5, &bad);
     if (bad && !rc) rc = lorac_fail(err, LORAC_EFORMAT, "%s: \"layer_norm_epsilon\" must be a number", path);
     const char *act = json_get_str(root, "activation_function", "gelu_new", &bad);
@@ -120,7 +122,7 @@ int gpt2_config_save(const gpt2_config *cfg, const char *path, lorac_err *err) {
     jw_key(&w, "eos_token_id");
     jw_int(&w, cfg->eos_token_id);
     jw_key(&w, "tie_word_embeddings");
-    jw_bool(&w, 1);
+    jw_bool(&w, cfg->tie_word_embeddings);
     jw_object_end(&w);
     fputc('\n', o.f);
     if (w.error) {

@@ -35,6 +35,8 @@ struct gpt2_acts {
     float *dq, *dk, *dv;                  /* (N,C) */
     float *dfch, *dfchg;                  /* (N,I) */
     lora_act *lacts;                      /* n_layer * N_SITES */
+    lora_act wte_act;                     /* the LoRA Embedding's record, when wte has one */
+    int32_t *ids;                         /* (N) the last forward's tokens (the wte LoRA backward) */
 };
 
 const float *gpt2_acts_logits(const gpt2_acts *a) { return a->logits; }
@@ -44,6 +46,8 @@ void gpt2_acts_free(gpt2_acts *a) {
     free(a->arena);
     free(a->res);
     free(a->targets);
+    free(a->ids);
+    lora_act_free(&a->wte_act);
     if (a->lacts) {
         for (int i = 0; i < a->n_layer * N_SITES; i++) lora_act_free(&a->lacts[i]);
         free(a->lacts);
@@ -109,7 +113,7 @@ int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_er
     a->n_layer = c->n_layer;
     size_t n = acts_layout(a, c, NULL), bytes;
     if (acts_tables(a, c->n_layer) || lorac_size_mul(n, sizeof(float), &bytes) || !(a->arena = malloc(bytes)) ||
-        !(a->targets = malloc((size_t)B * T * sizeof(int)))) {
+        !(a->targets = malloc((size_t)B * T * sizeof(int))) || !(a->ids = malloc((size_t)B * T * sizeof(int32_t)))) {
         gpt2_acts_free(a);
         return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for activations of a %d x %d batch", B, T);
     }
@@ -159,6 +163,7 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
         for (int i = 0; i < a->n_layer * N_SITES; i++) lora_act_free(&a->lacts[i]);
         free(a->lacts);
         a->lacts = NULL;
+        lora_act_free(&a->wte_act);
     }
     a->owner = m;
     a->lora_gen = m->lora_gen;
@@ -172,8 +177,14 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
         if (targets && (targets[n] >= V || (targets[n] < 0 && targets[n] != OP_IGNORE_INDEX)))
             return lorac_fail(err, LORAC_EINVAL, "gpt2: target %d at position %d is outside the vocabulary (%d)", targets[n], n, V);
     }
-    /* x = wte[ids] + wpe[t] */
-    op_embedding_forward(a->res[0], (const int *)ids, m->w.wte, N, C, V);
+    /* x = wte[ids] + wpe[t] (through the LoRA Embedding when wte has one) */
+    memcpy(a->ids, ids, (size_t)N * sizeof *ids);
+    if (m->wte_lora) {
+        if (!a->wte_act.cap_N && (rc = lora_embedding_act_init(&a->wte_act, m->wte_lora, a->capB * a->capT, err))) return rc;
+        if ((rc = lora_embedding_forward(m->wte_lora, &a->wte_act, a->res[0], ids, N, err))) return rc;
+    } else {
+        op_embedding_forward(a->res[0], (const int *)ids, m->w.wte, N, C, V);
+    }
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             float *x = a->res[0] + ((size_t)b * T + t) * C;
@@ -196,8 +207,8 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
         add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
     op_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], m->w.lnf_w, m->w.lnf_b, N, C, eps);
-    /* logits = lnf · wteᵀ: the LM head is tied to the token embedding */
-    op_matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, V, OP_W_OUT_IN);
+    /* logits = lnf · headᵀ: the head is tied to the token embedding's W0 unless the config unties it */
+    op_matmul_forward(a->logits, a->lnf, m->w.lm_head ? m->w.lm_head : m->w.wte, NULL, N, C, V, OP_W_OUT_IN);
     if (!targets) return LORAC_OK;
     for (int n = 0; n < N; n++) a->targets[n] = targets[n];
     int cnt = op_crossentropy_count(a->targets, N);
@@ -225,7 +236,8 @@ int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
     size_t NC = (size_t)N * C, NI = (size_t)N * I;
     /* dlnf = dlogits · wte (no gradient for the frozen, tied wte) */
     memset(a->dln, 0, NC * sizeof(float));
-    op_matmul_backward(a->dln, NULL, NULL, a->logits, a->lnf, m->w.wte, 1.0f, N, C, V, OP_W_OUT_IN);
+    op_matmul_backward(a->dln, NULL, NULL, a->logits, a->lnf, m->w.lm_head ? m->w.lm_head : m->w.wte, 1.0f, N, C, V,
+                       OP_W_OUT_IN);
     memset(a->dres, 0, NC * sizeof(float));
     op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res[L], m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
@@ -255,6 +267,8 @@ int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
         op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res[l], W->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, C);
     }
     (void)V;
+    /* dres now holds the gradient of the embedding output: only a LoRA on wte wants it */
+    if (m->wte_lora && (rc = lora_embedding_backward(m->wte_lora, &a->wte_act, a->dres, a->ids, err))) return rc;
     a->have_grad = 0;
     return LORAC_OK;
 }

@@ -15,6 +15,7 @@ struct gpt2_session {
     float *x, *ln, *qkv, *q, *att, *tmp, *fch, *last; /* (rows, C or 3C or I) */
     float *scores;    /* (n_slots * NH, cap) */
     lora_act *lacts;  /* n_layer * N_SITES, for adapters that are not merged */
+    lora_act wte_act; /* the LoRA Embedding's, when wte has one */
 };
 
 int gpt2_session_new(gpt2_model *m, gpt2_session **out, lorac_err *err) {
@@ -37,6 +38,7 @@ static void free_scratch(gpt2_session *s) {
         for (int i = 0; i < s->m->cfg.n_layer * N_SITES; i++) lora_act_free(&s->lacts[i]);
         free(s->lacts);
     }
+    lora_act_free(&s->wte_act);
     s->x = s->ln = s->qkv = s->q = s->att = s->tmp = s->fch = s->last = NULL;
     s->lacts = NULL;
     s->rows = 0;
@@ -111,7 +113,12 @@ int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int S, int n_new, 
         if (tokens[i] < 0 || tokens[i] >= V)
             return lorac_fail(err, LORAC_EINVAL, "gpt2: token id %d is outside the vocabulary (%d)", tokens[i], V);
     float eps = (float)c->layer_norm_epsilon;
-    op_embedding_forward(s->x, (const int *)tokens, m->w.wte, R, C, V);
+    if (m->wte_lora) {
+        if (!s->wte_act.cap_N && (rc = lora_embedding_act_init(&s->wte_act, m->wte_lora, s->rows, err))) return rc;
+        if ((rc = lora_embedding_forward(m->wte_lora, &s->wte_act, s->x, tokens, R, err))) return rc;
+    } else {
+        op_embedding_forward(s->x, (const int *)tokens, m->w.wte, R, C, V);
+    }
     for (int r = 0; r < R; r++) {
         const float *p = m->w.wpe + (size_t)(s->len + r % n_new) * C;
         for (int i = 0; i < C; i++) s->x[(size_t)r * C + i] += p[i];
@@ -145,7 +152,7 @@ int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int S, int n_new, 
     for (int sl = 0; sl < S; sl++)
         memcpy(s->ln + (size_t)sl * C, s->x + ((size_t)sl * n_new + n_new - 1) * C, C * sizeof(float));
     op_layernorm_forward(s->last, mean, rstd, s->ln, m->w.lnf_w, m->w.lnf_b, S, C, eps);
-    op_matmul_forward(logits, s->last, m->w.wte, NULL, S, C, V, OP_W_OUT_IN);
+    op_matmul_forward(logits, s->last, m->w.lm_head ? m->w.lm_head : m->w.wte, NULL, S, C, V, OP_W_OUT_IN);
     s->len += n_new;
     return LORAC_OK;
 }

@@ -19,7 +19,7 @@ void gpt2_lora_opts_default(gpt2_lora_opts *o) {
 }
 
 int gpt2_lora_targets_parse(const char *spec, gpt2_lora_opts *o, lorac_err *err) {
-    o->c_attn_full = o->attn_proj = o->mlp_fc = o->mlp_proj = 0;
+    o->c_attn_full = o->attn_proj = o->mlp_fc = o->mlp_proj = o->wte = 0;
     o->qkv[0] = o->qkv[1] = o->qkv[2] = 0;
     const char *p = spec;
     int any = 0;
@@ -39,9 +39,10 @@ int gpt2_lora_targets_parse(const char *spec, gpt2_lora_opts *o, lorac_err *err)
         else if (!strcmp(t, "mlp.c_proj")) o->mlp_proj = 1;
         else if (!strcmp(t, "c_proj")) o->attn_proj = o->mlp_proj = 1;
         else if (!strcmp(t, "all-linear")) o->c_attn_full = o->attn_proj = o->mlp_fc = o->mlp_proj = 1;
+        else if (!strcmp(t, "wte") || !strcmp(t, "transformer.wte")) o->wte = 1;
         else
             return lorac_fail(err, LORAC_EINVAL, "--targets: unknown module \"%s\" (q, k, v, c_attn, attn.c_proj, "
-                              "c_fc, mlp.c_proj, c_proj, all-linear)", t);
+                              "c_fc, mlp.c_proj, c_proj, wte, all-linear)", t);
         any = 1;
         p += n;
         if (*p == ',') p++;
@@ -77,7 +78,9 @@ static int gpt2_register_all(gpt2_model *m, lorac_err *err) {
     lora_registry_init(&m->reg);
     const gpt2_config *c = &m->cfg;
     int C = c->n_embd, I = c->n_inner, rc;
-    if ((rc = register_base(m, "transformer.wte.weight", m->w.wte, c->vocab_size, C, err))) return rc;
+    if (m->wte_lora) rc = lora_embedding_register(m->wte_lora, &m->reg, "transformer.wte", err);
+    else rc = register_base(m, "transformer.wte.weight", m->w.wte, c->vocab_size, C, err);
+    if (rc) return rc;
     if ((rc = register_base(m, "transformer.wpe.weight", m->w.wpe, c->n_positions, C, err))) return rc;
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_layer_weights *L = &m->w.layers[l];
@@ -97,7 +100,8 @@ static int gpt2_register_all(gpt2_model *m, lorac_err *err) {
 #undef LIN
     }
     if ((rc = register_base(m, "transformer.ln_f.weight", m->w.lnf_w, C, 0, err))) return rc;
-    return register_base(m, "transformer.ln_f.bias", m->w.lnf_b, C, 0, err);
+    if ((rc = register_base(m, "transformer.ln_f.bias", m->w.lnf_b, C, 0, err))) return rc;
+    return m->w.lm_head ? register_base(m, "lm_head.weight", m->w.lm_head, c->vocab_size, C, err) : LORAC_OK;
 }
 
 int gpt2_model_load(const char *dir, gpt2_model *m, lorac_err *err) {
@@ -121,6 +125,11 @@ int gpt2_model_random(const gpt2_config *cfg, uint64_t seed, gpt2_model *m, lora
 }
 
 static void free_blocks(gpt2_model *m) {
+    if (m->wte_lora) {
+        lora_embedding_free(m->wte_lora);
+        free(m->wte_lora);
+        m->wte_lora = NULL;
+    }
     if (!m->blocks) return;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_block_lora *b = &m->blocks[l];
@@ -185,6 +194,27 @@ int gpt2_lora_attach(gpt2_model *m, int l, int site, const lora_config *lc, cons
     }
 }
 
+/* A LoRA Embedding on wte (loralib's: A (r,V) zero, B (C,r) normal; no dropout, no fan_in_fan_out). */
+int gpt2_lora_attach_wte(gpt2_model *m, const lora_config *lc, lorac_rng *rng, lorac_err *err) {
+    const gpt2_config *c = &m->cfg;
+    if (!m->blocks) {
+        m->blocks = calloc((size_t)c->n_layer, sizeof *m->blocks);
+        if (!m->blocks) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for LoRA layers");
+        m->has_lora = 1;
+    }
+    lora_config ec = *lc;
+    ec.lora_dropout = 0.0f;
+    ec.fan_in_fan_out = 0;
+    m->wte_lora = calloc(1, sizeof *m->wte_lora);
+    if (!m->wte_lora) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for LoRA layers");
+    int rc = lora_embedding_init(m->wte_lora, c->vocab_size, c->n_embd, -1, &ec, (float *)m->w.wte, rng, err);
+    if (rc) {
+        free(m->wte_lora);
+        m->wte_lora = NULL;
+    }
+    return rc;
+}
+
 /* Registers the attached layers, marks only LoRA trainable; on failure drops every LoRA layer. */
 /* A process-wide counter, so that no two LoRA layouts (even of models reusing an address) share an id. */
 static atomic_int gpt2_next_lora_gen = 1;
@@ -218,6 +248,7 @@ int gpt2_model_add_lora(gpt2_model *m, const gpt2_lora_opts *o, uint64_t seed, l
         if (!rc && o->mlp_fc) rc = gpt2_lora_attach(m, l, GPT2_SITE_MLP_FC, &lc, NULL, &rng, err);
         if (!rc && o->mlp_proj) rc = gpt2_lora_attach(m, l, GPT2_SITE_MLP_PROJ, &lc, NULL, &rng, err);
     }
+    if (!rc && o->wte) rc = gpt2_lora_attach_wte(m, &lc, &rng, err);
     if (!rc) {
         m->has_lora = 1;
         m->lora = *o;
@@ -227,6 +258,10 @@ int gpt2_model_add_lora(gpt2_model *m, const gpt2_lora_opts *o, uint64_t seed, l
 
 int gpt2_model_train_mode(gpt2_model *m, int mode, lorac_err *err) {
     if (!m->has_lora) return LORAC_OK;
+    if (m->wte_lora) {
+        int rc = lora_embedding_train(m->wte_lora, mode, err);
+        if (rc) return rc;
+    }
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_block_lora *b = &m->blocks[l];
         int rc = LORAC_OK;
@@ -241,6 +276,7 @@ int gpt2_model_train_mode(gpt2_model *m, int mode, lorac_err *err) {
 
 void gpt2_model_zero_grad(gpt2_model *m) {
     if (!m->has_lora) return;
+    if (m->wte_lora) lora_embedding_zero_grad(m->wte_lora);
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_block_lora *b = &m->blocks[l];
         if (b->qkv) lora_merged_zero_grad(b->qkv);
@@ -269,8 +305,10 @@ static int merged_copy(lora_linear *L, lora_merged *M, size_t numel, float **out
 }
 
 
-int gpt2_weights_merged(gpt2_model *m, gpt2_weights *out, lorac_err *err) {
-    const gpt2_config *c = &m->cfg;
+int gpt2_weights_merged(gpt2_model *m, gpt2_config *out_cfg, gpt2_weights *out, lorac_err *err) {
+    *out_cfg = m->cfg;
+    if (m->wte_lora) out_cfg->tie_word_embeddings = 0; /* the lookup changes, the head keeps W0 */
+    const gpt2_config *c = out_cfg;
     int L = c->n_layer, C = c->n_embd, I = c->n_inner, rc = LORAC_OK;
     int rc2 = gpt2_weights_random(c, 0, out, err); /* allocates a full owned arena with the right layout */
     if (rc2) return rc2;
@@ -279,6 +317,15 @@ int gpt2_weights_merged(gpt2_model *m, gpt2_weights *out, lorac_err *err) {
     memcpy((float *)out->wpe, m->w.wpe, (size_t)c->n_positions * C * sizeof(float));
     memcpy((float *)out->lnf_w, m->w.lnf_w, C * sizeof(float));
     memcpy((float *)out->lnf_b, m->w.lnf_b, C * sizeof(float));
+    if (out->lm_head)
+        memcpy((float *)out->lm_head, m->w.lm_head ? m->w.lm_head : m->w.wte, (size_t)c->vocab_size * C * sizeof(float));
+    if (m->wte_lora) {
+        lora_embedding *E = m->wte_lora;
+        int was = E->training;
+        rc = lora_embedding_train(E, 0, err);
+        if (!rc) memcpy((float *)out->wte, E->merged_w ? E->merged_w : E->weight, (size_t)c->vocab_size * C * sizeof(float));
+        if (!rc && was) rc = lora_embedding_train(E, 1, err);
+    }
     for (int l = 0; l < L && !rc; l++) {
         const gpt2_layer_weights *s = &m->w.layers[l];
         gpt2_layer_weights *d = &out->layers[l];

@@ -59,16 +59,27 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
                 for (int g = 0; g < 3; g++) split_flags[g] = M->enable_lora[g];
             }
         }
+    if (m->wte_lora) {
+        const lora_config *lc = &m->wte_lora->cfg;
+        if (!first) first = lc;
+        if (lc->r != first->r || lc->lora_alpha != first->lora_alpha || lc->use_rslora != first->use_rslora)
+            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layers with different ranks are not written yet", dir);
+    }
     if (!first) return lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", dir);
     pc.r = first->r;
-    pc.lora_alpha = first->lora_alpha;
-    pc.lora_dropout = first->lora_dropout;
+    /* the float settings as the short decimals a user typed (0.1, not 0.10000000149011612) */
+    char num[32];
+    snprintf(num, sizeof num, "%.7g", first->lora_alpha);
+    pc.lora_alpha = strtod(num, NULL);
+    snprintf(num, sizeof num, "%.7g", first->lora_dropout);
+    pc.lora_dropout = strtod(num, NULL);
     pc.use_rslora = first->use_rslora;
     if (used[GPT2_SITE_C_ATTN]) snprintf(pc.target_modules[pc.n_targets++], 64, "c_attn");
     if (used[GPT2_SITE_ATTN_PROJ] && used[GPT2_SITE_MLP_PROJ]) snprintf(pc.target_modules[pc.n_targets++], 64, "c_proj");
     else if (used[GPT2_SITE_ATTN_PROJ]) snprintf(pc.target_modules[pc.n_targets++], 64, "attn.c_proj");
     else if (used[GPT2_SITE_MLP_PROJ]) snprintf(pc.target_modules[pc.n_targets++], 64, "mlp.c_proj");
     if (used[GPT2_SITE_MLP_FC]) snprintf(pc.target_modules[pc.n_targets++], 64, "c_fc");
+    if (m->wte_lora) snprintf(pc.target_modules[pc.n_targets++], 64, "wte");
     int k = split_flags[0] + split_flags[1] + split_flags[2];
     if (split) { /* rank k·r on c_attn with alpha chosen so that PEFT's scaling equals ours */
         double s = pc.use_rslora ? pc.lora_alpha / sqrt((double)pc.r) : pc.lora_alpha / pc.r;
@@ -82,7 +93,7 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
     }
 
     /* tensors: at most 2 per site per layer; c_attn split blocks are expanded into owned buffers */
-    size_t max = (size_t)L * GPT2_N_SITES * 2;
+    size_t max = (size_t)L * GPT2_N_SITES * 2 + 2;
     st_entry *ents = calloc(max, sizeof *ents);
     char (*names)[160] = calloc(max, sizeof *names);
     float **owned = calloc((size_t)L, sizeof *owned);
@@ -130,6 +141,19 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
                 n++;
             }
         }
+    if (!rc && m->wte_lora) { /* PEFT's embedding names carry no ".weight" */
+        const lora_embedding *E = m->wte_lora;
+        for (int ab = 0; ab < 2; ab++) {
+            snprintf(names[n], sizeof names[n], "base_model.model.transformer.wte.lora_embedding_%c", ab ? 'B' : 'A');
+            ents[n].name = names[n];
+            ents[n].dtype = ents[n].out_dtype = ST_F32;
+            ents[n].ndim = 2;
+            ents[n].shape[0] = ab ? E->D : E->cfg.r;
+            ents[n].shape[1] = ab ? E->cfg.r : E->V;
+            ents[n].data = ab ? E->lora_B : E->lora_A;
+            n++;
+        }
+    }
     char split_val[8] = "";
     if (split) snprintf(split_val, sizeof split_val, "%d,%d,%d", split_flags[0], split_flags[1], split_flags[2]);
     const char *mk[2] = {"format", SPLIT_KEY}, *mv[2] = {"pt", split_val};
@@ -244,6 +268,16 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
                 }
             free(Bx);
         }
+    if (!rc && peft_targets_module(pc, "transformer.wte")) {
+        int r = peft_rank_for(pc, "transformer.wte");
+        lora_config lc = lora_config_default(r, (float)(peft_scaling_for(pc, "transformer.wte") * r));
+        rc = gpt2_lora_attach_wte(m, &lc, &rng, err);
+        if (!rc) {
+            any = 1;
+            rc = take(&f, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, used, err);
+            if (!rc) rc = take(&f, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, used, err);
+        }
+    }
     if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", dir);
     for (size_t i = 0; !rc && i < f.n_tensors; i++)
         if (!used[i]) rc = lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this GPT-2 model)", path, f.tensors[i].name);

@@ -32,7 +32,9 @@ static void slot_set(gpt2_slot *s, const char *name, const float **ptr, int64_t 
     s->shape[1] = d1;
 }
 
-/* Fills slots (caller provides 4 + 12*n_layer); returns the count. */
+/* Fills slots (caller provides GPT2_MAX_SLOTS(c)); returns the count. lm_head.weight (untied configs
+ * only) is the one name without the "transformer." prefix. */
+#define GPT2_MAX_SLOTS(c) (5 + 12 * (size_t)(c)->n_layer)
 static int gpt2_slots(const gpt2_config *c, gpt2_weights *w, gpt2_slot *s) {
     int n = 0, C = c->n_embd, I = c->n_inner;
     slot_set(&s[n++], "wte.weight", &w->wte, c->vocab_size, C);
@@ -57,6 +59,7 @@ static int gpt2_slots(const gpt2_config *c, gpt2_weights *w, gpt2_slot *s) {
     }
     slot_set(&s[n++], "ln_f.weight", &w->lnf_w, C, 0);
     slot_set(&s[n++], "ln_f.bias", &w->lnf_b, C, 0);
+    if (!c->tie_word_embeddings) slot_set(&s[n++], "lm_head.weight", &w->lm_head, c->vocab_size, C);
     return n;
 }
 
@@ -65,14 +68,15 @@ static size_t slot_numel(const gpt2_slot *s) { return (size_t)s->shape[0] * (siz
 size_t gpt2_param_count(const gpt2_config *c) {
     size_t C = (size_t)c->n_embd, I = (size_t)c->n_inner;
     size_t per_layer = 4 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * I + I) + (I * C + C);
-    return (size_t)c->vocab_size * C + (size_t)c->n_positions * C + (size_t)c->n_layer * per_layer + 2 * C;
+    size_t head = c->tie_word_embeddings ? 0 : (size_t)c->vocab_size * C;
+    return (size_t)c->vocab_size * C + (size_t)c->n_positions * C + (size_t)c->n_layer * per_layer + 2 * C + head;
 }
 
 static int weights_alloc(const gpt2_config *cfg, gpt2_weights *w, gpt2_slot **slots, lorac_err *err) {
     memset(w, 0, sizeof *w);
     w->layers = calloc((size_t)cfg->n_layer, sizeof *w->layers);
     w->priv = calloc(1, sizeof(gpt2_weights_priv));
-    *slots = calloc(4 + 12 * (size_t)cfg->n_layer, sizeof **slots);
+    *slots = calloc(GPT2_MAX_SLOTS(cfg), sizeof **slots);
     if (!w->layers || !w->priv || !*slots) {
         free(*slots);
         *slots = NULL;
@@ -176,7 +180,8 @@ int gpt2_weights_load(const char *dir, const gpt2_config *cfg, gpt2_weights *w, 
         const st_tensor *t = find_tensor(p, slots[i].name, &files[i]);
         const char *fname = p->shards[0].path;
         if (!t) {
-            rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor 'transformer.%s'", p->n_shards > 1 ? dir : fname, slots[i].name);
+            rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s%s'", p->n_shards > 1 ? dir : fname,
+                            strncmp(slots[i].name, "lm_head.", 8) ? "transformer." : "", slots[i].name);
             break;
         }
         int ok = t->ndim == slots[i].ndim && t->shape[0] == slots[i].shape[0] && (t->ndim == 1 || t->shape[1] == slots[i].shape[1]);
@@ -258,7 +263,7 @@ int gpt2_weights_random(const gpt2_config *cfg, uint64_t seed, gpt2_weights *w, 
 }
 
 int gpt2_weights_save_files(const gpt2_config *cfg, const gpt2_weights *w, const char *dir, lorac_err *err) {
-    size_t cap = 4 + 12 * (size_t)cfg->n_layer;
+    size_t cap = GPT2_MAX_SLOTS(cfg);
     gpt2_slot *slots = calloc(cap, sizeof *slots);
     st_entry *ents = calloc(cap, sizeof *ents);
     char (*names)[112] = calloc(cap, sizeof *names);
@@ -267,7 +272,8 @@ int gpt2_weights_save_files(const gpt2_config *cfg, const gpt2_weights *w, const
     gpt2_weights tmp = *w; /* gpt2_slots wants writable pointer slots; it only reads them here */
     int n = rc ? 0 : gpt2_slots(cfg, &tmp, slots);
     for (int i = 0; i < n; i++) {
-        snprintf(names[i], sizeof names[i], "transformer.%s", slots[i].name);
+        int head = !strncmp(slots[i].name, "lm_head.", 8);
+        snprintf(names[i], sizeof names[i], "%s%s", head ? "" : "transformer.", slots[i].name);
         ents[i].name = names[i];
         ents[i].dtype = ST_F32;
         ents[i].out_dtype = ST_F32;

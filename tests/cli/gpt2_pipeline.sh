@@ -68,6 +68,9 @@ check "[ -s '$T/merged/encoder.json' ] && [ -s '$T/merged/config.json' ]" "merge
 ml=$($L eval --model "$T/merged" --data "$T/valid.txt" --json | sed 's/.*"loss": \([0-9.e+-]*\).*/\1/')
 check "awk 'BEGIN{d=$ml-$tl; if (d<0) d=-d; exit !(d <= 1e-5*$tl)}'" "merged loss $ml != adapter loss $tl"
 
+mkdir "$T/r_bad" && cp "$T/a/adapter_model.safetensors" "$T/r_bad/"
+sed -e 's/"r": 4/"r": 8/' -e 's/"c_attn": 8/"c_attn": 16/' "$T/a/adapter_config.json" >"$T/r_bad/adapter_config.json"
+
 # bad input: one line naming the file, non-zero exit, no output directory
 printf 'no separator here\n' >"$T/bad.txt"
 expect_error "data line without ||" "bad.txt:1" $L train "${opts[@]/$T\/train.txt/$T/bad.txt}" --out "$T/x1"
@@ -81,5 +84,11 @@ $L init-model --out "$T/m3" --layers 2 --embd 64 --heads 2 --vocab 100 --positio
 expect_error "adapter for another shape" "adapter_model.safetensors" $L eval --model "$T/m3" --adapter "$T/a" --data "$T/valid.txt"
 expect_error "merge of a wrong adapter" "adapter_model.safetensors" $L merge --model "$T/m3" --adapter "$T/a" --out "$T/x3"
 check "[ ! -e '$T/x3' ]" "a failed merge left an output directory"
+sed 's/"n_layer": 2/"n_layer": 3/' "$T/m/config.json" >"$T/m2/config.json"
+expect_error "checkpoint missing a tensor" "missing tensor 'transformer.h.2" $L eval --model "$T/m2" --data "$T/valid.txt"
+mkdir "$T/llama_adapter" && cp "$T/a/adapter_model.safetensors" "$T/llama_adapter/"
+sed -e 's/"c_attn"/"q_proj"/' -e 's/"c_proj"/"v_proj"/' -e 's/"attn.c_proj"/"v_proj"/' "$T/a/adapter_config.json" >"$T/llama_adapter/adapter_config.json"
+expect_error "adapter for another architecture" "match no GPT-2 module" $L generate --model "$T/m" --adapter "$T/llama_adapter" --prompt hi
+expect_error "adapter of another rank" "shape" $L eval --model "$T/m" --adapter "$T/r_bad" --data "$T/valid.txt"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,0 +1,484 @@
+/* Llama-family base weights (single or sharded HF safetensors) and the model state around them:
+ * LoRA layers on the seven projections, the registry of HF names, PEFT adapter directories. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lorac/json.h"
+#include "lorac/llama.h"
+#include "lorac/peft.h"
+#include "lorac/safetensors.h"
+
+#define LLAMA_MAX_SHARDS 256
+
+typedef struct llama_weights_priv {
+    st_file *shards;
+    int n_shards;
+    float *arena; /* tensors converted from F16/BF16 (or unaligned F32) */
+} llama_weights_priv;
+
+/* One base tensor: HF name, where its pointer goes, expected shape (d1 == 0: 1-D). */
+typedef struct llama_slot {
+    char name[128];
+    const float **ptr;
+    int64_t shape[2];
+} llama_slot;
+
+static void slot_set(llama_slot *s, const char *name, const float **ptr, int64_t d0, int64_t d1) {
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->ptr = ptr;
+    s->shape[0] = d0;
+    s->shape[1] = d1;
+}
+
+/* Fills slots (caller provides 3 + (2 + 2·LLAMA_N_SITES)·n_layer); returns the count. */
+static int llama_slots(const llama_config *c, llama_weights *w, llama_slot *s) {
+    int n = 0, C = c->n_embd;
+    char nm[128];
+    slot_set(&s[n++], "model.embed_tokens.weight", &w->embed, c->vocab_size, C);
+    for (int l = 0; l < c->n_layer; l++) {
+        llama_layer_weights *L = &w->layers[l];
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        slot_set(&s[n++], nm, &L->attn_norm, C, 0);
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        slot_set(&s[n++], nm, &L->mlp_norm, C, 0);
+        for (int site = 0; site < LLAMA_N_SITES; site++) {
+            int in, out;
+            llama_site_shape(c, site, &in, &out);
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, llama_site_name(site));
+            slot_set(&s[n++], nm, &L->w[site], out, in);
+            int bias = site <= LLAMA_SITE_V ? c->qkv_bias : site == LLAMA_SITE_O ? c->o_bias : 0;
+            if (!bias) continue;
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, llama_site_name(site));
+            slot_set(&s[n++], nm, &L->b[site], out, 0);
+        }
+    }
+    slot_set(&s[n++], "model.norm.weight", &w->norm, C, 0);
+    if (!c->tie_word_embeddings) slot_set(&s[n++], "lm_head.weight", &w->lm_head, c->vocab_size, C);
+    return n;
+}
+
+void llama_weights_free(llama_weights *w) {
+    llama_weights_priv *p = w->priv;
+    if (p) {
+        for (int i = 0; i < p->n_shards; i++) st_close(&p->shards[i]);
+        free(p->shards);
+        free(p->arena);
+        free(p);
+    }
+    free(w->layers);
+    memset(w, 0, sizeof *w);
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Opens model.safetensors, or every distinct file named by model.safetensors.index.json. */
+static int open_shards(const char *dir, llama_weights_priv *p, lorac_err *err) {
+    char path[4096];
+    p->shards = calloc(LLAMA_MAX_SHARDS, sizeof *p->shards);
+    if (!p->shards) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (file_exists(path)) {
+        int rc = st_open(path, &p->shards[0], err);
+        if (!rc) p->n_shards = 1;
+        return rc;
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (!file_exists(path)) {
+        char bin[4200];
+        snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
+        if (file_exists(bin))
+            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: only PyTorch pickle weights; convert them to safetensors "
+                              "(save_pretrained(..., safe_serialization=True))", dir);
+        return lorac_fail(err, LORAC_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
+    }
+    json_doc *doc = NULL;
+    int rc = json_parse_file(path, &doc, err);
+    if (rc) return rc;
+    const json_value *map = json_get(json_root(doc), "weight_map");
+    if (json_kind(map) != JSON_OBJECT) rc = lorac_fail(err, LORAC_EFORMAT, "%s: no \"weight_map\" object", path);
+    for (size_t i = 0; !rc && i < json_len(map); i++) {
+        const char *file = json_str(json_at(map, i));
+        if (!file || !*file || strchr(file, '/')) {
+            rc = lorac_fail(err, LORAC_EFORMAT, "%s: weight_map entry \"%s\" is not a file name", path, json_key_at(map, i));
+            break;
+        }
+        char shard[4200];
+        snprintf(shard, sizeof shard, "%s/%s", dir, file);
+        int seen = 0;
+        for (int s = 0; s < p->n_shards && !seen; s++) seen = !strcmp(p->shards[s].path, shard);
+        if (seen) continue;
+        if (p->n_shards == LLAMA_MAX_SHARDS) {
+            rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d shards", path, LLAMA_MAX_SHARDS);
+            break;
+        }
+        rc = st_open(shard, &p->shards[p->n_shards], err);
+        if (!rc) p->n_shards++;
+    }
+    json_free(doc);
+    return rc;
+}
+
+static const st_tensor *find_tensor(const llama_weights_priv *p, const char *name, const st_file **file) {
+    for (int s = 0; s < p->n_shards; s++) {
+        const st_tensor *t = st_find(&p->shards[s], name);
+        if (t) {
+            *file = &p->shards[s];
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Checks one tensor against its slot: present, F32/F16/BF16, the shape config.json implies. */
+static int check_slot(const llama_weights_priv *p, const char *dir, const llama_slot *s, const st_tensor **out,
+                      const st_file **file, lorac_err *err) {
+    const st_tensor *t = find_tensor(p, s->name, file);
+    if (!t)
+        return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", p->n_shards == 1 ? p->shards[0].path : dir, s->name);
+    int ndim = s->shape[1] ? 2 : 1;
+    if (t->ndim != ndim || t->shape[0] != s->shape[0] || (ndim == 2 && t->shape[1] != s->shape[1])) {
+        char got[128] = "", want[64];
+        for (int d = 0; d < t->ndim && d < 4; d++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), d ? ", %lld" : "%lld", (long long)t->shape[d]);
+        if (ndim == 2) snprintf(want, sizeof want, "%lld, %lld", (long long)s->shape[0], (long long)s->shape[1]);
+        else snprintf(want, sizeof want, "%lld", (long long)s->shape[0]);
+        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%s] but config.json implies [%s]", (*file)->path,
+                          t->name, got, want);
+    }
+    if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (F32, F16 or BF16 expected)", (*file)->path,
+                          t->name, st_dtype_name(t->dtype));
+    *out = t;
+    return LORAC_OK;
+}
+
+int llama_weights_load(const char *dir, const llama_config *cfg, llama_weights *w, lorac_err *err) {
+    memset(w, 0, sizeof *w);
+    size_t cap = 3 + (2 + 2 * (size_t)LLAMA_N_SITES) * (size_t)cfg->n_layer;
+    w->layers = calloc((size_t)cfg->n_layer, sizeof *w->layers);
+    w->priv = calloc(1, sizeof(llama_weights_priv));
+    llama_slot *slots = calloc(cap, sizeof *slots);
+    const st_tensor **found = calloc(cap, sizeof *found);
+    const st_file **files = calloc(cap, sizeof *files);
+    int rc = (!w->layers || !w->priv || !slots || !found || !files) ? lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir)
+                                                                    : LORAC_OK;
+    llama_weights_priv *p = w->priv;
+    if (!rc) rc = open_shards(dir, p, err);
+    int n = rc ? 0 : llama_slots(cfg, w, slots);
+    size_t convert = 0; /* floats that need a converted copy */
+    for (int i = 0; i < n && !rc; i++) {
+        rc = check_slot(p, dir, &slots[i], &found[i], &files[i], err);
+        if (!rc && !st_f32_view(found[i]) && lorac_size_add(convert, found[i]->numel, &convert))
+            rc = lorac_fail(err, LORAC_ENOMEM, "%s: weights too large", dir);
+    }
+    size_t bytes = 0;
+    if (!rc && convert && (lorac_size_mul(convert, sizeof(float), &bytes) || !(p->arena = malloc(bytes))))
+        rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory converting weights to f32", dir);
+    size_t off = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const float *view = st_f32_view(found[i]);
+        if (view) {
+            *slots[i].ptr = view; /* mapped, not copied */
+            continue;
+        }
+        rc = st_read_f32(files[i], found[i], p->arena + off, err);
+        *slots[i].ptr = p->arena + off;
+        off += found[i]->numel;
+    }
+    if (!rc && cfg->tie_word_embeddings) w->lm_head = w->embed;
+    free(slots);
+    free(found);
+    free(files);
+    if (rc) llama_weights_free(w);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- model state */
+
+static int register_base(llama_model *m, const char *name, const float *data, int64_t d0, int64_t d1, lorac_err *err) {
+    int64_t shape[2] = {d0, d1};
+    return lora_registry_add(&m->reg, name, d1 ? 2 : 1, shape, (float *)data, NULL, NULL, 0, 0, err);
+}
+
+/* Rebuilds the registry in checkpoint order (after loading and after attaching LoRA). */
+static int llama_register_all(llama_model *m, lorac_err *err) {
+    lora_registry_free(&m->reg);
+    lora_registry_init(&m->reg);
+    const llama_config *c = &m->cfg;
+    int C = c->n_embd, rc;
+    char nm[160];
+    if ((rc = register_base(m, "model.embed_tokens.weight", m->w.embed, c->vocab_size, C, err))) return rc;
+    for (int l = 0; l < c->n_layer; l++) {
+        const llama_layer_weights *L = &m->w.layers[l];
+        snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
+        if ((rc = register_base(m, nm, L->attn_norm, C, 0, err))) return rc;
+        for (int s = 0; s < LLAMA_N_SITES; s++) {
+            lora_linear *lin = llama_model_lora(m, l, s);
+            snprintf(nm, sizeof nm, "model.layers.%d.%s", l, llama_site_name(s));
+            if (lin) {
+                if ((rc = lora_linear_register(lin, &m->reg, nm, err))) return rc;
+                continue;
+            }
+            int in, out;
+            llama_site_shape(c, s, &in, &out);
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, llama_site_name(s));
+            if ((rc = register_base(m, nm, L->w[s], out, in, err))) return rc;
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, llama_site_name(s));
+            if (L->b[s] && (rc = register_base(m, nm, L->b[s], out, 0, err))) return rc;
+        }
+        snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
+        if ((rc = register_base(m, nm, L->mlp_norm, C, 0, err))) return rc;
+    }
+    if ((rc = register_base(m, "model.norm.weight", m->w.norm, C, 0, err))) return rc;
+    if (!c->tie_word_embeddings) rc = register_base(m, "lm_head.weight", m->w.lm_head, c->vocab_size, C, err);
+    return rc;
+}
+
+int llama_model_load(const char *dir, llama_model *m, lorac_err *err) {
+    memset(m, 0, sizeof *m);
+    lora_registry_init(&m->reg);
+    int rc = llama_config_load(dir, &m->cfg, err);
+    if (!rc) rc = llama_weights_load(dir, &m->cfg, &m->w, err);
+    if (!rc && !(m->inv_freq = malloc((size_t)m->cfg.head_dim / 2 * sizeof(float))))
+        rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    if (!rc) llama_rope_inv_freq(&m->cfg, m->inv_freq);
+    if (!rc) rc = llama_register_all(m, err);
+    if (rc) llama_model_free(m);
+    return rc;
+}
+
+lora_linear *llama_model_lora(const llama_model *m, int layer, int site) {
+    return m->lora ? m->lora[(size_t)layer * LLAMA_N_SITES + site] : NULL;
+}
+
+static void free_lora(llama_model *m) {
+    if (!m->lora) return;
+    for (size_t i = 0; i < (size_t)m->cfg.n_layer * LLAMA_N_SITES; i++)
+        if (m->lora[i]) {
+            lora_linear_free(m->lora[i]);
+            free(m->lora[i]);
+        }
+    free(m->lora);
+    m->lora = NULL;
+    m->has_lora = 0;
+}
+
+void llama_model_free(llama_model *m) {
+    free_lora(m);
+    lora_registry_free(&m->reg);
+    llama_weights_free(&m->w);
+    free(m->inv_freq);
+    memset(m, 0, sizeof *m);
+}
+
+/* One LoRA Linear on (layer, site) over the borrowed base weight and bias. */
+static int attach(llama_model *m, int l, int s, const lora_config *lc, lorac_rng *rng, lorac_err *err) {
+    if (!m->lora && !(m->lora = calloc((size_t)m->cfg.n_layer * LLAMA_N_SITES, sizeof *m->lora)))
+        return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for LoRA layers");
+    lora_linear **slot = &m->lora[(size_t)l * LLAMA_N_SITES + s];
+    if (!(*slot = calloc(1, sizeof **slot))) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for LoRA layers");
+    int in, out;
+    llama_site_shape(&m->cfg, s, &in, &out);
+    const llama_layer_weights *W = &m->w.layers[l];
+    int rc = lora_linear_init(*slot, in, out, lc, (float *)W->w[s], (float *)W->b[s], rng, err);
+    if (rc) {
+        free(*slot);
+        *slot = NULL;
+    }
+    return rc;
+}
+
+static atomic_int llama_next_lora_gen = 1;
+
+/* Registers the attached layers and freezes all else; on failure drops every LoRA layer. */
+static int finish_lora(llama_model *m, int rc, lorac_err *err) {
+    m->lora_gen = atomic_fetch_add(&llama_next_lora_gen, 1);
+    m->has_lora = m->lora != NULL;
+    if (!rc) rc = llama_register_all(m, err);
+    if (!rc) lora_mark_only_lora_as_trainable(&m->reg, LORA_BIAS_NONE);
+    if (rc) {
+        free_lora(m);
+        llama_register_all(m, NULL);
+    }
+    return rc;
+}
+
+int llama_model_add_lora(llama_model *m, const llama_lora_opts *o, uint64_t seed, lorac_err *err) {
+    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "llama: the model already has LoRA layers");
+    if (o->r < 1) return lorac_fail(err, LORAC_EINVAL, "--rank must be >= 1");
+    if (!(o->dropout >= 0.0f && o->dropout < 1.0f)) return lorac_fail(err, LORAC_EINVAL, "--lora-dropout must be in [0, 1)");
+    lora_config lc = lora_config_default(o->r, o->alpha);
+    lc.lora_dropout = o->dropout;
+    lc.use_rslora = o->use_rslora;
+    lc.init = o->gaussian_init ? LORA_INIT_GAUSSIAN : LORA_INIT_KAIMING;
+    lorac_rng rng;
+    lorac_rng_seed(&rng, seed);
+    int rc = LORAC_OK, any = 0;
+    for (int l = 0; l < m->cfg.n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES && !rc; s++)
+            if (o->sites[s]) {
+                rc = attach(m, l, s, &lc, &rng, err);
+                any = 1;
+            }
+    if (!rc && !any) rc = lorac_fail(err, LORAC_EINVAL, "llama: no LoRA targets");
+    return finish_lora(m, rc, err);
+}
+
+int llama_model_train_mode(llama_model *m, int mode, lorac_err *err) {
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int s = 0; s < LLAMA_N_SITES; s++) {
+            lora_linear *L = llama_model_lora(m, l, s);
+            int rc = L ? lora_linear_train(L, mode, err) : LORAC_OK;
+            if (rc) return rc;
+        }
+    return LORAC_OK;
+}
+
+void llama_model_zero_grad(llama_model *m) {
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int s = 0; s < LLAMA_N_SITES; s++) {
+            lora_linear *L = llama_model_lora(m, l, s);
+            if (L) lora_linear_zero_grad(L);
+        }
+}
+
+/* ---------------------------------------------------------------- PEFT adapter directories */
+
+#define PEFT_PREFIX "base_model.model."
+
+int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err) {
+    const llama_config *c = &m->cfg;
+    peft_config *pc = malloc(sizeof *pc);
+    if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    peft_config_init(pc);
+    snprintf(pc->task_type, sizeof pc->task_type, "CAUSAL_LM");
+    const lora_linear *first = NULL;
+    int used[LLAMA_N_SITES] = {0}, rc = LORAC_OK;
+    for (int l = 0; l < c->n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES && !rc; s++) {
+            const lora_linear *L = llama_model_lora(m, l, s);
+            if (!L) continue;
+            if (!first) first = L;
+            if (L->cfg.r != first->cfg.r || L->cfg.lora_alpha != first->cfg.lora_alpha ||
+                L->cfg.use_rslora != first->cfg.use_rslora)
+                rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layers with different ranks are not written yet", dir);
+            used[s] = 1;
+        }
+    if (!rc && !first) rc = lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", dir);
+    size_t max = (size_t)c->n_layer * LLAMA_N_SITES * 2, n = 0;
+    st_entry *ents = rc ? NULL : calloc(max, sizeof *ents);
+    char (*names)[192] = rc ? NULL : calloc(max, sizeof *names);
+    if (!rc && (!ents || !names)) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    if (!rc) {
+        pc->r = first->cfg.r;
+        pc->lora_alpha = first->cfg.lora_alpha;
+        pc->lora_dropout = first->cfg.lora_dropout;
+        pc->use_rslora = first->cfg.use_rslora;
+        for (int s = 0; s < LLAMA_N_SITES; s++)
+            if (used[s]) snprintf(pc->target_modules[pc->n_targets++], 64, "%s", strchr(llama_site_name(s), '.') + 1);
+    }
+    for (int l = 0; l < c->n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES; s++) {
+            const lora_linear *L = llama_model_lora(m, l, s);
+            if (!L) continue;
+            for (int ab = 0; ab < 2; ab++) {
+                snprintf(names[n], sizeof names[n], PEFT_PREFIX "model.layers.%d.%s.lora_%c.weight", l, llama_site_name(s),
+                         ab ? 'B' : 'A');
+                ents[n].name = names[n];
+                ents[n].dtype = ents[n].out_dtype = ST_F32;
+                ents[n].ndim = 2;
+                ents[n].shape[0] = ab ? L->OC : L->cfg.r;
+                ents[n].shape[1] = ab ? L->cfg.r : L->C;
+                ents[n].data = ab ? L->lora_B : L->lora_A;
+                n++;
+            }
+        }
+    if (!rc && mkdir(dir, 0777) != 0 && errno != EEXIST)
+        rc = lorac_fail(err, LORAC_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (!rc) {
+        char path[4200];
+        const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        rc = st_write(path, ents, n, mk, mv, 1, err);
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        if (!rc) rc = peft_config_save(pc, path, err);
+    }
+    free(ents);
+    free(names);
+    free(pc);
+    return rc;
+}
+
+/* Copies an adapter tensor into dst after checking its shape. */
+static int take(const st_file *f, const char *name, int64_t d0, int64_t d1, float *dst, int *used, lorac_err *err) {
+    const st_tensor *t = st_find(f, name);
+    if (!t) return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", f->path, name);
+    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
+        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but the model needs [%lld, %lld]", f->path,
+                          name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)d0,
+                          (long long)d1);
+    used[t - f->tensors] = 1;
+    return st_read_f32(f, t, dst, err);
+}
+
+int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
+    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
+    peft_config *pc = malloc(sizeof *pc);
+    if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    int rc = peft_config_load(dir, pc, err);
+    if (warn && warn_size) {
+        warn[0] = 0;
+        for (int i = 0; !rc && i < pc->n_warnings; i++)
+            snprintf(warn + strlen(warn), warn_size - strlen(warn), "%s\n", pc->warnings[i]);
+    }
+    if (!rc && pc->bias != PEFT_BIAS_NONE)
+        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters are not supported for Llama yet", dir,
+                        pc->bias == PEFT_BIAS_ALL ? "all" : "lora_only");
+    if (!rc && pc->n_modules_to_save)
+        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for Llama yet", dir);
+    if (!rc && pc->fan_in_fan_out)
+        rc = lorac_fail(err, LORAC_EFORMAT, "%s: fan_in_fan_out is true but Llama's projections are nn.Linear", dir);
+    st_file f;
+    memset(&f, 0, sizeof f);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if (!rc) rc = st_open(path, &f, err);
+    int *used = rc ? NULL : calloc(f.n_tensors + 1, sizeof *used);
+    if (!rc && !used) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    lorac_rng rng;
+    lorac_rng_seed(&rng, 0);
+    int any = 0;
+    for (int l = 0; l < m->cfg.n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES && !rc; s++) {
+            char module[128], na[192], nb[192];
+            snprintf(module, sizeof module, "model.layers.%d.%s", l, llama_site_name(s));
+            if (!peft_targets_module(pc, module)) continue;
+            int r = peft_rank_for(pc, module), in, out;
+            llama_site_shape(&m->cfg, s, &in, &out);
+            lora_config lc = lora_config_default(r, 1.0f);
+            lc.lora_dropout = (float)pc->lora_dropout;
+            lc.lora_alpha = (float)(peft_scaling_for(pc, module) * r); /* PEFT's exact scaling */
+            if ((rc = attach(m, l, s, &lc, &rng, err))) break;
+            any = 1;
+            lora_linear *L = llama_model_lora(m, l, s);
+            snprintf(na, sizeof na, PEFT_PREFIX "%s.lora_A.weight", module);
+            snprintf(nb, sizeof nb, PEFT_PREFIX "%s.lora_B.weight", module);
+            rc = take(&f, na, r, in, L->lora_A, used, err);
+            if (!rc) rc = take(&f, nb, out, r, L->lora_B, used, err);
+        }
+    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no Llama module", dir);
+    for (size_t i = 0; !rc && i < f.n_tensors; i++)
+        if (!used[i]) rc = lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this model)", path,
+                                      f.tensors[i].name);
+    free(used);
+    if (f.path) st_close(&f);
+    free(pc);
+    if (any || m->lora) rc = finish_lora(m, rc, err);
+    return rc;
+}
