@@ -303,6 +303,7 @@ int main(void) {
     lorac_set_threads(2);
     run_variant("gqa", 2, 2);
     run_variant("qwen2", 1, 2);
+    run_variant("biased", 1, 1);
     test_rope_freqs();
     test_llama3_freqs();
     test_config_errors();
