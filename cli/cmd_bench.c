@@ -16,7 +16,6 @@
 #include <time.h>
 
 /* the one place outside src/ that asks OpenBLAS which kernel it picked (lorac.h has no such query) */
-#include <cblas.h>
 
 #include "cli.h"
 
@@ -63,16 +62,16 @@ static const char *env_or(const char *name, const char *dflt) {
 
 /* What a benchmark ran on: the BLAS kernel, its build line, threads and the OpenBLAS overrides. */
 static void print_env_human(void) {
-    printf("openblas: core %s | %s\n", openblas_get_corename(), openblas_get_config());
+    printf("openblas: core %s | %s\n", lorac_blas_corename(), lorac_blas_config());
     printf("threads %d | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", lorac_get_threads(),
            env_or("OPENBLAS_CORETYPE", "(unset)"), env_or("OPENBLAS_L2_SIZE", "(unset)"));
 }
 
 static void print_env_json(void) {
     printf("\"blas_core\": ");
-    bench_json_str(stdout, openblas_get_corename());
+    bench_json_str(stdout, lorac_blas_corename());
     printf(", \"blas_config\": ");
-    bench_json_str(stdout, openblas_get_config());
+    bench_json_str(stdout, lorac_blas_config());
     printf(", \"threads\": %d, \"OPENBLAS_CORETYPE\": ", lorac_get_threads());
     bench_json_str(stdout, env_or("OPENBLAS_CORETYPE", ""));
     printf(", \"OPENBLAS_L2_SIZE\": ");

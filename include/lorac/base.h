@@ -47,6 +47,10 @@ int lorac_size_add(size_t a, size_t b, size_t *out);
 void lorac_set_threads(int n);
 int lorac_get_threads(void);
 
+/* Which OpenBLAS kernel runs ("Cooperlake", "Haswell", ...) and its build configuration string. */
+const char *lorac_blas_corename(void);
+const char *lorac_blas_config(void);
+
 /* A small, seedable, reproducible PRNG (xoshiro128** style state in 64-bit words). */
 typedef struct lorac_rng {
     uint64_t s[4];

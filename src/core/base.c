@@ -1,6 +1,8 @@
 /* Status messages, overflow-checked sizes, threads, RNG, mapped and atomically written files. */
 #include "lorac/base.h"
 
+#include <cblas.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -57,6 +59,9 @@ void lorac_set_threads(int n) {
 }
 
 int lorac_get_threads(void) { return omp_get_max_threads(); }
+
+const char *lorac_blas_corename(void) { return openblas_get_corename(); }
+const char *lorac_blas_config(void) { return openblas_get_config(); }
 
 static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
