@@ -9,6 +9,7 @@
 #include "lorac/gpt2.h"
 #include "lorac/peft.h"
 #include "lorac/safetensors.h"
+#include "models/hf_shards.h"
 
 #define PEFT_PREFIX "base_model.model.transformer.h."
 #define SPLIT_KEY "lorac.c_attn_split" /* safetensors metadata: which qkv slices a c_attn adapter covers */
@@ -175,16 +176,6 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
     return rc;
 }
 
-/* Copies an adapter tensor into dst after checking its shape. */
-static int take(const st_file *f, const char *name, int64_t d0, int64_t d1, float *dst, int *used, lorac_err *err) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", f->path, name);
-    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
-        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but the model needs [%lld, %lld]", f->path,
-                          name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)d0, (long long)d1);
-    used[t - f->tensors] = 1;
-    return st_read_f32(f, t, dst, err);
-}
 
 int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
     if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
@@ -238,8 +229,8 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
             snprintf(nb, sizeof nb, "base_model.model.%s.lora_B.weight", module);
             if (!as_split) {
                 lora_linear *Lin = (lora_linear *)site_linear(m, l, s);
-                rc = take(&f, na, r, in, Lin->lora_A, used, err);
-                if (!rc) rc = take(&f, nb, out, r, Lin->lora_B, used, err);
+                rc = hf_take_2d(&f, na, r, in, Lin->lora_A, used, err);
+                if (!rc) rc = hf_take_2d(&f, nb, out, r, Lin->lora_B, used, err);
                 continue;
             }
             lora_merged *M = m->blocks[l].qkv;
@@ -248,8 +239,8 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
                 rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
                 break;
             }
-            rc = take(&f, na, r, in, M->lora_A, used, err);
-            if (!rc) rc = take(&f, nb, out, r, Bx, used, err);
+            rc = hf_take_2d(&f, na, r, in, M->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(&f, nb, out, r, Bx, used, err);
             int rs = r / k, C = c->n_embd;
             for (int g = 0, j = 0; g < 3 && !rc; g++)
                 for (int row = 0; row < C; row++) {
@@ -274,8 +265,8 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
         rc = gpt2_lora_attach_wte(m, &lc, &rng, err);
         if (!rc) {
             any = 1;
-            rc = take(&f, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, used, err);
-            if (!rc) rc = take(&f, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, used, err);
+            rc = hf_take_2d(&f, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(&f, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, used, err);
         }
     }
     if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", dir);

@@ -2,17 +2,14 @@
  * random initialisation, and saving an HF directory. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "lorac/gpt2.h"
 #include "lorac/json.h"
 #include "lorac/safetensors.h"
-
-#define GPT2_MAX_SHARDS 64
+#include "models/hf_shards.h"
 
 typedef struct gpt2_weights_priv {
-    st_file shards[GPT2_MAX_SHARDS];
-    int n_shards;
+    hf_shards sh;
     float *arena; /* converted (F16/BF16/unaligned) or random tensors */
 } gpt2_weights_priv;
 
@@ -89,7 +86,7 @@ static int weights_alloc(const gpt2_config *cfg, gpt2_weights *w, gpt2_slot **sl
 void gpt2_weights_free(gpt2_weights *w) {
     gpt2_weights_priv *p = w->priv;
     if (p) {
-        for (int i = 0; i < p->n_shards; i++) st_close(&p->shards[i]);
+        hf_shards_close(&p->sh);
         free(p->arena);
         free(p);
     }
@@ -97,71 +94,11 @@ void gpt2_weights_free(gpt2_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Opens the shards: model.safetensors, or every file named by model.safetensors.index.json. */
-static int open_shards(const char *dir, gpt2_weights_priv *p, lorac_err *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (file_exists(path)) {
-        p->n_shards = 1;
-        return st_open(path, &p->shards[0], err);
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!file_exists(path)) {
-        char bin[4096];
-        snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
-        if (file_exists(bin))
-            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: only PyTorch pickle weights; convert them to safetensors "
-                              "(e.g. transformers' save_pretrained(..., safe_serialization=True))", dir);
-        return lorac_fail(err, LORAC_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
-    }
-    json_doc *doc = NULL;
-    int rc = json_parse_file(path, &doc, err);
-    if (rc) return rc;
-    const json_value *map = json_get(json_root(doc), "weight_map");
-    if (json_kind(map) != JSON_OBJECT) {
-        json_free(doc);
-        return lorac_fail(err, LORAC_EFORMAT, "%s: no \"weight_map\" object", path);
-    }
-    for (size_t i = 0; i < json_len(map) && !rc; i++) {
-        const char *file = json_str(json_at(map, i));
-        if (!file || strchr(file, '/')) {
-            rc = lorac_fail(err, LORAC_EFORMAT, "%s: weight_map entry \"%s\" is not a file name", path, json_key_at(map, i));
-            break;
-        }
-        char shard[4096];
-        snprintf(shard, sizeof shard, "%s/%s", dir, file);
-        int seen = 0;
-        for (int s = 0; s < p->n_shards; s++)
-            if (!strcmp(p->shards[s].path, shard)) seen = 1;
-        if (seen) continue;
-        if (p->n_shards == GPT2_MAX_SHARDS) {
-            rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d shards", path, GPT2_MAX_SHARDS);
-            break;
-        }
-        rc = st_open(shard, &p->shards[p->n_shards], err);
-        if (!rc) p->n_shards++;
-    }
-    json_free(doc);
-    return rc;
-}
-
 static const st_tensor *find_tensor(const gpt2_weights_priv *p, const char *name, const st_file **file) {
     char full[160];
     snprintf(full, sizeof full, "transformer.%s", name);
-    for (int s = 0; s < p->n_shards; s++) {
-        const st_tensor *t = st_find(&p->shards[s], full);
-        if (!t) t = st_find(&p->shards[s], name);
-        if (t) {
-            *file = &p->shards[s];
-            return t;
-        }
-    }
-    return NULL;
+    const st_tensor *t = hf_shards_find(&p->sh, full, file);
+    return t ? t : hf_shards_find(&p->sh, name, file);
 }
 
 int gpt2_weights_load(const char *dir, const gpt2_config *cfg, gpt2_weights *w, lorac_err *err) {
@@ -169,7 +106,7 @@ int gpt2_weights_load(const char *dir, const gpt2_config *cfg, gpt2_weights *w, 
     int rc = weights_alloc(cfg, w, &slots, err);
     if (rc) return rc;
     gpt2_weights_priv *p = w->priv;
-    rc = open_shards(dir, p, err);
+    rc = hf_shards_open(dir, &p->sh, err);
     int n = rc ? 0 : gpt2_slots(cfg, w, slots);
     /* first pass: find and check every tensor, and count the floats that need converting */
     size_t convert = 0;
@@ -178,9 +115,9 @@ int gpt2_weights_load(const char *dir, const gpt2_config *cfg, gpt2_weights *w, 
     if (!rc && (!found || !files)) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
     for (int i = 0; i < n && !rc; i++) {
         const st_tensor *t = find_tensor(p, slots[i].name, &files[i]);
-        const char *fname = p->shards[0].path;
+        const char *fname = p->sh.n ? p->sh.files[0].path : dir;
         if (!t) {
-            rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s%s'", p->n_shards > 1 ? dir : fname,
+            rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s%s'", p->sh.n > 1 ? dir : fname,
                             strncmp(slots[i].name, "lm_head.", 8) ? "transformer." : "", slots[i].name);
             break;
         }

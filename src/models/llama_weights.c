@@ -10,12 +10,11 @@
 #include "lorac/llama.h"
 #include "lorac/peft.h"
 #include "lorac/safetensors.h"
+#include "models/hf_shards.h"
 
-#define LLAMA_MAX_SHARDS 256
 
 typedef struct llama_weights_priv {
-    st_file *shards;
-    int n_shards;
+    hf_shards sh;
     float *arena; /* tensors converted from F16/BF16 (or unaligned F32) */
 } llama_weights_priv;
 
@@ -63,8 +62,7 @@ static int llama_slots(const llama_config *c, llama_weights *w, llama_slot *s) {
 void llama_weights_free(llama_weights *w) {
     llama_weights_priv *p = w->priv;
     if (p) {
-        for (int i = 0; i < p->n_shards; i++) st_close(&p->shards[i]);
-        free(p->shards);
+        hf_shards_close(&p->sh);
         free(p->arena);
         free(p);
     }
@@ -72,67 +70,8 @@ void llama_weights_free(llama_weights *w) {
     memset(w, 0, sizeof *w);
 }
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Opens model.safetensors, or every distinct file named by model.safetensors.index.json. */
-static int open_shards(const char *dir, llama_weights_priv *p, lorac_err *err) {
-    char path[4096];
-    p->shards = calloc(LLAMA_MAX_SHARDS, sizeof *p->shards);
-    if (!p->shards) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (file_exists(path)) {
-        int rc = st_open(path, &p->shards[0], err);
-        if (!rc) p->n_shards = 1;
-        return rc;
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!file_exists(path)) {
-        char bin[4200];
-        snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
-        if (file_exists(bin))
-            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: only PyTorch pickle weights; convert them to safetensors "
-                              "(save_pretrained(..., safe_serialization=True))", dir);
-        return lorac_fail(err, LORAC_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
-    }
-    json_doc *doc = NULL;
-    int rc = json_parse_file(path, &doc, err);
-    if (rc) return rc;
-    const json_value *map = json_get(json_root(doc), "weight_map");
-    if (json_kind(map) != JSON_OBJECT) rc = lorac_fail(err, LORAC_EFORMAT, "%s: no \"weight_map\" object", path);
-    for (size_t i = 0; !rc && i < json_len(map); i++) {
-        const char *file = json_str(json_at(map, i));
-        if (!file || !*file || strchr(file, '/')) {
-            rc = lorac_fail(err, LORAC_EFORMAT, "%s: weight_map entry \"%s\" is not a file name", path, json_key_at(map, i));
-            break;
-        }
-        char shard[4200];
-        snprintf(shard, sizeof shard, "%s/%s", dir, file);
-        int seen = 0;
-        for (int s = 0; s < p->n_shards && !seen; s++) seen = !strcmp(p->shards[s].path, shard);
-        if (seen) continue;
-        if (p->n_shards == LLAMA_MAX_SHARDS) {
-            rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d shards", path, LLAMA_MAX_SHARDS);
-            break;
-        }
-        rc = st_open(shard, &p->shards[p->n_shards], err);
-        if (!rc) p->n_shards++;
-    }
-    json_free(doc);
-    return rc;
-}
-
 static const st_tensor *find_tensor(const llama_weights_priv *p, const char *name, const st_file **file) {
-    for (int s = 0; s < p->n_shards; s++) {
-        const st_tensor *t = st_find(&p->shards[s], name);
-        if (t) {
-            *file = &p->shards[s];
-            return t;
-        }
-    }
-    return NULL;
+    return hf_shards_find(&p->sh, name, file);
 }
 
 /* Checks one tensor against its slot: present, F32/F16/BF16, the shape config.json implies. */
@@ -140,7 +79,7 @@ static int check_slot(const llama_weights_priv *p, const char *dir, const llama_
                       const st_file **file, lorac_err *err) {
     const st_tensor *t = find_tensor(p, s->name, file);
     if (!t)
-        return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", p->n_shards == 1 ? p->shards[0].path : dir, s->name);
+        return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", p->sh.n == 1 ? p->sh.files[0].path : dir, s->name);
     int ndim = s->shape[1] ? 2 : 1;
     if (t->ndim != ndim || t->shape[0] != s->shape[0] || (ndim == 2 && t->shape[1] != s->shape[1])) {
         char got[128] = "", want[64];
@@ -169,7 +108,7 @@ int llama_weights_load(const char *dir, const llama_config *cfg, llama_weights *
     int rc = (!w->layers || !w->priv || !slots || !found || !files) ? lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir)
                                                                     : LORAC_OK;
     llama_weights_priv *p = w->priv;
-    if (!rc) rc = open_shards(dir, p, err);
+    if (!rc) rc = hf_shards_open(dir, &p->sh, err);
     int n = rc ? 0 : llama_slots(cfg, w, slots);
     size_t convert = 0; /* floats that need a converted copy */
     for (int i = 0; i < n && !rc; i++) {
@@ -415,17 +354,6 @@ int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err) {
     return rc;
 }
 
-/* Copies an adapter tensor into dst after checking its shape. */
-static int take(const st_file *f, const char *name, int64_t d0, int64_t d1, float *dst, int *used, lorac_err *err) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", f->path, name);
-    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
-        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but the model needs [%lld, %lld]", f->path,
-                          name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)d0,
-                          (long long)d1);
-    used[t - f->tensors] = 1;
-    return st_read_f32(f, t, dst, err);
-}
 
 int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
     if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
@@ -469,8 +397,8 @@ int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_siz
             lora_linear *L = llama_model_lora(m, l, s);
             snprintf(na, sizeof na, PEFT_PREFIX "%s.lora_A.weight", module);
             snprintf(nb, sizeof nb, PEFT_PREFIX "%s.lora_B.weight", module);
-            rc = take(&f, na, r, in, L->lora_A, used, err);
-            if (!rc) rc = take(&f, nb, out, r, L->lora_B, used, err);
+            rc = hf_take_2d(&f, na, r, in, L->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(&f, nb, out, r, L->lora_B, used, err);
         }
     if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no Llama module", dir);
     for (size_t i = 0; !rc && i < f.n_tensors; i++)
