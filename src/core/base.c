@@ -21,6 +21,9 @@ int lorac_fail(lorac_err *err, int code, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        /* a message is one line even when it quotes a name read from a hostile file */
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
         err->code = code;
     }
     return code;
