@@ -179,28 +179,14 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
 
 int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
     if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
-    peft_config *pc = malloc(sizeof *pc);
-    if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    int rc = peft_config_load(dir, pc, err);
-    if (warn && warn_size) {
-        warn[0] = 0;
-        for (int i = 0; !rc && i < pc->n_warnings; i++)
-            snprintf(warn + strlen(warn), warn_size - strlen(warn), "%s\n", pc->warnings[i]);
-    }
-    if (!rc && pc->bias != PEFT_BIAS_NONE)
-        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters are not supported for GPT-2 yet", dir,
-                        pc->bias == PEFT_BIAS_ALL ? "all" : "lora_only");
-    if (!rc && pc->n_modules_to_save)
-        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for GPT-2 yet", dir);
-    st_file f;
-    memset(&f, 0, sizeof f);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (!rc) rc = st_open(path, &f, err);
-    int *used = rc ? NULL : calloc(f.n_tensors + 1, sizeof *used);
-    if (!rc && !used) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    hf_adapter ad;
+    int rc = hf_adapter_open(dir, "GPT-2", &ad, warn, warn_size, err);
+    const peft_config *pc = ad.pc;
+    const st_file *f = &ad.f;
+    int *used = ad.used;
+    const char *path = ad.path;
     int split[3] = {0, 0, 0}, k = 0;
-    const char *sv = rc ? NULL : st_meta(&f, SPLIT_KEY);
+    const char *sv = rc ? NULL : st_meta(f, SPLIT_KEY);
     if (sv && sscanf(sv, "%d,%d,%d", &split[0], &split[1], &split[2]) == 3) k = !!split[0] + !!split[1] + !!split[2];
     const gpt2_config *c = &m->cfg;
     lorac_rng rng;
@@ -229,8 +215,8 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
             snprintf(nb, sizeof nb, "base_model.model.%s.lora_B.weight", module);
             if (!as_split) {
                 lora_linear *Lin = (lora_linear *)site_linear(m, l, s);
-                rc = hf_take_2d(&f, na, r, in, Lin->lora_A, used, err);
-                if (!rc) rc = hf_take_2d(&f, nb, out, r, Lin->lora_B, used, err);
+                rc = hf_take_2d(f, na, r, in, Lin->lora_A, used, err);
+                if (!rc) rc = hf_take_2d(f, nb, out, r, Lin->lora_B, used, err);
                 continue;
             }
             lora_merged *M = m->blocks[l].qkv;
@@ -239,8 +225,8 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
                 rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
                 break;
             }
-            rc = hf_take_2d(&f, na, r, in, M->lora_A, used, err);
-            if (!rc) rc = hf_take_2d(&f, nb, out, r, Bx, used, err);
+            rc = hf_take_2d(f, na, r, in, M->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(f, nb, out, r, Bx, used, err);
             int rs = r / k, C = c->n_embd;
             for (int g = 0, j = 0; g < 3 && !rc; g++)
                 for (int row = 0; row < C; row++) {
@@ -265,16 +251,13 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
         rc = gpt2_lora_attach_wte(m, &lc, &rng, err);
         if (!rc) {
             any = 1;
-            rc = hf_take_2d(&f, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, used, err);
-            if (!rc) rc = hf_take_2d(&f, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, used, err);
+            rc = hf_take_2d(f, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(f, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, used, err);
         }
     }
     if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", dir);
-    for (size_t i = 0; !rc && i < f.n_tensors; i++)
-        if (!used[i]) rc = lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this GPT-2 model)", path, f.tensors[i].name);
-    free(used);
-    if (f.path) st_close(&f);
-    free(pc);
+    if (!rc) rc = hf_adapter_check_all_used(&ad, "GPT-2", err);
+    hf_adapter_close(&ad);
     if (any || rc) rc = gpt2_lora_finish(m, rc, err);
     return rc;
 }

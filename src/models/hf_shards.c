@@ -86,3 +86,40 @@ int hf_take_2d(const st_file *f, const char *name, int64_t d0, int64_t d1, float
     used[t - f->tensors] = 1;
     return st_read_f32(f, t, dst, err);
 }
+
+int hf_adapter_open(const char *dir, const char *family, hf_adapter *a, char *warn, size_t warn_size, lorac_err *err) {
+    memset(a, 0, sizeof *a);
+    if (warn && warn_size) warn[0] = 0;
+    a->pc = malloc(sizeof *a->pc);
+    if (!a->pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    int rc = peft_config_load(dir, a->pc, err);
+    for (int i = 0; !rc && warn && warn_size && i < a->pc->n_warnings; i++)
+        snprintf(warn + strlen(warn), warn_size - strlen(warn), "%s\n", a->pc->warnings[i]);
+    if (!rc && a->pc->bias != PEFT_BIAS_NONE)
+        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters are not supported for %s yet", dir,
+                        a->pc->bias == PEFT_BIAS_ALL ? "all" : "lora_only", family);
+    if (!rc && a->pc->n_modules_to_save)
+        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for %s yet", dir, family);
+    snprintf(a->path, sizeof a->path, "%s/adapter_model.safetensors", dir);
+    if (!rc) rc = st_open(a->path, &a->f, err);
+    if (!rc && !(a->used = calloc(a->f.n_tensors + 1, sizeof *a->used)))
+        rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    if (rc) hf_adapter_close(a);
+    return rc;
+}
+
+int hf_adapter_check_all_used(const hf_adapter *a, const char *family, lorac_err *err) {
+    for (size_t i = 0; i < a->f.n_tensors; i++)
+        if (!a->used[i])
+            return lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this %s model)", a->path,
+                              a->f.tensors[i].name, family);
+    return LORAC_OK;
+}
+
+void hf_adapter_close(hf_adapter *a) {
+    free(a->used);
+    if (a->f.path) st_close(&a->f);
+    free(a->pc);
+    a->used = NULL;
+    a->pc = NULL;
+}

@@ -357,28 +357,13 @@ int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err) {
 
 int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
     if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
-    peft_config *pc = malloc(sizeof *pc);
-    if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    int rc = peft_config_load(dir, pc, err);
-    if (warn && warn_size) {
-        warn[0] = 0;
-        for (int i = 0; !rc && i < pc->n_warnings; i++)
-            snprintf(warn + strlen(warn), warn_size - strlen(warn), "%s\n", pc->warnings[i]);
-    }
-    if (!rc && pc->bias != PEFT_BIAS_NONE)
-        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters are not supported for Llama yet", dir,
-                        pc->bias == PEFT_BIAS_ALL ? "all" : "lora_only");
-    if (!rc && pc->n_modules_to_save)
-        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for Llama yet", dir);
+    hf_adapter ad;
+    int rc = hf_adapter_open(dir, "Llama", &ad, warn, warn_size, err);
+    const peft_config *pc = ad.pc;
+    const st_file *f = &ad.f;
+    int *used = ad.used;
     if (!rc && pc->fan_in_fan_out)
         rc = lorac_fail(err, LORAC_EFORMAT, "%s: fan_in_fan_out is true but Llama's projections are nn.Linear", dir);
-    st_file f;
-    memset(&f, 0, sizeof f);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (!rc) rc = st_open(path, &f, err);
-    int *used = rc ? NULL : calloc(f.n_tensors + 1, sizeof *used);
-    if (!rc && !used) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
     lorac_rng rng;
     lorac_rng_seed(&rng, 0);
     int any = 0;
@@ -397,16 +382,12 @@ int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_siz
             lora_linear *L = llama_model_lora(m, l, s);
             snprintf(na, sizeof na, PEFT_PREFIX "%s.lora_A.weight", module);
             snprintf(nb, sizeof nb, PEFT_PREFIX "%s.lora_B.weight", module);
-            rc = hf_take_2d(&f, na, r, in, L->lora_A, used, err);
-            if (!rc) rc = hf_take_2d(&f, nb, out, r, L->lora_B, used, err);
+            rc = hf_take_2d(f, na, r, in, L->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(f, nb, out, r, L->lora_B, used, err);
         }
     if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no Llama module", dir);
-    for (size_t i = 0; !rc && i < f.n_tensors; i++)
-        if (!used[i]) rc = lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this model)", path,
-                                      f.tensors[i].name);
-    free(used);
-    if (f.path) st_close(&f);
-    free(pc);
+    if (!rc) rc = hf_adapter_check_all_used(&ad, "Llama", err);
+    hf_adapter_close(&ad);
     if (any || m->lora) rc = finish_lora(m, rc, err);
     return rc;
 }
