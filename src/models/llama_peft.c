@@ -1,0 +1,117 @@
+/* Llama-family PEFT adapter directories: lorac's LoRA layers written in PEFT's layout
+ * ("base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight") and read back. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lorac/llama.h"
+#include "lorac/peft.h"
+#include "lorac/safetensors.h"
+#include "models/hf_shards.h"
+#include "models/llama_internal.h"
+
+/* ---------------------------------------------------------------- PEFT adapter directories */
+
+#define PEFT_PREFIX "base_model.model."
+
+int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err) {
+    const llama_config *c = &m->cfg;
+    peft_config *pc = malloc(sizeof *pc);
+    if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    peft_config_init(pc);
+    snprintf(pc->task_type, sizeof pc->task_type, "CAUSAL_LM");
+    const lora_linear *first = NULL;
+    int used[LLAMA_N_SITES] = {0}, rc = LORAC_OK;
+    for (int l = 0; l < c->n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES && !rc; s++) {
+            const lora_linear *L = llama_model_lora(m, l, s);
+            if (!L) continue;
+            if (!first) first = L;
+            if (L->cfg.r != first->cfg.r || L->cfg.lora_alpha != first->cfg.lora_alpha ||
+                L->cfg.use_rslora != first->cfg.use_rslora)
+                rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layers with different ranks are not written yet", dir);
+            used[s] = 1;
+        }
+    if (!rc && !first) rc = lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", dir);
+    size_t max = (size_t)c->n_layer * LLAMA_N_SITES * 2, n = 0;
+    st_entry *ents = rc ? NULL : calloc(max, sizeof *ents);
+    char (*names)[192] = rc ? NULL : calloc(max, sizeof *names);
+    if (!rc && (!ents || !names)) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    if (!rc) {
+        pc->r = first->cfg.r;
+        pc->lora_alpha = first->cfg.lora_alpha;
+        pc->lora_dropout = first->cfg.lora_dropout;
+        pc->use_rslora = first->cfg.use_rslora;
+        for (int s = 0; s < LLAMA_N_SITES; s++)
+            if (used[s]) snprintf(pc->target_modules[pc->n_targets++], 64, "%s", strchr(llama_site_name(s), '.') + 1);
+    }
+    for (int l = 0; l < c->n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES; s++) {
+            const lora_linear *L = llama_model_lora(m, l, s);
+            if (!L) continue;
+            for (int ab = 0; ab < 2; ab++) {
+                snprintf(names[n], sizeof names[n], PEFT_PREFIX "model.layers.%d.%s.lora_%c.weight", l, llama_site_name(s),
+                         ab ? 'B' : 'A');
+                ents[n].name = names[n];
+                ents[n].dtype = ents[n].out_dtype = ST_F32;
+                ents[n].ndim = 2;
+                ents[n].shape[0] = ab ? L->OC : L->cfg.r;
+                ents[n].shape[1] = ab ? L->cfg.r : L->C;
+                ents[n].data = ab ? L->lora_B : L->lora_A;
+                n++;
+            }
+        }
+    if (!rc && mkdir(dir, 0777) != 0 && errno != EEXIST)
+        rc = lorac_fail(err, LORAC_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (!rc) {
+        char path[4200];
+        const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+        rc = st_write(path, ents, n, mk, mv, 1, err);
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        if (!rc) rc = peft_config_save(pc, path, err);
+    }
+    free(ents);
+    free(names);
+    free(pc);
+    return rc;
+}
+
+
+int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
+    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
+    hf_adapter ad;
+    int rc = hf_adapter_open(dir, "Llama", &ad, warn, warn_size, err);
+    const peft_config *pc = ad.pc;
+    const st_file *f = &ad.f;
+    int *used = ad.used;
+    if (!rc && pc->fan_in_fan_out)
+        rc = lorac_fail(err, LORAC_EFORMAT, "%s: fan_in_fan_out is true but Llama's projections are nn.Linear", dir);
+    lorac_rng rng;
+    lorac_rng_seed(&rng, 0);
+    int any = 0;
+    for (int l = 0; l < m->cfg.n_layer && !rc; l++)
+        for (int s = 0; s < LLAMA_N_SITES && !rc; s++) {
+            char module[128], na[192], nb[192];
+            snprintf(module, sizeof module, "model.layers.%d.%s", l, llama_site_name(s));
+            if (!peft_targets_module(pc, module)) continue;
+            int r = peft_rank_for(pc, module), in, out;
+            llama_site_shape(&m->cfg, s, &in, &out);
+            lora_config lc = lora_config_default(r, 1.0f);
+            lc.lora_dropout = (float)pc->lora_dropout;
+            lc.lora_alpha = (float)(peft_scaling_for(pc, module) * r); /* PEFT's exact scaling */
+            if ((rc = llama_lora_attach(m, l, s, &lc, &rng, err))) break;
+            any = 1;
+            lora_linear *L = llama_model_lora(m, l, s);
+            snprintf(na, sizeof na, PEFT_PREFIX "%s.lora_A.weight", module);
+            snprintf(nb, sizeof nb, PEFT_PREFIX "%s.lora_B.weight", module);
+            rc = hf_take_2d(f, na, r, in, L->lora_A, used, err);
+            if (!rc) rc = hf_take_2d(f, nb, out, r, L->lora_B, used, err);
+        }
+    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no Llama module", dir);
+    if (!rc) rc = hf_adapter_check_all_used(&ad, "Llama", err);
+    hf_adapter_close(&ad);
+    if (any || m->lora) rc = llama_lora_finish(m, rc, err);
+    return rc;
+}
