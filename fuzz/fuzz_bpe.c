@@ -7,12 +7,12 @@
 
 #include "lorac/tokenizer.h"
 
-static bpe_tokenizer *tok;
+static bpe_tokenizer *btok;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (!tok) {
+    if (!btok) {
         lorac_err err;
-        if (bpe_load_dir(LORAC_SOURCE_DIR "/tests/fixtures/bpe/toy", &tok, &err)) {
+        if (bpe_load_dir(LORAC_SOURCE_DIR "/tests/fixtures/bpe/toy", &btok, &err)) {
             fprintf(stderr, "%s\n", err.msg);
             abort();
         }
@@ -20,14 +20,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int32_t *ids = NULL;
     size_t n = 0;
     lorac_err err;
-    if (bpe_encode(tok, (const char *)data, size, &ids, &n, &err)) abort(); /* every input encodes */
+    if (bpe_encode(btok, (const char *)data, size, &ids, &n, &err)) abort(); /* every input encodes */
     char *text = NULL;
     size_t len = 0;
-    if (bpe_decode(tok, ids, n, &text, &len, &err)) abort();
+    if (bpe_decode(btok, ids, n, &text, &len, &err)) abort();
     if (len != size || (size && memcmp(text, data, size))) abort(); /* exact round trip */
     free(text);
     free(ids);
     ids = NULL;
-    if (bpe_encode_special(tok, (const char *)data, size, &ids, &n, &err) == 0) free(ids);
+    if (bpe_encode_special(btok, (const char *)data, size, &ids, &n, &err) == 0) free(ids);
     return 0;
 }

@@ -13,7 +13,8 @@
  *   lorac/train.h        training: AdamW, LR schedule, clipping, data/batches, resume state, log+SVG
  *   lorac/conv.h         1-D/2-D convolution forward/backward (stride, padding, dilation, groups)
  *   lorac/lora.h         LoRA layers (loralib's Linear, MergedLinear, Embedding, Conv), merge, adapter state
- *   lorac/tokenizer.h    GPT-2 byte-level BPE tokenizer (vocab.json+merges.txt), exact encode/decode
+ *   lorac/tokenizer.h    tokenizers (tok_*): GPT-2/SmolLM2/Llama 3/Qwen2 byte-level BPE and SentencePiece BPE
+ *                        from GGUF, tokenizer.json or vocab.json+merges.txt; ChatML; GPT-2 BPE (bpe_*)
  *   (further modules are listed below as they land)
  *
  * Build: link build/liblorac.a with OpenBLAS (cblas), OpenMP and libm:

@@ -1,4 +1,10 @@
-/* lorac/tokenizer.h — GPT-2's byte-level BPE tokenizer, id for id.
+/* lorac/tokenizer.h — tokenizers, id for id with their references.
+ *
+ * Two layers. tok_* (below the bpe_* functions) is the generic tokenizer every model path uses:
+ * GPT-2-style byte-level BPE (GPT-2, SmolLM2, Llama 3, Qwen2) and SentencePiece-style BPE (Llama 2,
+ * TinyLlama), loaded from a GGUF file's tokenizer.ggml.* metadata, a Hugging Face tokenizer.json,
+ * or GPT-2's vocab.json + merges.txt. bpe_* is GPT-2's tokenizer from its own files, documented
+ * here first:
  *
  * Files: a vocabulary (JSON object token -> id: Hugging Face `vocab.json`, OpenAI `encoder.json`)
  * and a merges list (`merges.txt` / `vocab.bpe`: an optional "#version" line, then one "A B" merge
@@ -25,6 +31,7 @@
 #include <stdint.h>
 
 #include "lorac/base.h"
+#include "lorac/gguf.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +64,89 @@ int32_t bpe_vocab_size(const bpe_tokenizer *tok);
 int32_t bpe_token_id(const bpe_tokenizer *tok, const char *token);
 /* The bytes id decodes to (not NUL-terminated), or NULL if id is not in the vocabulary. */
 const char *bpe_token_bytes(const bpe_tokenizer *tok, int32_t id, size_t *len);
+
+
+/* ================= the generic tokenizer =================
+ *
+ * Kinds and what is matched (see docs/tokenizers.md for the details and the references):
+ *  TOK_GPT2_BPE  byte-level BPE. GGUF: tokenizer.ggml.model = "gpt2" with tokens, merges and
+ *                optional token_type; tokenizer.ggml.pre picks the pre-tokenizer: "gpt2"/"default"
+ *                (or absent): GPT-2's regex; "smollm"/"starcoder"/"refact"/"codeshell": every digit
+ *                alone, then GPT-2's regex; "llama3"/"llama-bpe"/"llama-v3": Llama 3's regex;
+ *                "qwen2": Llama 3's regex with single digits. tokenizer.json: model.type "BPE" with
+ *                a ByteLevel pre-tokenizer (alone, after Digits(individual_digits), or after a Split
+ *                with Llama 3's / Qwen2's pattern).
+ *  TOK_SPM       SentencePiece-style BPE over "▁"-escaped text with a leading "▁", byte fallback
+ *                <0xXX> and <unk>. GGUF: tokenizer.ggml.model = "llama", tokens, scores,
+ *                token_type (merges by highest score, as llama.cpp and sentencepiece do).
+ *                tokenizer.json: model.type "BPE" with byte_fallback, normalizer Prepend("▁") +
+ *                Replace(" ", "▁") or a Metaspace pre-tokenizer (merges by rank, as HF does).
+ * Special tokens: GGUF token types CONTROL / UNKNOWN (and tokenizer.json added_tokens with
+ * "special": true) are matched in the text only when parse_special is 1; USER_DEFINED tokens (and
+ * added tokens with "special": false) always are. The longest match at the earliest position wins;
+ * the text between them is encoded as above (each stretch gets its own leading "▁" for TOK_SPM).
+ * Decoding gives raw bytes (HF would turn bytes that are not UTF-8 into U+FFFD) and, for TOK_SPM,
+ * turns "▁" into spaces and drops one leading space (the one the encoder adds). So
+ * decode(encode(x)) == x for every byte string with TOK_GPT2_BPE (unless the vocabulary lacks a
+ * byte's token: such bytes are dropped, as HF and llama.cpp drop them); for TOK_SPM when special
+ * tokens are not parsed, x has no "▁" and no character became <unk>, and (Metaspace) x does not
+ * start with a space.
+ * Memory: immutable after loading; encode/decode allocate their results (free()). Threads: any.
+ */
+typedef struct tok tok; /* any tokenizer lorac supports */
+typedef enum tok_kind { TOK_GPT2_BPE = 0, TOK_SPM = 1 } tok_kind;
+
+/* A Hugging Face directory (tokenizer.json, else vocab.json+merges.txt / encoder.json+vocab.bpe;
+ * tokenizer_config.json beside them is read for bos/eos, add_bos_token and chat_template), a
+ * tokenizer.json file, or a .gguf file (tokenizer.ggml.* metadata). */
+int tok_load(const char *path, tok **out, lorac_err *err);
+int tok_load_gguf(const gguf_file *g, const char *path_for_errors, tok **out, lorac_err *err);
+/* GPT-2's vocabulary and merges files given one by one (as bpe_load). */
+int tok_load_gpt2_files(const char *vocab_path, const char *merges_path, tok **out, lorac_err *err);
+void tok_free(tok *t);
+tok_kind tok_get_kind(const tok *t);
+int tok_vocab_size(const tok *t); /* one more than the largest id */
+int tok_bos_id(const tok *t);     /* -1 if none */
+/* -1 if none; for chat models the end-of-turn token when known: the chat template's <|im_end|>
+ * (ChatML) or <|eot_id|> (Llama 3), or GGUF's tokenizer.ggml.eot_token_id. */
+int tok_eos_id(const tok *t);
+int tok_unk_id(const tok *t);     /* -1 if none */
+int tok_pad_id(const tok *t);     /* -1 if none */
+/* 1 when the tokenizer's config says a BOS is prepended (GGUF tokenizer.ggml.add_bos_token, default
+ * 1 for "llama" and 0 for "gpt2"; tokenizer.json: a TemplateProcessing post-processor that starts
+ * with a special token, or tokenizer_config.json's add_bos_token). */
+int tok_add_bos(const tok *t);
+/* parse_special: text like "<|im_start|>" maps to the special token's id (else it is plain text).
+ * add_bos: prepend tok_bos_id (when there is one). ids: malloc'd (NULL when *n == 0). */
+int tok_encode(const tok *t, const char *text, size_t len, int add_bos, int parse_special, int32_t **ids,
+               size_t *n, lorac_err *err);
+/* skip_special: CONTROL and UNKNOWN tokens give no text. text: malloc'd, NUL-terminated. Fails on
+ * an id outside the vocabulary. */
+int tok_decode(const tok *t, const int32_t *ids, size_t n, int skip_special, char **text, size_t *len,
+               lorac_err *err);
+const char *tok_piece(const tok *t, int32_t id); /* the vocabulary string, or NULL */
+int32_t tok_find(const tok *t, const char *piece); /* -1 if absent */
+/* 1 for CONTROL / UNKNOWN tokens (those skip_special drops). */
+int tok_is_special(const tok *t, int32_t id);
+/* The chat template from the metadata (GGUF tokenizer.chat_template, tokenizer_config.json's
+ * chat_template), or NULL. */
+const char *tok_chat_template(const tok *t);
+
+/* ChatML, the template of SmolLM2-Instruct (and Qwen2): per message
+ *   "<|im_start|>" role "\n" content "<|im_end|>\n"
+ * then "<|im_start|>assistant\n" when add_generation_prompt. When the first message's role is not
+ * "system" and the tokenizer's chat template inserts a default system message in that case (its
+ * source contains "messages[0]['role'] != 'system'" and a literal '<|im_start|>system\n...<|im_end|>'
+ * string, as SmolLM2's does: "You are a helpful AI assistant named SmolLM, trained by Hugging
+ * Face"), that message comes first. Fails when the vocabulary lacks <|im_start|> or <|im_end|>, or
+ * the chat template is not ChatML. *out: NUL-terminated, malloc'd. */
+typedef struct tok_chat_msg {
+    const char *role, *content;
+} tok_chat_msg;
+int tok_chat_format(const tok *t, const tok_chat_msg *msgs, int n, int add_generation_prompt, char **out,
+                    lorac_err *err);
+/* The default system prompt tok_chat_format inserts (malloc'd), or NULL when none. */
+char *tok_chat_default_system(const tok *t);
 
 #ifdef __cplusplus
 }

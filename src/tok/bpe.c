@@ -10,6 +10,8 @@
  * whole pass, so it must wait.
  *
  * Everything mutable lives in a per-call workspace, so one tokenizer serves many threads.
+ * bpe_encode_append serves tok_encode with the other pre-tokenizers (SmolLM2's digit split, Llama 3,
+ * Qwen2), HF's ignore_merges, and vocabularies that lack some bytes' tokens.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +98,7 @@ static heap_entry heap_pop(bpe_work *w) {
 static void push_pair(bpe_work *w, const bpe_tokenizer *tok, int32_t p) {
     if (p < 0) return;
     int32_t q = w->next[p];
-    if (q < 0) return;
+    if (q < 0 || w->sym[p] < 0 || w->sym[q] < 0) return; /* a byte without a token never merges */
     const bpe_pair_slot *s = bpe_lookup_pair(tok, w->sym[p], w->sym[q]);
     if (s) heap_push(w, (heap_entry){s->rank, p, w->sym[p], w->sym[q], s->merged});
 }
@@ -108,7 +110,11 @@ static int still_valid(const bpe_work *w, const heap_entry *e) {
 
 /* BPE of one pre-token s[0..n), n >= 1; appends its ids to w->out. */
 static int merge_piece(bpe_work *w, const bpe_tokenizer *tok, const uint8_t *s, size_t n) {
-    if (n == 1) return emit(w, tok->byte_id[s[0]]);
+    if (n == 1) return tok->byte_id[s[0]] < 0 ? 0 : emit(w, tok->byte_id[s[0]]);
+    if (tok->ignore_merges) { /* HF's ignore_merges: a pre-token that is a token stays whole */
+        int32_t id = bpe_lookup_bytes(tok, s, n);
+        if (id >= 0) return emit(w, id);
+    }
     if (n > w->wcap) {
         size_t cap = 0, lists_n;
         int32_t *g = lorac_size_mul(n, 3, &lists_n) ? NULL : grow(w->lists, &cap, lists_n, sizeof *w->lists);
@@ -152,15 +158,18 @@ static int merge_piece(bpe_work *w, const bpe_tokenizer *tok, const uint8_t *s, 
         }
     }
     for (int32_t i = 0; i >= 0; i = w->next[i])
-        if (emit(w, w->sym[i])) return -1;
+        if (w->sym[i] >= 0 && emit(w, w->sym[i])) return -1;
     return 0;
 }
 
-/* Pre-tokenizes and merges s[0..n). */
-static int encode_segment(bpe_work *w, const bpe_tokenizer *tok, const uint8_t *s, size_t n, lorac_err *err) {
+/* Merges s[0..n) split by the pre-tokenizer next(). */
+static int merge_pieces(bpe_work *w, const bpe_tokenizer *tok, tok_pretok pre, const uint8_t *s, size_t n,
+                        lorac_err *err) {
     size_t pos = 0;
     while (pos < n) {
-        size_t end = pretok_gpt2_next(s, n, pos);
+        size_t end = pre == PRETOK_LLAMA3 ? pretok_llama3_next(s, n, pos, 3)
+                     : pre == PRETOK_QWEN2 ? pretok_llama3_next(s, n, pos, 1)
+                                           : pretok_gpt2_next(s, n, pos);
         if (end - pos > (size_t)INT32_MAX / 4)
             return lorac_fail(err, LORAC_EUNSUPPORTED, "bpe_encode: a piece of %zu bytes without a break is too long",
                               end - pos);
@@ -168,6 +177,39 @@ static int encode_segment(bpe_work *w, const bpe_tokenizer *tok, const uint8_t *
         pos = end;
     }
     return LORAC_OK;
+}
+
+/* Pre-tokenizes and merges s[0..n). SmolLM's pre-tokenizer first isolates every \p{N} character
+ * (HF's Digits(individual_digits)), then applies GPT-2's regex to each stretch between them. */
+static int encode_segment(bpe_work *w, const bpe_tokenizer *tok, tok_pretok pre, const uint8_t *s, size_t n,
+                          lorac_err *err) {
+    if (pre != PRETOK_SMOLLM) return merge_pieces(w, tok, pre, s, n, err);
+    size_t pos = 0;
+    while (pos < n) {
+        size_t end = pos, len = 0;
+        while (end < n) { /* the stretch without numbers */
+            uint32_t cp;
+            len = tok_utf8_next(s + end, n - end, &cp);
+            if (tok_class_of(cp) == TOK_NUMBER) break;
+            end += len;
+        }
+        int rc = merge_pieces(w, tok, PRETOK_GPT2, s + pos, end - pos, err);
+        if (rc) return rc;
+        if (end < n && merge_piece(w, tok, s + end, len)) return lorac_fail(err, LORAC_ENOMEM, "bpe_encode: out of memory");
+        pos = end < n ? end + len : n;
+    }
+    return LORAC_OK;
+}
+
+int bpe_encode_append(const bpe_tokenizer *tok, tok_pretok pre, const uint8_t *s, size_t n, int32_t **ids,
+                      size_t *n_ids, size_t *cap, lorac_err *err) {
+    bpe_work w = {.out = *ids, .n = *n_ids, .cap = *cap};
+    int rc = encode_segment(&w, tok, pre, s, n, err);
+    work_free(&w);
+    *ids = w.out;
+    *n_ids = w.n;
+    *cap = w.cap;
+    return rc;
 }
 
 /* The special token that starts earliest in s[0..n) (the longest at that position): its id, or -1.
@@ -198,7 +240,7 @@ static int encode(const bpe_tokenizer *tok, const char *text, size_t len, int sp
     while (len > 0 && !rc) {
         size_t at = len, slen = 0;
         int32_t special = specials ? find_special(tok, s, len, &at, &slen) : -1;
-        rc = encode_segment(&w, tok, s, at, err);
+        rc = encode_segment(&w, tok, PRETOK_GPT2, s, at, err);
         if (!rc && special >= 0 && emit(&w, special)) rc = lorac_fail(err, LORAC_ENOMEM, "bpe_encode: out of memory");
         s += at + slen;
         len -= at + slen;

@@ -60,7 +60,47 @@ expect_error "merges.txt:3: expected two tokens" --model "$TMP/m" --text x
 printf '\xc4\xa0 t\nzq zq\n' > "$TMP/m/merges.txt"
 expect_error "merges.txt:2: token \"zq\" is not in" --model "$TMP/m" --text x
 
-# 4. GPT-2 itself
+# 4. GGUF and tokenizer.json (tests/fixtures/tok, tools/tok_ref.py): ids of cases.txt rows
+TOKFIX=$SRC/tests/fixtures/tok
+tok_want() { # fixture, mode, text -> the reference ids
+    local hex; hex=$(printf '%s' "$3" | od -An -tx1 | tr -d ' \n')
+    awk -F'\t' -v f="$1" -v m="$2" -v h="$hex" '$1 == f && $2 == m && $3 == h { print $4; exit }' "$TOKFIX/cases.txt"
+}
+for t in "Hello world" "It's 2024 and we're testing tokenizers!" "Emoji: 😀 🚀 👍🏽!"; do
+    for m in bl_smollm.gguf:bl_smollm bl_llama3/tokenizer.json:bl_llama3 bl_qwen2:bl_qwen2 spm_meta:spm_meta; do
+        got=$("$LORAC" tokenize --model "$TOKFIX/${m%%:*}" --no-bos --text "$t") || bad "${m%%:*} '$t' exited $?"
+        [ "$got" = "$(tok_want "${m##*:}" p "$t")" ] || bad "${m%%:*} '$t': got '$got' want '$(tok_want "${m##*:}" p "$t")'"
+    done
+    # SentencePiece llama from GGUF prepends BOS (1) unless --no-bos
+    got=$("$LORAC" tokenize --model "$TOKFIX/spm.gguf" --text "$t")
+    [ "$got" = "1 $(tok_want spm.gguf p "$t")" ] || bad "spm.gguf '$t': got '$got'"
+    got=$("$LORAC" tokenize --model "$TOKFIX/spm.gguf" --no-bos --text "$t")
+    [ "$got" = "$(tok_want spm.gguf p "$t")" ] || bad "spm.gguf --no-bos '$t': got '$got'"
+done
+t="<|im_start|>user"$'\n'"Hi there!<|im_end|>"$'\n'"<|im_start|>assistant"$'\n'
+got=$("$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --special --text "$t")
+[ "$got" = "$(tok_want bl_smollm s "$t")" ] || bad "--special gguf: got '$got'"
+# --chat: SmolLM2's template adds its default system message; --system replaces it
+want=$("$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --special --text "<|im_start|>system"$'\n'"You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>"$'\n'"<|im_start|>user"$'\n'"Hi<|im_end|>"$'\n'"<|im_start|>assistant"$'\n')
+got=$("$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --chat --text "Hi")
+[ -n "$got" ] && [ "$got" = "$want" ] || bad "--chat: got '$got' want '$want'"
+got=$("$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --chat --text "Hi" | "$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --decode --skip-special)
+[ "$got" = "system
+You are a helpful AI assistant named SmolLM, trained by Hugging Face
+user
+Hi
+assistant" ] || bad "--chat | --decode --skip-special: got '$got'"
+got=$("$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --chat --system "Be brief." --text "Hi" | "$LORAC" tokenize --model "$TOKFIX/bl_smollm.gguf" --decode)
+[ "$(printf '%s' "$got" | head -n 2 | tr '\n' '|')" = "<|im_start|>system|Be brief.<|im_end|>|" ] || bad "--system: got '$got'"
+printf 'GGUF\x03\x00\x00\x00' > "$TMP/trunc.gguf"
+expect_error "trunc.gguf" --model "$TMP/trunc.gguf" --text x
+expect_error "ChatML" --model "$TOKFIX/spm.gguf" --chat --text x
+expect_error "needs --chat" --model "$TOKFIX/spm.gguf" --system x --text x
+printf '{"model": {"type": "Unigram", "vocab": []}}' > "$TMP/tokenizer.json"
+expect_error "model.type is \"Unigram\"" --model "$TMP/tokenizer.json" --text x
+expect_error "model.type is \"Unigram\"" --model "$TMP" --text x
+
+# 5. GPT-2 itself
 DATA=$SRC/../shared/data
 if [ -f "$DATA/README.md" ]; then
     got=$("$LORAC" tokenize --model "$DATA/gpt2-vocab" --text "Hello world")
