@@ -121,8 +121,29 @@ static void check_table(void) {
     CHECK(quant_row_from_f32(QUANT_Q8_0, v, b, 16) == LORAC_EINVAL, "partial block");
 }
 
+/* Every one of the 65,536 F16 and BF16 bit patterns (zeros, subnormals, inf, NaN included)
+ * dequantizes to exactly lorac_f16_to_f32 / lorac_bf16_to_f32's value (the row functions take a
+ * fast path for normal numbers). */
+static void check_all_halves(void) {
+    uint8_t *raw = malloc(2 * 65536);
+    float *got = malloc(65536 * sizeof *got), *want = malloc(65536 * sizeof *want);
+    for (int t = 0; t < 2; t++) {
+        for (uint32_t h = 0; h < 65536; h++) {
+            raw[2 * h] = (uint8_t)h;
+            raw[2 * h + 1] = (uint8_t)(h >> 8);
+            want[h] = t ? lorac_bf16_to_f32((uint16_t)h) : lorac_f16_to_f32((uint16_t)h);
+        }
+        CHECK(quant_row_to_f32(t ? QUANT_BF16 : QUANT_F16, raw, got, 65536) == LORAC_OK, "row");
+        check_bits(got, want, 65536, t ? "every BF16 pattern" : "every F16 pattern");
+    }
+    free(raw);
+    free(got);
+    free(want);
+}
+
 int main(void) {
     check_table();
+    check_all_halves();
     gguf_file f;
     lorac_err err = {0};
     if (gguf_open(FIXTURE, &f, &err)) {

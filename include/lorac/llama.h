@@ -1,5 +1,6 @@
 /* lorac/llama.h — the Llama family (Llama 2/3, TinyLlama, SmolLM2, Mistral, Qwen2) from a Hugging
- * Face directory, with LoRA on any of the seven projections.
+ * Face directory or a GGUF file, with LoRA on any of the seven projections — on a base kept in its
+ * quantized GGUF type too (QLoRA-style: frozen matmuls dequantize tile by tile; see docs/gguf.md).
  *
  * Architecture: token embedding; per block x += o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)),
  * v_proj(n1))) with n1 = RMSNorm(x), then x += down_proj(silu(gate_proj(n2)) · up_proj(n2)) with
@@ -7,7 +8,8 @@
  * (num_key_value_heads <= num_attention_heads), optional q/k/v biases (Qwen2, attention_bias),
  * rotary embeddings with rope_theta and rope_scaling null, "linear" or "llama3".
  *
- * As gpt2.h: llama_config (config.json), llama_weights (frozen, mapped when F32), llama_model
+ * As gpt2.h: llama_config (config.json or GGUF metadata), llama_weights (frozen qmats, mapped),
+ * llama_model
  * (weights + LoRA layers + a registry of HF names), llama_acts (per-request activations).
  * Linear weights keep nn.Linear's (out, in) layout; LoRA layers use fan_in_fan_out = 0.
  */
@@ -18,7 +20,9 @@
 #include <stdint.h>
 
 #include "lorac/base.h"
+#include "lorac/gguf.h"
 #include "lorac/lora.h"
+#include "lorac/quant.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -64,24 +68,41 @@ const char *llama_site_name(int site);
 /* in and out features of a site. */
 void llama_site_shape(const llama_config *cfg, int site, int *C, int *OC);
 
+/* Frozen matrices are qmats (lorac/quant.h): F32 from an HF directory or an F32 GGUF, or kept in
+ * the GGUF's block type (Q4_1, Q8_0, ...) and dequantized tile by tile inside each matmul. */
 typedef struct llama_layer_weights {
     const float *attn_norm, *mlp_norm;      /* input_layernorm, post_attention_layernorm (C) */
-    const float *w[LLAMA_N_SITES];          /* (OC, C) per site */
+    qmat w[LLAMA_N_SITES];                  /* (OC, C) per site, HF row order */
     const float *b[LLAMA_N_SITES];          /* (OC) or NULL */
 } llama_layer_weights;
 
 typedef struct llama_weights {
-    const float *embed;        /* (V, C) */
+    qmat embed;                /* (V, C) */
     const float *norm;         /* (C) */
-    const float *lm_head;      /* (V, C); == embed when tied */
+    qmat lm_head;              /* (V, C); the same matrix as embed when tied */
     llama_layer_weights *layers;
+    const float *rope_freqs;   /* (HS/2) divisors of the rotary frequencies (a GGUF's rope_freqs.weight,
+                                  how llama.cpp stores Llama 3.1's scaling) or NULL */
+    const gguf_file *gguf;     /* the GGUF the weights are mapped from, or NULL (HF directory) */
     void *priv;
+    void (*priv_free)(void *priv);
 } llama_weights;
 
 /* Loads DIR/model.safetensors or the shards of model.safetensors.index.json; F32 mapped, F16/BF16
  * converted; every shape checked against cfg. */
 int llama_weights_load(const char *dir, const llama_config *cfg, llama_weights *w, lorac_err *err);
+/* Reads the config from a GGUF's metadata (general.architecture llama or qwen2) and maps its
+ * tensors: block types stay quantized (no copy); only attn_q/attn_k rows are copied, to undo the
+ * rotary row permutation llama.cpp's converter applies for the llama architecture. */
+int llama_weights_load_gguf(const char *path, llama_config *cfg, llama_weights *w, lorac_err *err);
 void llama_weights_free(llama_weights *w);
+/* Checks a config's numbers (ranges, heads dividing the width); SRC names the file in messages. */
+int llama_config_validate(const llama_config *cfg, const char *src, lorac_err *err);
+/* Whether PATH is a GGUF file (its first four bytes are "GGUF"). */
+int llama_path_is_gguf(const char *path);
+/* The rotary permutation llama.cpp's converter applies to q/k rows (for n_head heads of head_dim
+ * rows): GGUF row h·HS + 2i + j holds HF row h·HS + j·HS/2 + i. Returns the HF row of GGUF row r. */
+int llama_gguf_row_to_hf(int r, int head_dim);
 
 /* ---------------------------------------------------------------- LoRA placement */
 
@@ -110,7 +131,9 @@ typedef struct llama_model {
     lora_registry reg;         /* every tensor by HF name ("model.layers.0.self_attn.q_proj.weight") */
 } llama_model;
 
+/* A Hugging Face directory, or a .gguf file (recognised by its magic). */
 int llama_model_load(const char *dir, llama_model *m, lorac_err *err);
+int llama_model_load_gguf(const char *path, llama_model *m, lorac_err *err);
 /* Fresh LoRA layers (A from rng seeded with seed, B = 0) on the chosen sites; only they train. */
 int llama_model_add_lora(llama_model *m, const llama_lora_opts *o, uint64_t seed, lorac_err *err);
 /* The LoRA layer of (layer, site) or NULL. */
@@ -118,9 +141,35 @@ lora_linear *llama_model_lora(const llama_model *m, int layer, int site);
 /* PEFT adapter directories ("base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight"). */
 int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err);
 int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err);
-/* 1: training (unmerged, dropout on), 0: inference (merged). */
+/* Attaches an adapter read with peft_adapter_read / peft_adapters_load_weighted (lorac/peft.h) to a
+ * model without LoRA; as gpt2_peft_attach. */
+struct peft_adapter;
+int llama_peft_attach(llama_model *m, const struct peft_adapter *a, lorac_err *err);
+/* GGUF LoRA adapters as llama.cpp loads them (--lora): general.type "adapter", adapter.type "lora",
+ * adapter.lora.alpha; tensors "blk.N.attn_q.weight.lora_a" ne=[n_in, r] and ".lora_b" ne=[r, n_out],
+ * lora_b's rows in GGUF (rotary-permuted) order for attn_q/attn_k of llama. Every layer's exact
+ * scale is folded into lora_b so that one global alpha = r gives scale alpha/r = 1 per layer
+ * (rsLoRA, per-module alpha_pattern and rank_pattern stay exact). Load reads them back as LoRA
+ * layers with scaling alpha/r (checking names, ranks and shapes against the model). */
+int llama_gguf_adapter_save(const llama_model *m, const char *path, lorac_err *err);
+int llama_gguf_adapter_load(llama_model *m, const char *path, lorac_err *err);
+/* Merged weights W + s·BA written as a GGUF with the base's metadata (tokenizer included): TYPE is
+ * F32, F16, BF16 (every matrix converted) or a block type: then matrices without LoRA are copied as
+ * stored and merged ones quantized to TYPE (to Q8_0 for Q5_0/Q5_1/Q5_K, which lorac cannot
+ * quantize, or where TYPE's block does not divide the row). From a GGUF-loaded
+ * model every key/value of the base is copied (tokenizer included) and q/k rows are permuted back
+ * to GGUF order; from an HF directory the llama.* keys are written from the config (no tokenizer). */
+int llama_merged_save_gguf(llama_model *m, const char *path, quant_type type, lorac_err *err);
+/* Merged weights as an HF directory: config.json + model.safetensors (F32), merged in f32 from the
+ * dequantized base, so an adapter trained on a quantized base merges without re-quantization. */
+int llama_merged_save_hf(llama_model *m, const char *dir, lorac_err *err);
+/* 1: training (unmerged, dropout on), 0: inference (merged; LoRA on a quantized site stays
+ * unmerged and is added after the frozen matmul). */
 int llama_model_train_mode(llama_model *m, int mode, lorac_err *err);
 void llama_model_zero_grad(llama_model *m);
+/* Trainable elements (LoRA A and B) and all elements, quantized base matrices included (the
+ * registry holds only f32 tensors, so lora_registry_count misses a quantized base). */
+void llama_model_count_params(const llama_model *m, size_t *trainable, size_t *all);
 void llama_model_free(llama_model *m);
 
 /* ---------------------------------------------------------------- forward / backward */

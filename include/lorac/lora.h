@@ -117,6 +117,8 @@ typedef struct lora_act {
     float *dh;       /* (N,R) */
     float *w_eff;    /* conv: W0 + s·BA (numel of W) */
     float *dw_eff;   /* conv: gradient of w_eff */
+    const float *x;  /* Linear: the low-rank path's input of the last unmerged forward (xd, or the
+                        caller's inp, borrowed: it must outlive the backward) */
 } lora_act;
 void lora_act_free(lora_act *act);
 
@@ -126,7 +128,8 @@ typedef struct lora_linear {
     int C, OC;           /* in_features, out_features */
     lora_config cfg;
     float scaling;
-    float *weight;       /* (OC,C), or (C,OC) with fan_in_fan_out: frozen W0, borrowed, never written */
+    float *weight;       /* (OC,C), or (C,OC) with fan_in_fan_out: frozen W0, borrowed, never written;
+                            NULL when the caller computes the base product itself */
     float *bias;         /* (OC) or NULL; borrowed */
     float *lora_A;       /* (r,C) owned */
     float *lora_B;       /* (OC,r) owned */
@@ -134,12 +137,16 @@ typedef struct lora_linear {
     float *grad_bias;    /* (OC) when bias != NULL */
     float *merged_w;     /* W0 + s·BA, stored like weight, while merged; else NULL */
     int merged;          /* loralib's `merged` */
+    int merged_borrowed; /* merged_w is the caller's (lora_linear_merge_to): never freed here */
     int training;        /* loralib's module.training (1 after init) */
     int train_A, train_B, train_bias; /* requires_grad (1, 1, 1 after init, as in torch) */
 } lora_linear;
 
 /* Creates the layer over a borrowed base weight (and bias, may be NULL) and initialises A and B
- * from rng as loralib does (cfg->init). The layer starts in training mode, unmerged. */
+ * from rng as loralib does (cfg->init). The layer starts in training mode, unmerged.
+ * weight may be NULL when the caller computes the base product itself (e.g. over a quantized
+ * base): such a layer only runs lora_linear_delta_forward/backward, never merges
+ * (lora_linear_train(L, 0) keeps it unmerged) and registers no "weight" tensor. */
 int lora_linear_init(lora_linear *L, int C, int OC, const lora_config *cfg, float *weight, float *bias,
                      lorac_rng *rng, lorac_err *err);
 void lora_linear_free(lora_linear *L);
@@ -153,9 +160,22 @@ int lora_linear_forward(lora_linear *L, lora_act *act, float *out, const float *
  * and grad_bias += their gradients when trainable. Needs the unmerged state of the forward. */
 int lora_linear_backward(lora_linear *L, lora_act *act, float *dinp, const float *dout,
                          const float *inp, lorac_err *err);
+/* Only the low-rank path, for a caller that computed the base product (and bias) itself:
+ * out (N,OC) += s·(dropout(inp)·Aᵀ)·Bᵀ, nothing else. inp (N,C) is borrowed by act until the backward
+ * when no dropout applies. Works whether or not the layer has a weight; never uses a merged copy. */
+int lora_linear_delta_forward(lora_linear *L, lora_act *act, float *out, const float *inp, int N,
+                              lorac_rng *rng, lorac_err *err);
+/* Backward of lora_linear_delta_forward: grad_A, grad_B += (when trainable); dinp (N,C) += the
+ * low-rank path's input gradient (dinp may be NULL). No bias gradient, no base term. */
+int lora_linear_delta_backward(lora_linear *L, lora_act *act, float *dinp, const float *dout, lorac_err *err);
 /* loralib's train(mode): mode 1 unmerges, mode 0 merges (when merge_weights). */
 int lora_linear_train(lora_linear *L, int mode, lorac_err *err);
 void lora_linear_zero_grad(lora_linear *L);
+/* Inference with W0 + s·BA merged into buf (the weight's numel, caller-owned), used until the
+ * layer unmerges (lora_linear_train(L, 1)), which drops the pointer without freeing it: a caller
+ * switching adapters keeps one buffer per weight and allocates nothing per switch. One fused,
+ * threaded pass (reads W0 once, writes buf once); W0 is never written. */
+int lora_linear_merge_to(lora_linear *L, float *buf, lorac_err *err);
 
 /* ---------------------------------------------------------------- MergedLinear */
 
@@ -177,6 +197,7 @@ typedef struct lora_merged {
     float *grad_A, *grad_B, *grad_bias;
     float *merged_w;
     int merged, training;
+    int merged_borrowed;  /* as lora_linear */
     int train_A, train_B, train_bias;
 } lora_merged;
 
@@ -190,6 +211,9 @@ int lora_merged_backward(lora_merged *L, lora_act *act, float *dinp, const float
                          const float *inp, lorac_err *err);
 int lora_merged_train(lora_merged *L, int mode, lorac_err *err);
 void lora_merged_zero_grad(lora_merged *L);
+/* As lora_linear_merge_to. The slices without LoRA are copied from W0 unless keep_disabled says
+ * buf already holds W0 there (e.g. it held a merge with the same or fewer enabled slices). */
+int lora_merged_merge_to(lora_merged *L, float *buf, int keep_disabled, lorac_err *err);
 /* ΔW (OC,C) (or (C,OC) with fan_in_fan_out) without scaling: loralib's merge_AB(). */
 void lora_merged_delta(const lora_merged *L, float *delta);
 

@@ -25,7 +25,8 @@
  * for byte (ggml's reference built without FMA contraction; lorac builds in ISO C mode, where GCC
  * does not contract a*b+c either).
  *
- * Threads: none (callers parallelise over rows). Memory: no allocation.
+ * Threads: none in the row functions (callers parallelise over rows); the qmat matmuls below use
+ * OpenMP. Memory: the row functions allocate nothing.
  */
 #ifndef LORAC_QUANT_H
 #define LORAC_QUANT_H
@@ -100,6 +101,35 @@ int quant_row_from_f32(int type, const float *src, void *dst, size_t n);
  * (no scratch beyond a block): float sums within a block, double across blocks. Same errors as
  * quant_row_to_f32. */
 int quant_row_dot(int type, const void *row, const float *x, size_t n, float *out);
+
+/* ---- qmat: a frozen weight matrix kept in its stored type, used by matmuls ----------------------
+ * A frozen weight matrix in nn.Linear layout: rows = out features, cols = in features; F32, F16,
+ * BF16 or a block type; rows contiguous (row_bytes = cols/block_size*type_size). data is usually
+ * mapped from a GGUF or safetensors file and never written.
+ * Threads: the matmuls parallelise with OpenMP over tiles whose boundaries do not depend on the
+ * thread count, so results are the same for any number of threads. Memory: one tile of f32 scratch
+ * per thread (about 256 KiB), allocated per call. */
+typedef struct qmat {
+    quant_type type;
+    int rows, cols;
+    const void *data;
+} qmat;
+
+/* A qmat over an f32 (rows, cols) matrix. */
+qmat qmat_f32(const float *w, int rows, int cols);
+/* Bytes per row: cols / block_size * type_size. */
+size_t qmat_row_bytes(const qmat *w);
+/* LORAC_OK when the type has a dequantizer and cols is a multiple of its block size; else a
+ * one-line message naming WHAT (a tensor name, for errors). */
+int qmat_check(const qmat *w, const char *what, lorac_err *err);
+/* One row dequantized into dst (cols,). w must pass qmat_check. */
+void qmat_row_f32(const qmat *w, int r, float *dst);
+/* out (N, rows) = inp (N, cols) · Wᵀ (+ bias (rows) when non-NULL); dequantizes tiles of rows into
+ * per-thread scratch and runs cblas_sgemm on them (F32: sgemm directly, no copy). */
+int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err);
+/* dinp (N, cols) += dout (N, rows) · W (no dW: frozen). Columns are split into block-aligned
+ * strips (one per task); rows are summed tile after tile in a fixed order. */
+int qmat_matmul_backward_input(float *dinp, const float *dout, const qmat *w, int N, lorac_err *err);
 
 #ifdef __cplusplus
 }

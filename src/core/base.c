@@ -260,6 +260,15 @@ int lorac_outdir_open(lorac_outdir *o, const char *path, lorac_err *err) {
         o->tmp[0] = 0;
         return lorac_fail(err, LORAC_EIO, "%s: cannot create directory: %s", o->path, strerror(errno));
     }
+    /* mkdtemp makes the directory 0700; give it the mode mkdir would (0777 less umask) */
+    mode_t um = umask(0);
+    umask(um);
+    if (chmod(o->tmp, 0777 & ~um) != 0) {
+        int e = errno;
+        rmdir(o->tmp);
+        o->tmp[0] = 0;
+        return lorac_fail(err, LORAC_EIO, "%s: cannot set directory mode: %s", o->path, strerror(e));
+    }
     return LORAC_OK;
 }
 

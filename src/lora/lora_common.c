@@ -126,14 +126,59 @@ int lora_register_named(lora_registry *reg, const char *prefix, const char *suff
 void lora_merge_into(float *merged, const float *w0, const float *B, const float *A, int M, int r,
                      int K2, float s, int transpose) {
     // B is (M,r), A is (r,K2); merged is (M,K2), or (K2,M) when transpose
-    if (!transpose)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K2, r, 1.0f, B, r, A, K2, 0.0f, merged, K2);
-    else /* (B·A)ᵀ = Aᵀ·Bᵀ */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, K2, M, r, 1.0f, A, K2, B, r, 0.0f, merged, M);
-    /* the same two roundings as loralib's `weight += (B @ A) * scaling` */
+    float *bt = transpose ? malloc((size_t)r * M * sizeof(float)) : NULL;
+    if (!transpose || bt) {
+        lora_merge_fused(merged, transpose ? (size_t)M : (size_t)K2, w0, transpose ? (size_t)M : (size_t)K2, B, A, M, r,
+                         K2, s, transpose, bt);
+        free(bt);
+        return;
+    }
+    /* no memory for the r·M scratch: one GEMM into merged, then the add */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, K2, M, r, 1.0f, A, K2, B, r, 0.0f, merged, M);
     size_t n = (size_t)M * K2;
     for (size_t i = 0; i < n; i++) {
         float d = merged[i] * s;
         merged[i] = w0[i] + d;
     }
+}
+
+/* d = w0 + s·Σ_t c_t·x_t over one row (x is (r, cols)), in chunks accumulated in an L1 buffer so
+ * that W0 is read and d written exactly once each, streaming. */
+void lora_merge_row(float *restrict d, const float *restrict w, const float *restrict x, const float *A, const float *B,
+                    int i, int r, int K, int cols, float s, int transpose) {
+    enum { CH = 512 };
+    float acc[CH];
+    for (int j0 = 0; j0 < cols; j0 += CH) {
+        int n = cols - j0 < CH ? cols - j0 : CH;
+        for (int t = 0; t < r; t++) {
+            const float *restrict xt = x + (size_t)t * cols + j0;
+            float c = transpose ? A[(size_t)t * K + i] : B[(size_t)i * r + t];
+            if (t == 0) {
+#pragma omp simd
+                for (int j = 0; j < n; j++) acc[j] = c * xt[j];
+            } else {
+#pragma omp simd
+                for (int j = 0; j < n; j++) acc[j] += c * xt[j];
+            }
+        }
+#pragma omp simd
+        for (int j = 0; j < n; j++) { /* loralib's two roundings: W += (B@A)*s */
+            float dd = acc[j] * s;
+            d[j0 + j] = w[j0 + j] + dd;
+        }
+    }
+}
+
+void lora_merge_fused(float *dst, size_t ldd, const float *w0, size_t ldw, const float *B, const float *A, int M, int r,
+                      int K, float s, int transpose, float *bt) {
+    // B (M,r), A (r,K). dst (M,K) row stride ldd = w0 + s·(B·A); transposed: dst (K,M) = w0 + s·(B·A)ᵀ.
+    // One pass over W0 (read) and dst (write), rows in parallel: memory-bound, no temporary of W's size.
+    int rows = transpose ? K : M, cols = transpose ? M : K;
+    if (transpose) /* bt (r,M) = Bᵀ, so each output row is a contiguous combination of r rows */
+        for (int j = 0; j < M; j++)
+            for (int t = 0; t < r; t++) bt[(size_t)t * M + j] = B[(size_t)j * r + t];
+    const float *x = transpose ? bt : A; /* (r, cols) */
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int i = 0; i < rows; i++)
+        lora_merge_row(dst + (size_t)i * ldd, w0 + (size_t)i * ldw, x, A, B, i, r, K, cols, s, transpose);
 }

@@ -24,5 +24,19 @@ int lora_register_named(lora_registry *reg, const char *prefix, const char *suff
  * transpose is set: merged (K2,M) = W0 + s·(B·A)ᵀ. B is (M,r), A is (r,K2). */
 void lora_merge_into(float *merged, const float *w0, const float *B, const float *A, int M, int r,
                      int K2, float s, int transpose);
+/* Fused, threaded merge into a strided destination: dst (M,K) (row stride ldd) = w0 (row stride
+ * ldw) + s·(B·A), or with transpose dst (K,M) = w0 + s·(B·A)ᵀ. B is (M,r), A is (r,K); bt is
+ * scratch of r·M floats (used when transpose). */
+void lora_merge_fused(float *dst, size_t ldd, const float *w0, size_t ldw, const float *B, const float *A, int M, int r,
+                      int K, float s, int transpose, float *bt);
+/* Row i of that merge: d (cols) = w (cols) + s·Σ_t c_t·x[t] with x (r, cols) (Bᵀ when transpose, else
+ * A) and c_t = A[t, i] (transpose) or B[i, t]. */
+void lora_merge_row(float *restrict d, const float *restrict w, const float *restrict x, const float *A, const float *B,
+                    int i, int r, int K, int cols, float s, int transpose);
+/* The best rank-k approximation of D = B·A (B (M,R), A (R,K), double) as Bout (M,k) = U_k·Σ_k and
+ * Aout (k,K) = V_kᵀ (zero columns/rows beyond D's rank); kept = Σ_{i<k} σ_i², total = ||D||_F².
+ * Returns -1 when out of memory. */
+int lora_lowrank_svd(const double *B, const double *A, int M, int R, int K, int k, float *Bout, float *Aout,
+                     double *kept, double *total);
 
 #endif

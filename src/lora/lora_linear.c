@@ -10,8 +10,10 @@ int lora_linear_init(lora_linear *L, int C, int OC, const lora_config *cfg, floa
     memset(L, 0, sizeof *L);
     int rc = lora_cfg_check(cfg, "lora_linear", err);
     if (rc) return rc;
-    if (C < 1 || OC < 1 || !weight || !rng)
-        return lorac_fail(err, LORAC_EINVAL, "lora_linear: needs C, OC >= 1 (got %d, %d), a weight and an rng", C, OC);
+    /* weight may be NULL: the caller computes the base product (e.g. a quantized GEMM) and adds
+     * the low-rank path with lora_linear_delta_forward; such a layer never merges. */
+    if (C < 1 || OC < 1 || !rng)
+        return lorac_fail(err, LORAC_EINVAL, "lora_linear: needs C, OC >= 1 (got %d, %d) and an rng", C, OC);
     L->C = C;
     L->OC = OC;
     L->cfg = *cfg;
@@ -40,7 +42,7 @@ void lora_linear_free(lora_linear *L) {
     free(L->grad_A);
     free(L->grad_B);
     free(L->grad_bias);
-    free(L->merged_w);
+    if (!L->merged_borrowed) free(L->merged_w);
     memset(L, 0, sizeof *L);
 }
 
@@ -55,6 +57,8 @@ int lora_linear_forward(lora_linear *L, lora_act *act, float *out, const float *
     // inp is (N,C), out is (N,OC); act->h is (N,r)
     int C = L->C, OC = L->OC, r = L->cfg.r;
     op_wlayout lay = linear_layout(L->cfg.fan_in_fan_out);
+    if (!L->weight)
+        return lorac_fail(err, LORAC_EINVAL, "lora_linear: no base weight (use lora_linear_delta_forward)");
     if (L->merged) { /* inference: one GEMM with W0 + s·BA */
         if (N < 0) return lorac_fail(err, LORAC_EINVAL, "lora_linear: %d rows", N);
         op_matmul_forward(out, inp, L->merged_w, L->bias, N, C, OC, lay);
@@ -68,22 +72,31 @@ int lora_linear_forward(lora_linear *L, lora_act *act, float *out, const float *
     op_matmul_forward(out, inp, L->weight, L->bias, N, C, OC, lay);
     op_matmul_forward(act->h, xd, L->lora_A, NULL, N, C, r, OP_W_OUT_IN); /* h = xd·Aᵀ */
     op_matmul_forward_acc(out, act->h, L->lora_B, L->scaling, N, r, OC, OP_W_OUT_IN); /* out += s·h·Bᵀ */
+    act->x = xd;
     return LORAC_OK;
 }
 
-int lora_linear_backward(lora_linear *L, lora_act *act, float *dinp, const float *dout,
-                         const float *inp, lorac_err *err) {
-    // out = inp·W0ᵀ + b + s·(xd·Aᵀ)·Bᵀ with xd = dropout(inp); dout is (N,OC)
-    if (L->merged || !act)
-        return lorac_fail(err, LORAC_EINVAL, "lora_linear: backward needs the unmerged (training) forward");
-    int N = act->N, C = L->C, OC = L->OC, r = L->cfg.r;
-    float s = L->scaling;
+int lora_linear_delta_forward(lora_linear *L, lora_act *act, float *out, const float *inp, int N,
+                              lorac_rng *rng, lorac_err *err) {
+    // inp is (N,C); out (N,OC) += s·(dropout(inp)·Aᵀ)·Bᵀ; act->h is (N,r)
+    if (!act) return lorac_fail(err, LORAC_EINVAL, "lora_linear: the delta forward needs an activation");
+    int rc = lora_act_dropout(act, inp, N, L->C, L->cfg.lora_dropout, L->training, rng, "lora_linear", err);
+    if (rc) return rc;
     const float *xd = act->dropped ? act->xd : inp;
-    /* dh = s·dout·B; grad_B += s·doutᵀ·h */
+    op_matmul_forward(act->h, xd, L->lora_A, NULL, N, L->C, L->cfg.r, OP_W_OUT_IN);
+    op_matmul_forward_acc(out, act->h, L->lora_B, L->scaling, N, L->cfg.r, L->OC, OP_W_OUT_IN);
+    act->x = xd; /* borrowed: inp must outlive the backward when no dropout was applied */
+    return LORAC_OK;
+}
+
+/* The low-rank half of the backward: dh = s·dout·B, grad_B += s·doutᵀ·h, grad_A += dhᵀ·xd and
+ * dinp += dropout'(dh·A). xd is the low-rank path's input of the forward. */
+static void linear_lowrank_backward(lora_linear *L, lora_act *act, float *dinp, const float *dout,
+                                    const float *xd) {
+    int N = act->N, C = L->C, OC = L->OC, r = L->cfg.r;
     memset(act->dh, 0, (size_t)N * r * sizeof(float));
-    op_matmul_backward(act->dh, L->train_B ? L->grad_B : NULL, NULL, dout, act->h, L->lora_B, s, N, r, OC,
-                       OP_W_OUT_IN);
-    /* d(xd) = dh·A; grad_A += dhᵀ·xd */
+    op_matmul_backward(act->dh, L->train_B ? L->grad_B : NULL, NULL, dout, act->h, L->lora_B, L->scaling, N, r,
+                       OC, OP_W_OUT_IN);
     float *dxd = NULL;
     if (dinp) {
         if (act->dropped) {
@@ -97,6 +110,24 @@ int lora_linear_backward(lora_linear *L, lora_act *act, float *dinp, const float
         op_matmul_backward(dxd, L->train_A ? L->grad_A : NULL, NULL, act->dh, xd, L->lora_A, 1.0f, N, C, r,
                            OP_W_OUT_IN);
     if (dinp && act->dropped) op_dropout_backward(dinp, act->dxd, act->mask, L->cfg.lora_dropout, (size_t)N * C);
+}
+
+int lora_linear_delta_backward(lora_linear *L, lora_act *act, float *dinp, const float *dout, lorac_err *err) {
+    if (!act || !act->x)
+        return lorac_fail(err, LORAC_EINVAL, "lora_linear: delta backward needs the delta forward's activation");
+    linear_lowrank_backward(L, act, dinp, dout, act->x);
+    return LORAC_OK;
+}
+
+int lora_linear_backward(lora_linear *L, lora_act *act, float *dinp, const float *dout,
+                         const float *inp, lorac_err *err) {
+    // out = inp·W0ᵀ + b + s·(xd·Aᵀ)·Bᵀ with xd = dropout(inp); dout is (N,OC)
+    if (L->merged || !act)
+        return lorac_fail(err, LORAC_EINVAL, "lora_linear: backward needs the unmerged (training) forward");
+    int N = act->N, C = L->C, OC = L->OC;
+    const float *xd = act->dropped ? act->xd : inp;
+    if (!L->weight) return lorac_fail(err, LORAC_EINVAL, "lora_linear: no base weight (use lora_linear_delta_backward)");
+    linear_lowrank_backward(L, act, dinp, dout, xd);
     /* dinp += dout·W0, grad_bias += Σ dout; never dW0 */
     float *db = (L->bias && L->train_bias) ? L->grad_bias : NULL;
     if (dinp || db)
@@ -108,17 +139,32 @@ int lora_linear_train(lora_linear *L, int mode, lorac_err *err) {
     L->training = mode ? 1 : 0;
     if (mode) {
         if (L->merged) { /* unmerge: W0 was never written, so dropping the merged copy restores it */
-            free(L->merged_w);
+            if (!L->merged_borrowed) free(L->merged_w);
             L->merged_w = NULL;
-            L->merged = 0;
+            L->merged = L->merged_borrowed = 0;
         }
-    } else if (L->cfg.merge_weights && !L->merged) {
+    } else if (L->cfg.merge_weights && !L->merged && L->weight) { /* no base weight: stays unmerged */
         size_t n = (size_t)L->OC * L->C;
         if (!(L->merged_w = lora_alloc_floats(n, 1, err))) return err ? err->code : LORAC_ENOMEM;
         lora_merge_into(L->merged_w, L->weight, L->lora_B, L->lora_A, L->OC, L->cfg.r, L->C, L->scaling,
                         L->cfg.fan_in_fan_out);
         L->merged = 1;
     }
+    return LORAC_OK;
+}
+
+int lora_linear_merge_to(lora_linear *L, float *buf, lorac_err *err) {
+    if (!L->weight || !buf) return lorac_fail(err, LORAC_EINVAL, "lora_linear: merge_to needs a base weight and a buffer");
+    if (L->merged) lora_linear_train(L, 1, NULL); /* drop an older merged copy */
+    float *bt = L->cfg.fan_in_fan_out ? malloc((size_t)L->cfg.r * L->OC * sizeof(float)) : NULL;
+    if (L->cfg.fan_in_fan_out && !bt) return lorac_fail(err, LORAC_ENOMEM, "lora_linear: out of memory merging");
+    size_t ld = L->cfg.fan_in_fan_out ? (size_t)L->OC : (size_t)L->C;
+    lora_merge_fused(buf, ld, L->weight, ld, L->lora_B, L->lora_A, L->OC, L->cfg.r, L->C, L->scaling,
+                     L->cfg.fan_in_fan_out, bt);
+    free(bt);
+    L->merged_w = buf;
+    L->merged = L->merged_borrowed = 1;
+    L->training = 0;
     return LORAC_OK;
 }
 
@@ -133,7 +179,8 @@ int lora_linear_register(lora_linear *L, lora_registry *reg, const char *prefix,
     int64_t b_shape[1] = {L->OC};
     int64_t a_shape[2] = {L->cfg.r, L->C};
     int64_t bb_shape[2] = {L->OC, L->cfg.r};
-    int rc = lora_register_named(reg, prefix, "weight", 2, w_shape, L->weight, NULL, NULL, 0, 0, err);
+    int rc = L->weight ? lora_register_named(reg, prefix, "weight", 2, w_shape, L->weight, NULL, NULL, 0, 0, err)
+                       : LORAC_OK;
     if (!rc && L->bias)
         rc = lora_register_named(reg, prefix, "bias", 1, b_shape, L->bias, L->grad_bias, &L->train_bias, 1, 1, err);
     if (!rc) rc = lora_register_named(reg, prefix, "lora_A", 2, a_shape, L->lora_A, L->grad_A, &L->train_A, 1, 0, err);

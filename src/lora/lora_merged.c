@@ -64,7 +64,7 @@ void lora_merged_free(lora_merged *L) {
     free(L->grad_A);
     free(L->grad_B);
     free(L->grad_bias);
-    free(L->merged_w);
+    if (!L->merged_borrowed) free(L->merged_w);
     memset(L, 0, sizeof *L);
 }
 
@@ -156,20 +156,67 @@ int lora_merged_train(lora_merged *L, int mode, lorac_err *err) {
     L->training = mode ? 1 : 0;
     if (mode) {
         if (L->merged) { /* W0 was never written */
-            free(L->merged_w);
+            if (!L->merged_borrowed) free(L->merged_w);
             L->merged_w = NULL;
-            L->merged = 0;
+            L->merged = L->merged_borrowed = 0;
         }
     } else if (L->cfg.merge_weights && !L->merged) {
         size_t n = (size_t)L->OC * L->C;
-        if (!(L->merged_w = lora_alloc_floats(n, 1, err))) return err ? err->code : LORAC_ENOMEM;
-        lora_merged_delta(L, L->merged_w);
-        for (size_t i = 0; i < n; i++) { /* loralib: weight += merge_AB() * scaling */
-            float d = L->merged_w[i] * L->scaling;
-            L->merged_w[i] = L->weight[i] + d;
+        float *buf = lora_alloc_floats(n, 1, err);
+        if (!buf) return err ? err->code : LORAC_ENOMEM;
+        int rc = lora_merged_merge_to(L, buf, 0, err);
+        if (rc) {
+            free(buf);
+            return rc;
         }
-        L->merged = 1;
+        L->merged_borrowed = 0; /* the layer owns this copy */
     }
+    return LORAC_OK;
+}
+
+int lora_merged_merge_to(lora_merged *L, float *buf, int keep_disabled, lorac_err *err) {
+    // weight (C,OC) with fan_in_fan_out, else (OC,C); slice g is OCg columns (rows) of it
+    int C = L->C, OC = L->OC, r = L->cfg.r, OCg = OC / L->n_groups, k = L->n_enabled;
+    if (!buf) return lorac_fail(err, LORAC_EINVAL, "lora_merged: merge_to needs a buffer");
+    if (L->merged) lora_merged_train(L, 1, NULL);
+    if (!L->cfg.fan_in_fan_out) { /* each slice is a contiguous block of rows */
+        for (int g = 0, j = 0; g < L->n_groups; g++) {
+            size_t off = (size_t)g * OCg * C;
+            if (L->enable_lora[g]) {
+                lora_merge_fused(buf + off, (size_t)C, L->weight + off, (size_t)C, L->lora_B + (size_t)j * OCg * r,
+                                 L->lora_A + (size_t)j * r * C, OCg, r, C, L->scaling, 0, NULL);
+                j++;
+            } else if (!keep_disabled) {
+                memcpy(buf + off, L->weight + off, (size_t)OCg * C * sizeof(float));
+            }
+        }
+    } else {
+        /* (C,OC): every input row holds a segment of each slice. One pass over the rows writes the
+         * whole row in order (streaming), each enabled segment from its Bᵀ_j (r,OCg). */
+        float *bt = malloc((size_t)r * OCg * (k ? k : 1) * sizeof(float));
+        if (!bt) return lorac_fail(err, LORAC_ENOMEM, "lora_merged: out of memory merging");
+        for (int j = 0; j < k; j++)
+            for (int o = 0; o < OCg; o++)
+                for (int t = 0; t < r; t++)
+                    bt[((size_t)j * r + t) * OCg + o] = L->lora_B[((size_t)j * OCg + o) * r + t];
+#pragma omp parallel for schedule(static) if ((size_t)C * OC > 65536)
+        for (int i = 0; i < C; i++) {
+            for (int g = 0, j = 0; g < L->n_groups; g++) {
+                size_t off = (size_t)i * OC + (size_t)g * OCg;
+                if (L->enable_lora[g]) {
+                    lora_merge_row(buf + off, L->weight + off, bt + (size_t)j * r * OCg, L->lora_A + (size_t)j * r * C, NULL,
+                                   i, r, C, OCg, L->scaling, 1);
+                    j++;
+                } else if (!keep_disabled) {
+                    memcpy(buf + off, L->weight + off, (size_t)OCg * sizeof(float));
+                }
+            }
+        }
+        free(bt);
+    }
+    L->merged_w = buf;
+    L->merged = L->merged_borrowed = 1;
+    L->training = 0;
     return LORAC_OK;
 }
 

@@ -1,5 +1,7 @@
 /* GPT-2 inference with a KV cache: a prefill of the prompt, then one token per slot per step.
  * Shapes: S slots, n_new new tokens each, R = S*n_new rows, C = n_embd, cap = max_len. */
+#include <cblas.h>
+#undef I /* OpenBLAS's cblas.h pulls in <complex.h>; this file's I is the MLP width */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,12 @@ struct gpt2_session {
     float *scores;    /* (n_slots * NH, cap) */
     lora_act *lacts;  /* n_layer * N_SITES, for adapters that are not merged */
     lora_act wte_act; /* the LoRA Embedding's, when wte has one */
+    int lora_gen;     /* the model's LoRA layout lacts were made for */
+    /* mixed batch (gpt2_session_use_adapters): slot i uses adapter ids[i] of set (-1: none) */
+    gpt2_adapter_set *set;
+    int *ids, n_ids;
+    float *xg, *yg, *hg; /* gathered rows: (rows, max(C,I)), (rows, max(3C,I)), (rows, hg_r) */
+    int hg_r;
 };
 
 int gpt2_session_new(gpt2_model *m, gpt2_session **out, lorac_err *err) {
@@ -34,6 +42,9 @@ static void free_scratch(gpt2_session *s) {
     free(s->tmp);
     free(s->fch);
     free(s->last);
+    free(s->xg);
+    free(s->yg);
+    s->xg = s->yg = NULL;
     if (s->lacts) {
         for (int i = 0; i < s->m->cfg.n_layer * N_SITES; i++) lora_act_free(&s->lacts[i]);
         free(s->lacts);
@@ -47,6 +58,8 @@ static void free_scratch(gpt2_session *s) {
 void gpt2_session_free(gpt2_session *s) {
     if (!s) return;
     free_scratch(s);
+    free(s->ids);
+    free(s->hg);
     free(s->k);
     free(s->v);
     free(s->scores);
@@ -91,11 +104,110 @@ static int ensure_rows(gpt2_session *s, int rows, lorac_err *err) {
     s->fch = malloc(R * I * sizeof(float));
     s->last = malloc(R * C * sizeof(float) + 2 * R * sizeof(float)); /* lnf rows, mean, rstd */
     s->lacts = calloc((size_t)c->n_layer * N_SITES, sizeof *s->lacts);
-    if (!s->x || !s->ln || !s->qkv || !s->q || !s->att || !s->tmp || !s->fch || !s->last || !s->lacts) {
+    size_t wide = I > 3 * C ? I : 3 * C;
+    s->xg = malloc(R * (I > C ? I : C) * sizeof(float));
+    s->yg = malloc(R * wide * sizeof(float));
+    s->lora_gen = s->m->lora_gen;
+    if (!s->x || !s->ln || !s->qkv || !s->q || !s->att || !s->tmp || !s->fch || !s->last || !s->lacts || !s->xg || !s->yg) {
         free_scratch(s);
         return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for %d inference rows", rows);
     }
     s->rows = rows;
+    return LORAC_OK;
+}
+
+/* ---------------------------------------------------------------- mixed-adapter batches */
+
+int gpt2_session_use_adapters(gpt2_session *s, gpt2_adapter_set *set, const int *ids, int n, lorac_err *err) {
+    if (!set) {
+        s->set = NULL;
+        s->n_ids = 0;
+        return LORAC_OK;
+    }
+    if (n < 1) return lorac_fail(err, LORAC_EINVAL, "gpt2: adapters for %d slots", n);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < -1 || ids[i] >= gpt2_adapter_set_count(set))
+            return lorac_fail(err, LORAC_EINVAL, "gpt2: slot %d asks for adapter %d, the set holds %d", i, ids[i],
+                              gpt2_adapter_set_count(set));
+    int *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory");
+    memcpy(copy, ids, (size_t)n * sizeof *copy);
+    free(s->ids);
+    s->ids = copy;
+    s->n_ids = n;
+    s->set = set;
+    return LORAC_OK;
+}
+
+/* x (R,C) += each slot's wte LoRA row s·B·A[:, token] (slots of adapters with a wte LoRA). */
+static void mixed_wte(gpt2_session *s, const int32_t *tokens, int S, int n_new) {
+    int C = s->m->cfg.n_embd;
+    for (int sl = 0; sl < S; sl++) {
+        const lora_embedding *E = NULL;
+        if (s->ids[sl] < 0 || !gpt2_adapter_set_layers(s->set, s->ids[sl], &E) || !E) continue;
+        int r = E->cfg.r, V = E->V;
+        for (int i = sl * n_new; i < (sl + 1) * n_new; i++)
+            for (int d = 0; d < C; d++) {
+                float acc = 0;
+                for (int t = 0; t < r; t++) acc += E->lora_B[(size_t)d * r + t] * E->lora_A[(size_t)t * V + tokens[i]];
+                s->x[(size_t)i * C + d] += E->scaling * acc;
+            }
+    }
+}
+
+/* out (R,OC) += the low-rank products of every slot's own adapter at this site, one gathered pair
+ * of thin GEMMs per adapter present in the batch (S-LoRA / Punica style): xg = rows of its slots,
+ * h = xg·Aᵀ, yg = s·h·Bᵀ, scattered back. The base product is already in out. */
+static int mixed_site(gpt2_session *s, int l, int site, float *out, const float *inp, int S, int n_new, lorac_err *err) {
+    const gpt2_config *c = &s->m->cfg;
+    int E = c->n_embd, I = c->n_inner;
+    int C = site == SITE_FCPROJ ? I : E, OC = site == SITE_ATTN ? 3 * E : site == SITE_FC ? I : E;
+    for (int sl = 0; sl < S; sl++) {
+        int id = s->ids[sl], seen = 0;
+        for (int q = 0; q < sl && !seen; q++) seen = s->ids[q] == id;
+        if (id < 0 || seen) continue;
+        const gpt2_block_lora *b = &gpt2_adapter_set_layers(s->set, id, NULL)[l];
+        lora_linear *ls[N_SITES] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
+        const lora_linear *Lin = ls[site];
+        const lora_merged *M = site == SITE_ATTN ? b->qkv : NULL;
+        if (!Lin && !M) continue;
+        int r = Lin ? Lin->cfg.r : M->cfg.r, n = 0;
+        if (r > s->hg_r) {
+            float *h = realloc(s->hg, (size_t)s->rows * r * sizeof(float));
+            if (!h) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for mixed-adapter rows");
+            s->hg = h;
+            s->hg_r = r;
+        }
+        for (int q = sl; q < S; q++) /* gather the rows of every slot using this adapter */
+            if (s->ids[q] == id) {
+                memcpy(s->xg + (size_t)n * C, inp + (size_t)q * n_new * C, (size_t)n_new * C * sizeof(float));
+                n += n_new;
+            }
+        if (Lin) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, Lin->lora_A, C, 0.0f, s->hg, r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, Lin->scaling, s->hg, r, Lin->lora_B, r, 0.0f,
+                        s->yg, OC);
+        } else {
+            int OCg = OC / M->n_groups;
+            memset(s->yg, 0, (size_t)n * OC * sizeof(float));
+            for (int g = 0, j = 0; g < M->n_groups; g++) {
+                if (!M->enable_lora[g]) continue;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, M->lora_A + (size_t)j * r * C,
+                            C, 0.0f, s->hg, r);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OCg, r, M->scaling, s->hg, r,
+                            M->lora_B + (size_t)j * OCg * r, r, 0.0f, s->yg + (size_t)g * OCg, OC);
+                j++;
+            }
+        }
+        n = 0;
+        for (int q = sl; q < S; q++) /* scatter-add */
+            if (s->ids[q] == id) {
+                float *o = out + (size_t)q * n_new * OC;
+                const float *y = s->yg + (size_t)n * OC;
+                for (size_t i = 0; i < (size_t)n_new * OC; i++) o[i] += y[i];
+                n += n_new;
+            }
+    }
     return LORAC_OK;
 }
 
@@ -107,6 +219,15 @@ int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int S, int n_new, 
         return lorac_fail(err, LORAC_EINVAL, "gpt2: step of %d x %d tokens on %d slots", S, n_new, s->n_slots);
     if (s->len + n_new > s->cap)
         return lorac_fail(err, LORAC_EINVAL, "gpt2: %d tokens exceed the session's %d", s->len + n_new, s->cap);
+    if (s->lacts && s->lora_gen != m->lora_gen) { /* the adapter changed: new LoRA records */
+        for (int i = 0; i < L * N_SITES; i++) lora_act_free(&s->lacts[i]);
+        memset(s->lacts, 0, (size_t)L * N_SITES * sizeof *s->lacts);
+        lora_act_free(&s->wte_act);
+        s->lora_gen = m->lora_gen;
+    }
+    if (s->set && (m->has_lora || S > s->n_ids))
+        return lorac_fail(err, LORAC_EINVAL, m->has_lora ? "gpt2: a mixed-adapter session needs no active adapter (activate -1)"
+                                                          : "gpt2: %d slots but adapters given for %d", S, s->n_ids);
     int R = S * n_new, rc = ensure_rows(s, R, err);
     if (rc) return rc;
     for (int i = 0; i < R; i++)
@@ -119,6 +240,7 @@ int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int S, int n_new, 
     } else {
         op_embedding_forward(s->x, (const int *)tokens, m->w.wte, R, C, V);
     }
+    if (s->set) mixed_wte(s, tokens, S, n_new);
     for (int r = 0; r < R; r++) {
         const float *p = m->w.wpe + (size_t)(s->len + r % n_new) * C;
         for (int i = 0; i < C; i++) s->x[(size_t)r * C + i] += p[i];
@@ -129,6 +251,7 @@ int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int S, int n_new, 
         lora_act *acts = s->lacts + (size_t)l * N_SITES;
         op_layernorm_forward(s->ln, mean, rstd, s->x, W->ln1_w, W->ln1_b, R, C, eps);
         if ((rc = gpt2_site_forward(m, &acts[SITE_ATTN], s->rows, l, SITE_ATTN, s->qkv, s->ln, R, NULL, err))) return rc;
+        if (s->set && (rc = mixed_site(s, l, SITE_ATTN, s->qkv, s->ln, S, n_new, err))) return rc;
         /* append k, v of the new tokens to the cache; gather q */
         float *kc = s->k + (size_t)l * s->n_slots * s->cap * C, *vc = s->v + (size_t)l * s->n_slots * s->cap * C;
         for (int sl = 0; sl < S; sl++)
@@ -140,12 +263,15 @@ int gpt2_session_step(gpt2_session *s, const int32_t *tokens, int S, int n_new, 
             }
         op_attention_cached_forward(s->att, s->q, kc, vc, S, n_new, s->len, s->cap, NH, NH, HS, s->scores);
         if ((rc = gpt2_site_forward(m, &acts[SITE_PROJ], s->rows, l, SITE_PROJ, s->tmp, s->att, R, NULL, err))) return rc;
+        if (s->set && (rc = mixed_site(s, l, SITE_PROJ, s->tmp, s->att, S, n_new, err))) return rc;
         for (size_t i = 0; i < (size_t)R * C; i++) s->x[i] += s->tmp[i];
         op_layernorm_forward(s->ln, mean, rstd, s->x, W->ln2_w, W->ln2_b, R, C, eps);
         if ((rc = gpt2_site_forward(m, &acts[SITE_FC], s->rows, l, SITE_FC, s->fch, s->ln, R, NULL, err))) return rc;
+        if (s->set && (rc = mixed_site(s, l, SITE_FC, s->fch, s->ln, S, n_new, err))) return rc;
         if (c->activation == GPT2_ACT_GELU) op_gelu_erf_forward(s->fch, s->fch, (size_t)R * I);
         else op_gelu_tanh_forward(s->fch, s->fch, (size_t)R * I);
         if ((rc = gpt2_site_forward(m, &acts[SITE_FCPROJ], s->rows, l, SITE_FCPROJ, s->tmp, s->fch, R, NULL, err))) return rc;
+        if (s->set && (rc = mixed_site(s, l, SITE_FCPROJ, s->tmp, s->fch, S, n_new, err))) return rc;
         for (size_t i = 0; i < (size_t)R * C; i++) s->x[i] += s->tmp[i];
     }
     /* logits only for the last new token of each slot */
@@ -172,5 +298,12 @@ int gpt2_session_reorder(gpt2_session *s, const int32_t *src, int n_seq, lorac_e
             for (int i = 0; i < n_seq; i++) memcpy(base + i * slot, tmp + i * used, used * sizeof(float));
         }
     free(tmp);
+    if (s->set && n_seq <= s->n_ids) { /* each slot keeps its sequence's adapter */
+        int *ids = malloc((size_t)n_seq * sizeof *ids);
+        if (!ids) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory reordering adapters");
+        for (int i = 0; i < n_seq; i++) ids[i] = src[i] < s->n_ids ? s->ids[src[i]] : -1;
+        memcpy(s->ids, ids, (size_t)n_seq * sizeof *ids);
+        free(ids);
+    }
     return LORAC_OK;
 }

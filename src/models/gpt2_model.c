@@ -124,15 +124,14 @@ int gpt2_model_random(const gpt2_config *cfg, uint64_t seed, gpt2_model *m, lora
     return rc;
 }
 
-static void free_blocks(gpt2_model *m) {
-    if (m->wte_lora) {
-        lora_embedding_free(m->wte_lora);
-        free(m->wte_lora);
-        m->wte_lora = NULL;
+void gpt2_lora_free_layers(const gpt2_config *c, gpt2_block_lora *blocks, lora_embedding *wte) {
+    if (wte) {
+        lora_embedding_free(wte);
+        free(wte);
     }
-    if (!m->blocks) return;
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        gpt2_block_lora *b = &m->blocks[l];
+    if (!blocks) return;
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_block_lora *b = &blocks[l];
         if (b->qkv) lora_merged_free(b->qkv);
         lora_linear *ls[4] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
         for (int i = 0; i < 4; i++)
@@ -140,8 +139,13 @@ static void free_blocks(gpt2_model *m) {
         free(b->qkv);
         for (int i = 0; i < 4; i++) free(ls[i]);
     }
-    free(m->blocks);
+    free(blocks);
+}
+
+static void free_blocks(gpt2_model *m) {
+    gpt2_lora_free_layers(&m->cfg, m->blocks, m->wte_lora);
     m->blocks = NULL;
+    m->wte_lora = NULL;
     m->has_lora = 0;
 }
 
@@ -227,6 +231,25 @@ int gpt2_lora_finish(gpt2_model *m, int rc, lorac_err *err) {
         free_blocks(m);
         gpt2_register_all(m, NULL);
     }
+    return rc;
+}
+
+int gpt2_lora_swap(gpt2_model *m, gpt2_block_lora **blocks, lora_embedding **wte, lorac_err *err) {
+    gpt2_block_lora *b = m->blocks;
+    lora_embedding *e = m->wte_lora;
+    m->blocks = *blocks;
+    m->wte_lora = *wte;
+    m->has_lora = m->blocks != NULL || m->wte_lora != NULL;
+    if (m->wte_lora && !m->blocks) { /* the forward reads blocks whenever has_lora: give it empty ones */
+        lorac_fail(err, LORAC_EINVAL, "gpt2: a LoRA layout with wte but no blocks");
+        m->blocks = b, m->wte_lora = e, m->has_lora = b || e;
+        return LORAC_EINVAL;
+    }
+    *blocks = b;
+    *wte = e;
+    m->lora_gen = atomic_fetch_add(&gpt2_next_lora_gen, 1);
+    int rc = gpt2_register_all(m, err);
+    if (!rc) lora_mark_only_lora_as_trainable(&m->reg, LORA_BIAS_NONE);
     return rc;
 }
 

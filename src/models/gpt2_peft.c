@@ -179,14 +179,42 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
 
 int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
     if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
-    hf_adapter ad;
-    int rc = hf_adapter_open(dir, "GPT-2", &ad, warn, warn_size, err);
-    const peft_config *pc = ad.pc;
-    const st_file *f = &ad.f;
-    int *used = ad.used;
-    const char *path = ad.path;
+    peft_adapter *a;
+    int rc = peft_adapter_read(dir, &a, warn, warn_size, err);
+    if (rc) return rc;
+    rc = gpt2_peft_attach(m, a, err);
+    peft_adapter_free(a);
+    return rc;
+}
+
+/* Reads a c_attn B' (3C, k·rs) written for a q/k/v split back into the MergedLinear's B. */
+static int unsplit_B(lora_merged *M, const float *Bx, const int *split, int k, int C, const char *src, const char *nb,
+                     lorac_err *err) {
+    int r = M->cfg.r * k, rs = M->cfg.r;
+    for (int g = 0, j = 0; g < 3; g++) {
+        for (int row = 0; row < C; row++) {
+            const float *x = Bx + (size_t)(g * C + row) * r;
+            for (int col = 0; col < r; col++) {
+                int block = col / rs;
+                if (split[g] && block == j) M->lora_B[(size_t)(j * C + row) * rs + (col - block * rs)] = x[col];
+                else if (x[col] != 0.0f)
+                    return lorac_fail(err, LORAC_EFORMAT, "%s: '%s' is marked as a q/k/v split but has a non-zero "
+                                      "entry outside its blocks", src, nb);
+            }
+        }
+        if (split[g]) j++;
+    }
+    return LORAC_OK;
+}
+
+int gpt2_peft_attach(gpt2_model *m, const peft_adapter *a, lorac_err *err) {
+    const char *src = a->source[0] ? a->source : "adapter";
+    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", src);
+    hf_attach h;
+    int rc = hf_attach_begin(&h, a, "GPT-2", err);
+    const peft_config *pc = &a->cfg;
     int split[3] = {0, 0, 0}, k = 0;
-    const char *sv = rc ? NULL : st_meta(f, SPLIT_KEY);
+    const char *sv = peft_adapter_meta(a, SPLIT_KEY);
     if (sv && sscanf(sv, "%d,%d,%d", &split[0], &split[1], &split[2]) == 3) k = !!split[0] + !!split[1] + !!split[2];
     const gpt2_config *c = &m->cfg;
     lorac_rng rng;
@@ -215,34 +243,19 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
             snprintf(nb, sizeof nb, "base_model.model.%s.lora_B.weight", module);
             if (!as_split) {
                 lora_linear *Lin = (lora_linear *)site_linear(m, l, s);
-                rc = hf_take_2d(f, na, r, in, Lin->lora_A, used, err);
-                if (!rc) rc = hf_take_2d(f, nb, out, r, Lin->lora_B, used, err);
+                rc = hf_attach_take(&h, na, r, in, Lin->lora_A, err);
+                if (!rc) rc = hf_attach_take(&h, nb, out, r, Lin->lora_B, err);
                 continue;
             }
             lora_merged *M = m->blocks[l].qkv;
             float *Bx = malloc((size_t)out * r * sizeof(float));
             if (!Bx) {
-                rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+                rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", src);
                 break;
             }
-            rc = hf_take_2d(f, na, r, in, M->lora_A, used, err);
-            if (!rc) rc = hf_take_2d(f, nb, out, r, Bx, used, err);
-            int rs = r / k, C = c->n_embd;
-            for (int g = 0, j = 0; g < 3 && !rc; g++)
-                for (int row = 0; row < C; row++) {
-                    const float *src = Bx + (size_t)(g * C + row) * r;
-                    for (int col = 0; col < r; col++) {
-                        int block = col / rs;
-                        if (split[g] && block == j) M->lora_B[(size_t)(j * C + row) * rs + (col - block * rs)] = src[col];
-                        else if (src[col] != 0.0f) {
-                            rc = lorac_fail(err, LORAC_EFORMAT, "%s: '%s' is marked as a q/k/v split but has a non-zero "
-                                            "entry outside its blocks", path, nb);
-                            break;
-                        }
-                    }
-                    if (rc) break;
-                    if (row == C - 1 && split[g]) j++;
-                }
+            rc = hf_attach_take(&h, na, r, in, M->lora_A, err);
+            if (!rc) rc = hf_attach_take(&h, nb, out, r, Bx, err);
+            if (!rc) rc = unsplit_B(M, Bx, split, k, c->n_embd, src, nb, err);
             free(Bx);
         }
     if (!rc && peft_targets_module(pc, "transformer.wte")) {
@@ -251,13 +264,13 @@ int gpt2_peft_load(gpt2_model *m, const char *dir, char *warn, size_t warn_size,
         rc = gpt2_lora_attach_wte(m, &lc, &rng, err);
         if (!rc) {
             any = 1;
-            rc = hf_take_2d(f, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, used, err);
-            if (!rc) rc = hf_take_2d(f, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, used, err);
+            rc = hf_attach_take(&h, "base_model.model.transformer.wte.lora_embedding_A", r, c->vocab_size, m->wte_lora->lora_A, err);
+            if (!rc) rc = hf_attach_take(&h, "base_model.model.transformer.wte.lora_embedding_B", c->n_embd, r, m->wte_lora->lora_B, err);
         }
     }
-    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", dir);
-    if (!rc) rc = hf_adapter_check_all_used(&ad, "GPT-2", err);
-    hf_adapter_close(&ad);
+    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", src);
+    if (!rc) rc = hf_attach_check_all_used(&h, err);
+    hf_attach_end(&h);
     if (any || rc) rc = gpt2_lora_finish(m, rc, err);
     return rc;
 }

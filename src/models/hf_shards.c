@@ -76,50 +76,50 @@ const st_tensor *hf_shards_find(const hf_shards *s, const char *name, const st_f
     return NULL;
 }
 
-int hf_take_2d(const st_file *f, const char *name, int64_t d0, int64_t d1, float *dst, int *used, lorac_err *err) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", f->path, name);
-    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
-        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but the model needs [%lld, %lld]", f->path,
-                          name, (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)d0,
-                          (long long)d1);
-    used[t - f->tensors] = 1;
-    return st_read_f32(f, t, dst, err);
-}
-
-int hf_adapter_open(const char *dir, const char *family, hf_adapter *a, char *warn, size_t warn_size, lorac_err *err) {
-    memset(a, 0, sizeof *a);
-    if (warn && warn_size) warn[0] = 0;
-    a->pc = malloc(sizeof *a->pc);
-    if (!a->pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    int rc = peft_config_load(dir, a->pc, err);
-    for (int i = 0; !rc && warn && warn_size && i < a->pc->n_warnings; i++)
-        snprintf(warn + strlen(warn), warn_size - strlen(warn), "%s\n", a->pc->warnings[i]);
-    if (!rc && a->pc->bias != PEFT_BIAS_NONE)
-        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters are not supported for %s yet", dir,
-                        a->pc->bias == PEFT_BIAS_ALL ? "all" : "lora_only", family);
-    if (!rc && a->pc->n_modules_to_save)
-        rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for %s yet", dir, family);
-    snprintf(a->path, sizeof a->path, "%s/adapter_model.safetensors", dir);
-    if (!rc) rc = st_open(a->path, &a->f, err);
-    if (!rc && !(a->used = calloc(a->f.n_tensors + 1, sizeof *a->used)))
-        rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    if (rc) hf_adapter_close(a);
-    return rc;
-}
-
-int hf_adapter_check_all_used(const hf_adapter *a, const char *family, lorac_err *err) {
-    for (size_t i = 0; i < a->f.n_tensors; i++)
-        if (!a->used[i])
-            return lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this %s model)", a->path,
-                              a->f.tensors[i].name, family);
+int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
+    memset(h, 0, sizeof *h);
+    h->a = a;
+    h->family = family;
+    if (a->source[0]) snprintf(h->src, sizeof h->src, "%s/adapter_model.safetensors", a->source);
+    else snprintf(h->src, sizeof h->src, "adapter");
+    /* bias "lora_only": PEFT 0.10 saves no bias tensor for it (its state-dict filter looks for
+     * "<module>.bias" where the wrapped layer has "<module>.base_layer.bias"), so such an adapter
+     * is plain LoRA; one that does hold biases is refused like "all". */
+    int has_bias = 0;
+    for (size_t i = 0; i < a->n && !has_bias; i++) {
+        size_t len = strlen(a->t[i].name);
+        has_bias = len >= 5 && !strcmp(a->t[i].name + len - 5, ".bias");
+    }
+    if (a->cfg.bias == PEFT_BIAS_ALL || (a->cfg.bias == PEFT_BIAS_LORA_ONLY && has_bias))
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters with trained biases are not supported for %s yet",
+                          h->src, a->cfg.bias == PEFT_BIAS_ALL ? "all" : "lora_only", family);
+    if (a->cfg.n_modules_to_save)
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for %s yet", h->src, family);
+    if (!(h->used = calloc(a->n + 1, sizeof *h->used))) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", h->src);
     return LORAC_OK;
 }
 
-void hf_adapter_close(hf_adapter *a) {
-    free(a->used);
-    if (a->f.path) st_close(&a->f);
-    free(a->pc);
-    a->used = NULL;
-    a->pc = NULL;
+int hf_attach_take(hf_attach *h, const char *name, int64_t d0, int64_t d1, float *dst, lorac_err *err) {
+    const peft_tensor *t = peft_adapter_find(h->a, name);
+    if (!t) return lorac_fail(err, LORAC_ENOTFOUND, "%s: missing tensor '%s'", h->src, name);
+    if (t->ndim != 2 || t->shape[0] != d0 || t->shape[1] != d1)
+        return lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but this %s model needs [%lld, %lld] "
+                          "(an adapter for another base?)", h->src, name, (long long)t->shape[0],
+                          (long long)(t->ndim > 1 ? t->shape[1] : 0), h->family, (long long)d0, (long long)d1);
+    h->used[t - h->a->t] = 1;
+    memcpy(dst, t->data, (size_t)d0 * (size_t)d1 * sizeof(float));
+    return LORAC_OK;
+}
+
+int hf_attach_check_all_used(const hf_attach *h, lorac_err *err) {
+    for (size_t i = 0; i < h->a->n; i++)
+        if (!h->used[i])
+            return lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (not a LoRA tensor of this %s model)", h->src,
+                              h->a->t[i].name, h->family);
+    return LORAC_OK;
+}
+
+void hf_attach_end(hf_attach *h) {
+    free(h->used);
+    h->used = NULL;
 }

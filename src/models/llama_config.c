@@ -112,6 +112,10 @@ int llama_config_load(const char *dir, llama_config *cfg, lorac_err *err) {
     if (!rc) rc = parse_rope_scaling(json_get(root, "rope_scaling"), cfg, path, err);
     json_free(doc);
     if (rc) return rc;
+    return llama_config_validate(cfg, path, err);
+}
+
+int llama_config_validate(const llama_config *cfg, const char *path, lorac_err *err) {
     if (cfg->n_layer <= 0 || cfg->n_layer > 1024)
         return lorac_fail(err, LORAC_EFORMAT, "%s: num_hidden_layers %d is out of range", path, cfg->n_layer);
     if (cfg->n_embd <= 0 || cfg->n_embd > 65536)

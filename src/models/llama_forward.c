@@ -7,6 +7,7 @@
 #include "lorac/llama.h"
 #include "lorac/ops.h"
 #include "lorac/ops_rope.h"
+#include "lorac/quant.h"
 
 struct llama_acts {
     int capB, capT, n_layer;
@@ -122,31 +123,37 @@ int llama_acts_alloc(const llama_model *m, int B, int T, llama_acts **out, lorac
 
 /* ---------------------------------------------------------------- the linear maps */
 
-/* out (N,OC) = site(inp (N,C)) through the frozen nn.Linear or its LoRA layer. */
+/* out (N,OC) = site(inp (N,C)) through the frozen nn.Linear or its LoRA layer. A LoRA layer over an
+ * f32 base computes the whole site (and merges for inference); over a quantized base the qmat
+ * matmul computes W·x + b and the layer adds s·B·A·dropout(x). */
 static int site_forward(llama_model *m, llama_acts *a, int l, int s, float *out, const float *inp, int N,
                         lorac_rng *rng, lorac_err *err) {
     lora_linear *L = llama_model_lora(m, l, s);
-    if (L) {
-        lora_act *act = &a->lacts[l * LLAMA_N_SITES + s];
-        int rc = act->cap_N ? LORAC_OK : lora_linear_act_init(act, L, a->capB * a->capT, err);
-        return rc ? rc : lora_linear_forward(L, act, out, inp, N, rng, err);
-    }
-    int C, OC;
-    llama_site_shape(&m->cfg, s, &C, &OC);
     const llama_layer_weights *W = &m->w.layers[l];
-    op_matmul_forward(out, inp, W->w[s], W->b[s], N, C, OC, OP_W_OUT_IN);
-    return LORAC_OK;
+    lora_act *act = L ? &a->lacts[l * LLAMA_N_SITES + s] : NULL;
+    int rc = !L || act->cap_N ? LORAC_OK : lora_linear_act_init(act, L, a->capB * a->capT, err);
+    if (rc) return rc;
+    if (L && L->weight) return lora_linear_forward(L, act, out, inp, N, rng, err);
+    rc = qmat_matmul_forward(out, inp, &W->w[s], W->b[s], N, err);
+    if (!rc && L) rc = lora_linear_delta_forward(L, act, out, inp, N, rng, err);
+    return rc;
 }
 
 /* dinp (N,C) += ∂/∂inp of the site; its LoRA layer (if any) accumulates its own gradients. */
 static int site_backward(llama_model *m, llama_acts *a, int l, int s, float *dinp, const float *dout,
                          const float *inp, int N, lorac_err *err) {
     lora_linear *L = llama_model_lora(m, l, s);
-    if (L) return lora_linear_backward(L, &a->lacts[l * LLAMA_N_SITES + s], dinp, dout, inp, err);
-    int C, OC;
-    llama_site_shape(&m->cfg, s, &C, &OC);
-    op_matmul_backward(dinp, NULL, NULL, dout, inp, m->w.layers[l].w[s], 1.0f, N, C, OC, OP_W_OUT_IN);
-    return LORAC_OK;
+    lora_act *act = L ? &a->lacts[l * LLAMA_N_SITES + s] : NULL;
+    if (L && L->weight) return lora_linear_backward(L, act, dinp, dout, inp, err);
+    int rc = qmat_matmul_backward_input(dinp, dout, &m->w.layers[l].w[s], N, err);
+    if (!rc && L) rc = lora_linear_delta_backward(L, act, dinp, dout, err);
+    return rc;
+}
+
+/* out (N,C): rows of the (possibly quantized) embedding matrix. */
+static void embed_lookup(float *out, const int32_t *ids, const qmat *e, int N) {
+#pragma omp parallel for schedule(static) if (N > 64)
+    for (int n = 0; n < N; n++) qmat_row_f32(e, ids[n], out + (size_t)n * e->cols);
 }
 
 static void add(float *out, const float *x, const float *y, size_t n) {
@@ -179,7 +186,10 @@ int llama_forward(llama_model *m, llama_acts *a, const int32_t *ids, const int32
         if (targets && (targets[n] >= V || (targets[n] < 0 && targets[n] != OP_IGNORE_INDEX)))
             return lorac_fail(err, LORAC_EINVAL, "llama: target %d at position %d is outside the vocabulary (%d)", targets[n], n, V);
     }
-    op_embedding_forward(a->res[0], (const int *)ids, m->w.embed, N, C, V);
+    if ((rc = qmat_check(&m->w.embed, "model.embed_tokens.weight", err)) ||
+        (rc = qmat_check(&m->w.lm_head, "lm_head.weight", err)))
+        return rc;
+    embed_lookup(a->res[0], ids, &m->w.embed, N);
     for (int l = 0; l < L; l++) {
         const llama_layer_weights *W = &m->w.layers[l];
         /* res2 = res + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))), n1 = rmsnorm(res) */
@@ -203,7 +213,7 @@ int llama_forward(llama_model *m, llama_acts *a, const int32_t *ids, const int32
         add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
     op_rmsnorm_forward(a->lnf, a->rstdf, a->res[L], m->w.norm, N, C, eps);
-    op_matmul_forward(a->logits, a->lnf, m->w.lm_head, NULL, N, C, V, OP_W_OUT_IN);
+    if ((rc = qmat_matmul_forward(a->logits, a->lnf, &m->w.lm_head, NULL, N, err))) return rc;
     if (!targets) return LORAC_OK;
     for (int n = 0; n < N; n++) a->targets[n] = targets[n];
     int cnt = op_crossentropy_count(a->targets, N);
@@ -224,12 +234,12 @@ int llama_forward(llama_model *m, llama_acts *a, const int32_t *ids, const int32
 int llama_backward(llama_model *m, llama_acts *a, lorac_err *err) {
     if (!a->have_grad) return lorac_fail(err, LORAC_EINVAL, "llama: backward without a forward for_backward");
     const llama_config *c = &m->cfg;
-    int C = c->n_embd, I = c->n_inner, V = c->vocab_size, NH = c->n_head, NKV = c->n_kv_head, HS = c->head_dim;
+    int C = c->n_embd, I = c->n_inner, NH = c->n_head, NKV = c->n_kv_head, HS = c->head_dim;
     int L = c->n_layer, B = a->B, T = a->T, N = B * T, rc;
     size_t NC = (size_t)N * C, NI = (size_t)N * I, NQ = (size_t)N * NH * HS, NK = (size_t)N * NKV * HS;
     /* logits = lnf · lm_headᵀ: dlnf = dlogits · lm_head (the head is frozen) */
     memset(a->dln, 0, NC * sizeof(float));
-    op_matmul_backward(a->dln, NULL, NULL, a->logits, a->lnf, m->w.lm_head, 1.0f, N, C, V, OP_W_OUT_IN);
+    if ((rc = qmat_matmul_backward_input(a->dln, a->logits, &m->w.lm_head, N, err))) return rc;
     memset(a->dres, 0, NC * sizeof(float));
     op_rmsnorm_backward(a->dres, NULL, a->dln, a->res[L], m->w.norm, a->rstdf, N, C);
     for (int l = L - 1; l >= 0; l--) {

@@ -81,13 +81,22 @@ int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err) {
 
 int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_size, lorac_err *err) {
     if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", dir);
-    hf_adapter ad;
-    int rc = hf_adapter_open(dir, "Llama", &ad, warn, warn_size, err);
-    const peft_config *pc = ad.pc;
-    const st_file *f = &ad.f;
-    int *used = ad.used;
+    peft_adapter *a;
+    int rc = peft_adapter_read(dir, &a, warn, warn_size, err);
+    if (rc) return rc;
+    rc = llama_peft_attach(m, a, err);
+    peft_adapter_free(a);
+    return rc;
+}
+
+int llama_peft_attach(llama_model *m, const peft_adapter *a, lorac_err *err) {
+    const char *src = a->source[0] ? a->source : "adapter";
+    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", src);
+    hf_attach h;
+    int rc = hf_attach_begin(&h, a, "Llama", err);
+    const peft_config *pc = &a->cfg;
     if (!rc && pc->fan_in_fan_out)
-        rc = lorac_fail(err, LORAC_EFORMAT, "%s: fan_in_fan_out is true but Llama's projections are nn.Linear", dir);
+        rc = lorac_fail(err, LORAC_EFORMAT, "%s: fan_in_fan_out is true but Llama's projections are nn.Linear", src);
     lorac_rng rng;
     lorac_rng_seed(&rng, 0);
     int any = 0;
@@ -106,12 +115,12 @@ int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_siz
             lora_linear *L = llama_model_lora(m, l, s);
             snprintf(na, sizeof na, PEFT_PREFIX "%s.lora_A.weight", module);
             snprintf(nb, sizeof nb, PEFT_PREFIX "%s.lora_B.weight", module);
-            rc = hf_take_2d(f, na, r, in, L->lora_A, used, err);
-            if (!rc) rc = hf_take_2d(f, nb, out, r, L->lora_B, used, err);
+            rc = hf_attach_take(&h, na, r, in, L->lora_A, err);
+            if (!rc) rc = hf_attach_take(&h, nb, out, r, L->lora_B, err);
         }
-    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no Llama module", dir);
-    if (!rc) rc = hf_adapter_check_all_used(&ad, "Llama", err);
-    hf_adapter_close(&ad);
+    if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no Llama module", src);
+    if (!rc) rc = hf_attach_check_all_used(&h, err);
+    hf_attach_end(&h);
     if (any || m->lora) rc = llama_lora_finish(m, rc, err);
     return rc;
 }

@@ -19,25 +19,39 @@ typedef struct llama_weights_priv {
     float *arena; /* tensors converted from F16/BF16 (or unaligned F32) */
 } llama_weights_priv;
 
-/* One base tensor: HF name, where its pointer goes, expected shape (d1 == 0: 1-D). */
+/* One base tensor: HF name, where its pointer goes (a vector, or a matrix's qmat), expected shape
+ * (d1 == 0: 1-D). */
 typedef struct llama_slot {
     char name[128];
     const float **ptr;
+    qmat *mat;
     int64_t shape[2];
 } llama_slot;
 
 static void slot_set(llama_slot *s, const char *name, const float **ptr, int64_t d0, int64_t d1) {
     snprintf(s->name, sizeof s->name, "%s", name);
     s->ptr = ptr;
+    s->mat = NULL;
     s->shape[0] = d0;
     s->shape[1] = d1;
+}
+
+static void slot_set_mat(llama_slot *s, const char *name, qmat *mat, int64_t d0, int64_t d1) {
+    slot_set(s, name, NULL, d0, d1);
+    s->mat = mat;
+}
+
+/* Points a slot at f32 data: a vector, or an F32 qmat of the slot's shape. */
+static void slot_fill(const llama_slot *s, const float *data) {
+    if (s->mat) *s->mat = qmat_f32(data, (int)s->shape[0], (int)s->shape[1]);
+    else *s->ptr = data;
 }
 
 /* Fills slots (caller provides 3 + (2 + 2·LLAMA_N_SITES)·n_layer); returns the count. */
 static int llama_slots(const llama_config *c, llama_weights *w, llama_slot *s) {
     int n = 0, C = c->n_embd;
     char nm[128];
-    slot_set(&s[n++], "model.embed_tokens.weight", &w->embed, c->vocab_size, C);
+    slot_set_mat(&s[n++], "model.embed_tokens.weight", &w->embed, c->vocab_size, C);
     for (int l = 0; l < c->n_layer; l++) {
         llama_layer_weights *L = &w->layers[l];
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
@@ -48,7 +62,7 @@ static int llama_slots(const llama_config *c, llama_weights *w, llama_slot *s) {
             int in, out;
             llama_site_shape(c, site, &in, &out);
             snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, llama_site_name(site));
-            slot_set(&s[n++], nm, &L->w[site], out, in);
+            slot_set_mat(&s[n++], nm, &L->w[site], out, in);
             int bias = site <= LLAMA_SITE_V ? c->qkv_bias : site == LLAMA_SITE_O ? c->o_bias : 0;
             if (!bias) continue;
             snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, llama_site_name(site));
@@ -56,17 +70,19 @@ static int llama_slots(const llama_config *c, llama_weights *w, llama_slot *s) {
         }
     }
     slot_set(&s[n++], "model.norm.weight", &w->norm, C, 0);
-    if (!c->tie_word_embeddings) slot_set(&s[n++], "lm_head.weight", &w->lm_head, c->vocab_size, C);
+    if (!c->tie_word_embeddings) slot_set_mat(&s[n++], "lm_head.weight", &w->lm_head, c->vocab_size, C);
     return n;
 }
 
+static void hf_priv_free(void *priv) {
+    llama_weights_priv *p = priv;
+    hf_shards_close(&p->sh);
+    free(p->arena);
+    free(p);
+}
+
 void llama_weights_free(llama_weights *w) {
-    llama_weights_priv *p = w->priv;
-    if (p) {
-        hf_shards_close(&p->sh);
-        free(p->arena);
-        free(p);
-    }
+    if (w->priv && w->priv_free) w->priv_free(w->priv);
     free(w->layers);
     memset(w, 0, sizeof *w);
 }
@@ -103,6 +119,7 @@ int llama_weights_load(const char *dir, const llama_config *cfg, llama_weights *
     size_t cap = 3 + (2 + 2 * (size_t)LLAMA_N_SITES) * (size_t)cfg->n_layer;
     w->layers = calloc((size_t)cfg->n_layer, sizeof *w->layers);
     w->priv = calloc(1, sizeof(llama_weights_priv));
+    w->priv_free = hf_priv_free;
     llama_slot *slots = calloc(cap, sizeof *slots);
     const st_tensor **found = calloc(cap, sizeof *found);
     const st_file **files = calloc(cap, sizeof *files);
@@ -124,11 +141,11 @@ int llama_weights_load(const char *dir, const llama_config *cfg, llama_weights *
     for (int i = 0; i < n && !rc; i++) {
         const float *view = st_f32_view(found[i]);
         if (view) {
-            *slots[i].ptr = view; /* mapped, not copied */
+            slot_fill(&slots[i], view); /* mapped, not copied */
             continue;
         }
         rc = st_read_f32(files[i], found[i], p->arena + off, err);
-        *slots[i].ptr = p->arena + off;
+        slot_fill(&slots[i], p->arena + off);
         off += found[i]->numel;
     }
     if (!rc && cfg->tie_word_embeddings) w->lm_head = w->embed;
@@ -146,6 +163,12 @@ static int register_base(llama_model *m, const char *name, const float *data, in
     return lora_registry_add(&m->reg, name, d1 ? 2 : 1, shape, (float *)data, NULL, NULL, 0, 0, err);
 }
 
+/* The registry holds f32 tensors: a matrix kept quantized is not registered (it has no f32 view). */
+static int register_mat(llama_model *m, const char *name, const qmat *q, lorac_err *err) {
+    if (q->type != QUANT_F32) return LORAC_OK;
+    return register_base(m, name, q->data, q->rows, q->cols, err);
+}
+
 /* Rebuilds the registry in checkpoint order (after loading and after attaching LoRA). */
 static int llama_register_all(llama_model *m, lorac_err *err) {
     lora_registry_free(&m->reg);
@@ -153,7 +176,7 @@ static int llama_register_all(llama_model *m, lorac_err *err) {
     const llama_config *c = &m->cfg;
     int C = c->n_embd, rc;
     char nm[160];
-    if ((rc = register_base(m, "model.embed_tokens.weight", m->w.embed, c->vocab_size, C, err))) return rc;
+    if ((rc = register_mat(m, "model.embed_tokens.weight", &m->w.embed, err))) return rc;
     for (int l = 0; l < c->n_layer; l++) {
         const llama_layer_weights *L = &m->w.layers[l];
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
@@ -163,12 +186,15 @@ static int llama_register_all(llama_model *m, lorac_err *err) {
             snprintf(nm, sizeof nm, "model.layers.%d.%s", l, llama_site_name(s));
             if (lin) {
                 if ((rc = lora_linear_register(lin, &m->reg, nm, err))) return rc;
+                /* over a quantized base the layer holds neither weight nor bias: the bias is ours */
+                snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, llama_site_name(s));
+                if (!lin->weight && L->b[s] && (rc = register_base(m, nm, L->b[s], lin->OC, 0, err))) return rc;
                 continue;
             }
+            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, llama_site_name(s));
+            if ((rc = register_mat(m, nm, &L->w[s], err))) return rc;
             int in, out;
             llama_site_shape(c, s, &in, &out);
-            snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, llama_site_name(s));
-            if ((rc = register_base(m, nm, L->w[s], out, in, err))) return rc;
             snprintf(nm, sizeof nm, "model.layers.%d.%s.bias", l, llama_site_name(s));
             if (L->b[s] && (rc = register_base(m, nm, L->b[s], out, 0, err))) return rc;
         }
@@ -176,21 +202,46 @@ static int llama_register_all(llama_model *m, lorac_err *err) {
         if ((rc = register_base(m, nm, L->mlp_norm, C, 0, err))) return rc;
     }
     if ((rc = register_base(m, "model.norm.weight", m->w.norm, C, 0, err))) return rc;
-    if (!c->tie_word_embeddings) rc = register_base(m, "lm_head.weight", m->w.lm_head, c->vocab_size, C, err);
+    if (!c->tie_word_embeddings) rc = register_mat(m, "lm_head.weight", &m->w.lm_head, err);
     return rc;
+}
+
+int llama_path_is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    if (!f) return 0;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
 }
 
 int llama_model_load(const char *dir, llama_model *m, lorac_err *err) {
     memset(m, 0, sizeof *m);
     lora_registry_init(&m->reg);
-    int rc = llama_config_load(dir, &m->cfg, err);
-    if (!rc) rc = llama_weights_load(dir, &m->cfg, &m->w, err);
+    int rc;
+    if (llama_path_is_gguf(dir)) {
+        rc = llama_weights_load_gguf(dir, &m->cfg, &m->w, err);
+    } else {
+        rc = llama_config_load(dir, &m->cfg, err);
+        if (!rc) rc = llama_weights_load(dir, &m->cfg, &m->w, err);
+    }
     if (!rc && !(m->inv_freq = malloc((size_t)m->cfg.head_dim / 2 * sizeof(float))))
         rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
     if (!rc) llama_rope_inv_freq(&m->cfg, m->inv_freq);
+    /* llama.cpp divides each frequency by its factor (how GGUF stores Llama 3.1's scaling) */
+    if (!rc && m->w.rope_freqs)
+        for (int i = 0; i < m->cfg.head_dim / 2; i++) m->inv_freq[i] /= m->w.rope_freqs[i];
     if (!rc) rc = llama_register_all(m, err);
     if (rc) llama_model_free(m);
     return rc;
+}
+
+int llama_model_load_gguf(const char *path, llama_model *m, lorac_err *err) {
+    if (!llama_path_is_gguf(path)) {
+        memset(m, 0, sizeof *m);
+        return lorac_fail(err, LORAC_EFORMAT, "%s: not a GGUF file (no GGUF magic)", path);
+    }
+    return llama_model_load(path, m, err);
 }
 
 lora_linear *llama_model_lora(const llama_model *m, int layer, int site) {
@@ -226,7 +277,11 @@ int llama_lora_attach(llama_model *m, int l, int s, const lora_config *lc, lorac
     int in, out;
     llama_site_shape(&m->cfg, s, &in, &out);
     const llama_layer_weights *W = &m->w.layers[l];
-    int rc = lora_linear_init(*slot, in, out, lc, (float *)W->w[s], (float *)W->b[s], rng, err);
+    /* an f32 base is the layer's own (merged for inference); a quantized one is computed by the
+     * model's qmat matmul, bias included, and the layer adds only its delta */
+    int f32 = W->w[s].type == QUANT_F32;
+    int rc = lora_linear_init(*slot, in, out, lc, f32 ? (float *)W->w[s].data : NULL, f32 ? (float *)W->b[s] : NULL,
+                              rng, err);
     if (rc) {
         free(*slot);
         *slot = NULL;
@@ -286,4 +341,21 @@ void llama_model_zero_grad(llama_model *m) {
             lora_linear *L = llama_model_lora(m, l, s);
             if (L) lora_linear_zero_grad(L);
         }
+}
+
+void llama_model_count_params(const llama_model *m, size_t *trainable, size_t *all) {
+    size_t t = 0, a = 0;
+    lora_registry_count(&m->reg, &t, &a);
+    /* the registry lacks the matrices kept quantized */
+    const llama_config *c = &m->cfg;
+    const qmat *mats[2] = {&m->w.embed, c->tie_word_embeddings ? NULL : &m->w.lm_head};
+    for (int i = 0; i < 2; i++)
+        if (mats[i] && mats[i]->type != QUANT_F32) a += (size_t)mats[i]->rows * mats[i]->cols;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int s = 0; s < LLAMA_N_SITES; s++) {
+            const qmat *q = &m->w.layers[l].w[s];
+            if (q->type != QUANT_F32) a += (size_t)q->rows * q->cols;
+        }
+    if (trainable) *trainable = t;
+    if (all) *all = a;
 }

@@ -28,6 +28,16 @@ grep -qF 'meta.arr_i32                             arr[i32] [3] [1, -2, ...]' <<
 grep -qF '"h'$'\xc3\xa9''"...(12 bytes)' <<<"$out" || err "--chars 3 not applied"
 grep -qF "alignment 64" <<<"$out" || err "quants.gguf alignment"
 
+# a lorac-written GGUF LoRA adapter (llama.cpp's layout: lora_a ne=[n_in, r], lora_b ne=[r, n_out])
+ad=$src/tests/fixtures/llama/gguf/gqa_rs.lorac.gguf
+out=$("$lorac" gguf-info "$ad") || err "gqa_rs.lorac.gguf: exit $?"
+for want in 'general.type                             str      "adapter"' \
+            'adapter.lora.alpha                       f32      16' \
+            "blk.0.attn_q.weight.lora_a               F32    [32, 4]" \
+            "blk.1.attn_output.weight.lora_b          F32    [2, 32]"; do
+  grep -qF -- "$want" <<<"$out" || err "gqa_rs.lorac.gguf output lacks: $want"
+done
+
 n=0
 while IFS=$'\t' read -r file frag; do
   case $file in ''|'#'*) continue ;; esac

@@ -70,7 +70,17 @@ static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] <
 static inline uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
-static inline float rdf16(const uint8_t *p) { return lorac_f16_to_f32(rd16(p)); }
+/* binary16 -> binary32 for the normal numbers in a few integer ops (the common case; exact, as
+ * every binary16 is a binary32), the rest through lorac_f16_to_f32. */
+static inline float f16_to_f32(uint16_t h) {
+    const uint32_t e = h & 0x7c00u;
+    if (e == 0 || e == 0x7c00u) return lorac_f16_to_f32(h);
+    const uint32_t u = ((uint32_t)(h & 0x8000u) << 16) | (((uint32_t)(h & 0x7fffu) + (112u << 10)) << 13);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline float rdf16(const uint8_t *p) { return f16_to_f32(rd16(p)); }
 static inline void wr16(uint8_t *p, uint16_t v) {
     p[0] = (uint8_t)v;
     p[1] = (uint8_t)(v >> 8);
@@ -170,16 +180,21 @@ static void deq_q6_k(const uint8_t *restrict b, float *restrict y) {
     const int8_t *sc = (const int8_t *)(b + 192);
     const float d = rdf16(b + 208);
     for (int n = 0; n < 256; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
-        for (int l = 0; l < 32; l++) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
-            const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            y[l] = d * (float)sc[is] * (float)q1;
-            y[l + 32] = d * (float)sc[is + 2] * (float)q2;
-            y[l + 64] = d * (float)sc[is + 4] * (float)q3;
-            y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+        /* ggml's loop over l = 0..31 with is = l/16, split in two halves so each has constant
+         * scales (d*sc computed first, as ggml's d * sc[is] * q) and vectorises */
+        for (int is = 0; is < 2; is++) {
+            const float s1 = d * (float)sc[is], s2 = d * (float)sc[is + 2];
+            const float s3 = d * (float)sc[is + 4], s4 = d * (float)sc[is + 6];
+            for (int l = 16 * is; l < 16 * is + 16; l++) {
+                const int q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = s1 * (float)q1;
+                y[l + 32] = s2 * (float)q2;
+                y[l + 64] = s3 * (float)q3;
+                y[l + 96] = s4 * (float)q4;
+            }
         }
     }
 }
@@ -214,10 +229,13 @@ int quant_row_to_f32(int type, const void *src, float *dst, size_t n) {
         if (n) memcpy(dst, s, n * sizeof(float));
         return LORAC_OK;
     case QUANT_F16:
-        for (size_t i = 0; i < n; i++) dst[i] = lorac_f16_to_f32(rd16(s + 2 * i));
+        for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(rd16(s + 2 * i));
         return LORAC_OK;
     case QUANT_BF16:
-        for (size_t i = 0; i < n; i++) dst[i] = lorac_bf16_to_f32(rd16(s + 2 * i));
+        for (size_t i = 0; i < n; i++) {
+            const uint32_t u = (uint32_t)rd16(s + 2 * i) << 16; /* lorac_bf16_to_f32, inlined */
+            memcpy(&dst[i], &u, sizeof u);
+        }
         return LORAC_OK;
     default: {
         deq_fn f = block_dequantizer(type);

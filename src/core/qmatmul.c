@@ -1,0 +1,136 @@
+/* Matmuls against a frozen weight kept in its stored (possibly quantized) type: tiles of the weight
+ * are dequantized into per-thread f32 scratch and handed to cblas_sgemm, so the full f32 matrix
+ * never exists. Tile boundaries depend only on the shapes, never on the thread count, so results
+ * are bit-identical for any number of threads. */
+#include "lorac/quant.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* f32 elements per scratch tile: 256 KiB, about one core's L2 */
+#ifndef QMAT_TILE_FLOATS
+#define QMAT_TILE_FLOATS 65536
+#endif
+/* backward column strip: a multiple of every block size (32 and 256) */
+#define QMAT_STRIP_COLS 256
+
+qmat qmat_f32(const float *w, int rows, int cols) {
+    qmat q = {QUANT_F32, rows, cols, w};
+    return q;
+}
+
+size_t qmat_row_bytes(const qmat *w) {
+    return (size_t)w->cols / quant_block_size(w->type) * quant_type_size(w->type);
+}
+
+int qmat_check(const qmat *w, const char *what, lorac_err *err) {
+    const char *name = quant_type_name(w->type);
+    if (!name || !quant_can_dequantize(w->type))
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: tensor type %s (%d) cannot be used in a matmul",
+                          what, name ? name : "unknown", (int)w->type);
+    if (w->rows < 0 || w->cols < 0 || (size_t)w->cols % quant_block_size(w->type))
+        return lorac_fail(err, LORAC_ESHAPE, "%s: %d columns is not a multiple of %s's block of %zu",
+                          what, w->cols, name, quant_block_size(w->type));
+    if (!w->data && w->rows && w->cols)
+        return lorac_fail(err, LORAC_EINVAL, "%s: no data", what);
+    return LORAC_OK;
+}
+
+void qmat_row_f32(const qmat *w, int r, float *dst) {
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * qmat_row_bytes(w);
+    quant_row_to_f32(w->type, row, dst, (size_t)w->cols);
+}
+
+int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
+    int rc = qmat_check(w, "matmul weight", err);
+    if (rc) return rc;
+    const int R = w->rows, C = w->cols;
+    if (N <= 0 || R == 0) return LORAC_OK;
+    if (C == 0) {
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < R; o++) out[(size_t)n * R + o] = bias ? bias[o] : 0.0f;
+        return LORAC_OK;
+    }
+    if (w->type == QUANT_F32) {
+        /* out(N,R) = inp(N,C) · W(R,C)ᵀ, straight from the stored matrix */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, inp, C, w->data, C, 0.0f, out, R);
+    } else {
+        int tile = QMAT_TILE_FLOATS / C;
+        if (tile < 1) tile = 1;
+        if (tile > R) tile = R;
+        const int ntiles = (R + tile - 1) / tile;
+        const size_t rb = qmat_row_bytes(w);
+        int failed = 0;
+#pragma omp parallel if (ntiles > 1)
+        {
+            float *scratch = malloc((size_t)tile * C * sizeof(float));
+            if (!scratch) {
+#pragma omp atomic write
+                failed = 1;
+            }
+#pragma omp for schedule(dynamic, 1)
+            for (int t = 0; t < ntiles; t++) {
+                if (!scratch) continue;
+                const int r0 = t * tile, nr = R - r0 < tile ? R - r0 : tile;
+                /* rows r0..r0+nr of the weight are one longer row of nr*C elements */
+                quant_row_to_f32(w->type, (const uint8_t *)w->data + (size_t)r0 * rb, scratch, (size_t)nr * C);
+                /* out[:, r0:r0+nr] (N,nr) = inp(N,C) · tile(nr,C)ᵀ */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, C, 1.0f, inp, C, scratch, C, 0.0f,
+                            out + r0, R);
+            }
+            free(scratch);
+        }
+        if (failed) return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a dequantization tile");
+    }
+    if (bias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < R; o++) out[(size_t)n * R + o] += bias[o];
+    return LORAC_OK;
+}
+
+int qmat_matmul_backward_input(float *dinp, const float *dout, const qmat *w, int N, lorac_err *err) {
+    int rc = qmat_check(w, "matmul weight", err);
+    if (rc) return rc;
+    const int R = w->rows, C = w->cols;
+    if (N <= 0 || R == 0 || C == 0) return LORAC_OK;
+    if (w->type == QUANT_F32) {
+        /* dinp(N,C) += dout(N,R) · W(R,C) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, dout, R, w->data, C, 1.0f, dinp, C);
+        return LORAC_OK;
+    }
+    /* Each task owns a strip of columns (blocks never straddle strips) and walks the rows in
+     * tiles, so every dinp element is summed in the same order whatever the thread count. */
+    const size_t bs = quant_block_size(w->type), ts = quant_type_size(w->type), rb = qmat_row_bytes(w);
+    const int strip = C < QMAT_STRIP_COLS ? C : QMAT_STRIP_COLS;
+    const int nstrips = (C + strip - 1) / strip;
+    int tile = QMAT_TILE_FLOATS / strip;
+    if (tile > R) tile = R;
+    int failed = 0;
+#pragma omp parallel if (nstrips > 1)
+    {
+        float *scratch = malloc((size_t)tile * strip * sizeof(float));
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int s = 0; s < nstrips; s++) {
+            if (!scratch) continue;
+            const int c0 = s * strip, nc = C - c0 < strip ? C - c0 : strip;
+            const size_t boff = (size_t)c0 / bs * ts; /* byte offset of column c0 within a row */
+            for (int r0 = 0; r0 < R; r0 += tile) {
+                const int nr = R - r0 < tile ? R - r0 : tile;
+                for (int r = 0; r < nr; r++)
+                    quant_row_to_f32(w->type, (const uint8_t *)w->data + (size_t)(r0 + r) * rb + boff,
+                                     scratch + (size_t)r * nc, (size_t)nc);
+                /* dinp[:, c0:c0+nc] (N,nc) += dout[:, r0:r0+nr] (N,nr) · tile(nr,nc) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, nc, nr, 1.0f, dout + r0, R, scratch, nc,
+                            1.0f, dinp + c0, C);
+            }
+        }
+        free(scratch);
+    }
+    if (failed) return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a dequantization tile");
+    return LORAC_OK;
+}

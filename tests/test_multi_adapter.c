@@ -1,0 +1,199 @@
+/* test_multi_adapter.c — several adapters over one GPT-2 base (gpt2_adapter_set) and mixed-adapter
+ * batches in the KV-cache session, on a tiny random model:
+ *  - activating an adapter merged gives the logits of a model that loaded only that adapter and
+ *    merged it (bit for bit: the same fused merge; within 1e-5 + 1e-5·|ref| for an adapter with a
+ *    wte LoRA, which a set keeps unmerged), and again after switching away and back; the
+ *    unmerged activation agrees within 1e-5 + 1e-5·|ref|; activating none gives the base logits
+ *    bit for bit and W0 was never written;
+ *  - a mixed batch (slots with adapter 0, none, adapter 1; prefill, then decode steps, then a
+ *    beam-style reorder) gives, slot by slot, the logits of running that sequence alone with its
+ *    adapter: |diff| <= 1e-5 + 1e-4·|ref| (the base GEMM runs over a different number of rows);
+ *  - bad ids, a mixed step while an adapter is active: one-line errors. */
+#include <unistd.h>
+
+#include "check.h"
+#include "lorac.h"
+#include "lorac/gpt2.h"
+#include "lorac/peft.h"
+
+enum { B = 2, T = 8, P = 5, STEPS = 3, SLOTS = 3 };
+
+static gpt2_config tiny(void) {
+    gpt2_config c = {0};
+    c.n_layer = 2, c.n_embd = 16, c.n_head = 2, c.n_positions = 32, c.n_inner = 64, c.vocab_size = 40;
+    c.layer_norm_epsilon = 1e-5;
+    c.activation = GPT2_ACT_GELU_NEW;
+    c.eos_token_id = c.bos_token_id = 39;
+    return c;
+}
+
+static int32_t ids[B * T];
+
+static peft_adapter *make_adapter(const char *dir, const gpt2_lora_opts *o, uint64_t seed) {
+    gpt2_config c = tiny();
+    gpt2_model m;
+    lorac_err err = {0};
+    CHECK(gpt2_model_random(&c, 7, &m, &err) == 0 && gpt2_model_add_lora(&m, o, seed, &err) == 0, "lora: %s", err.msg);
+    lorac_rng rng;
+    lorac_rng_seed(&rng, seed + 100);
+    for (size_t i = 0; i < m.reg.n; i++) {
+        lora_param *p = &m.reg.params[i];
+        if (strstr(p->name, "lora_B") || strstr(p->name, "wte.lora_A"))
+            for (size_t j = 0; j < p->numel; j++) p->data[j] = 0.2f * lorac_rng_normal(&rng);
+    }
+    CHECK(gpt2_peft_save(&m, dir, &err) == 0, "save: %s", err.msg);
+    gpt2_model_free(&m);
+    peft_adapter *a = NULL;
+    CHECK(peft_adapter_read(dir, &a, NULL, 0, &err) == 0, "read: %s", err.msg);
+    return a;
+}
+
+static float *logits(gpt2_model *m) {
+    lorac_err err = {0};
+    gpt2_acts *a = NULL;
+    size_t n = (size_t)B * T * m->cfg.vocab_size;
+    float *out = calloc(n, sizeof(float));
+    CHECK(gpt2_acts_alloc(m, B, T, &a, &err) == 0, "acts: %s", err.msg);
+    CHECK(gpt2_forward(m, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd: %s", err.msg);
+    memcpy(out, gpt2_acts_logits(a), n * sizeof(float));
+    gpt2_acts_free(a);
+    return out;
+}
+
+/* Logits of a model holding only adapter a, merged (train mode 0). */
+static float *reference(const peft_adapter *a) {
+    gpt2_config c = tiny();
+    gpt2_model m;
+    lorac_err err = {0};
+    gpt2_model_random(&c, 7, &m, &err);
+    CHECK(gpt2_peft_attach(&m, a, &err) == 0 && gpt2_model_train_mode(&m, 0, &err) == 0, "ref: %s", err.msg);
+    float *l = logits(&m);
+    gpt2_model_free(&m);
+    return l;
+}
+
+static void test_switching(gpt2_model *m, gpt2_adapter_set *set, peft_adapter *const *ads) {
+    lorac_err err = {0};
+    size_t n = (size_t)B * T * m->cfg.vocab_size, nw = (size_t)m->cfg.n_embd * 3 * m->cfg.n_embd;
+    float *w0 = malloc(nw * sizeof(float)), *base = logits(m);
+    memcpy(w0, m->w.layers[0].attn_w, nw * sizeof(float));
+    float *r0 = reference(ads[0]), *r1 = reference(ads[1]);
+    CHECK(gpt2_adapter_set_activate(set, 0, 1, &err) == 0, "activate 0: %s", err.msg);
+    float *a0 = logits(m);
+    CHECK(!memcmp(a0, r0, n * sizeof(float)), "adapter 0 merged == a model with only adapter 0, merged");
+    CHECK(gpt2_adapter_set_activate(set, 1, 1, &err) == 0, "activate 1: %s", err.msg);
+    float *a1 = logits(m);
+    /* (adapter 1's wte LoRA stays unmerged in a set: a lookup needs no merged (V,C) copy) */
+    check_arrays_close(a1, r1, n, 1e-5, 1e-5, "adapter 1 merged (after 0) vs only adapter 1");
+    CHECK(gpt2_adapter_set_activate(set, 0, 1, &err) == 0, "activate 0 again");
+    float *a0b = logits(m);
+    CHECK(!memcmp(a0b, a0, n * sizeof(float)), "switching back gives the same bits");
+    CHECK(gpt2_adapter_set_activate(set, 1, 0, &err) == 0, "activate 1 unmerged");
+    float *a1u = logits(m);
+    check_arrays_close(a1u, r1, n, 1e-5, 1e-5, "adapter 1 unmerged vs merged");
+    CHECK(gpt2_adapter_set_activate(set, -1, 0, &err) == 0 && !m->has_lora, "none");
+    float *b2 = logits(m);
+    CHECK(!memcmp(b2, base, n * sizeof(float)), "no adapter: the base logits bit for bit");
+    CHECK(!memcmp(w0, m->w.layers[0].attn_w, nw * sizeof(float)), "W0 never written");
+    CHECK(gpt2_adapter_set_activate(set, 2, 1, &err) == LORAC_EINVAL && !strchr(err.msg, '\n'), "bad id: %s", err.msg);
+    free(w0); free(base); free(r0); free(r1); free(a0); free(a1); free(a0b); free(a1u); free(b2);
+}
+
+/* Runs sequence q alone (its adapter activated unmerged) for prompt + steps, logits per call. */
+static void single_run(gpt2_model *m, gpt2_adapter_set *set, int id, const int32_t *prompt, const int32_t *next,
+                       float *out /* (1 + STEPS, V) */) {
+    lorac_err err = {0};
+    int V = m->cfg.vocab_size;
+    gpt2_session *s = NULL;
+    CHECK(gpt2_adapter_set_activate(set, id, 0, &err) == 0, "activate %d: %s", id, err.msg);
+    CHECK(gpt2_session_new(m, &s, &err) == 0 && gpt2_session_begin(s, 1, 16, &err) == 0, "session: %s", err.msg);
+    CHECK(gpt2_session_step(s, prompt, 1, P, out, &err) == 0, "prefill: %s", err.msg);
+    for (int t = 0; t < STEPS; t++) CHECK(gpt2_session_step(s, &next[t], 1, 1, out + (size_t)(t + 1) * V, &err) == 0, "step");
+    gpt2_session_free(s);
+    gpt2_adapter_set_activate(set, -1, 0, &err);
+}
+
+static void test_mixed(gpt2_model *m, gpt2_adapter_set *set) {
+    lorac_err err = {0};
+    int V = m->cfg.vocab_size, slot_ids[SLOTS] = {0, -1, 1};
+    int32_t prompt[SLOTS * P], next[SLOTS][STEPS];
+    for (int i = 0; i < SLOTS * P; i++) prompt[i] = (i * 11 + 5) % 39;
+    for (int q = 0; q < SLOTS; q++)
+        for (int t = 0; t < STEPS; t++) next[q][t] = (q * 7 + t * 3 + 1) % 39;
+    float *want = malloc(sizeof(float) * SLOTS * (1 + STEPS) * V);
+    for (int q = 0; q < SLOTS; q++) single_run(m, set, slot_ids[q], prompt + q * P, next[q], want + (size_t)q * (1 + STEPS) * V);
+
+    gpt2_session *s = NULL;
+    float *got = malloc(sizeof(float) * SLOTS * V);
+    CHECK(gpt2_session_new(m, &s, &err) == 0 && gpt2_session_begin(s, SLOTS, 16, &err) == 0, "session: %s", err.msg);
+    int bad[1] = {7};
+    CHECK(gpt2_session_use_adapters(s, set, bad, 1, &err) == LORAC_EINVAL, "bad adapter id: %s", err.msg);
+    CHECK(gpt2_session_use_adapters(s, set, slot_ids, SLOTS, &err) == 0, "use: %s", err.msg);
+    CHECK(gpt2_session_step(s, prompt, SLOTS, P, got, &err) == 0, "mixed prefill: %s", err.msg);
+    char what[64];
+    for (int q = 0; q < SLOTS; q++) {
+        snprintf(what, sizeof what, "mixed prefill, slot %d (adapter %d)", q, slot_ids[q]);
+        check_arrays_close(got + (size_t)q * V, want + (size_t)q * (1 + STEPS) * V, V, 1e-5, 1e-4, what);
+    }
+    /* one decode step, then a reorder (slot i := old slot src[i]) and the rest */
+    int32_t tok[SLOTS];
+    for (int q = 0; q < SLOTS; q++) tok[q] = next[q][0];
+    CHECK(gpt2_session_step(s, tok, SLOTS, 1, got, &err) == 0, "mixed step: %s", err.msg);
+    for (int q = 0; q < SLOTS; q++) {
+        snprintf(what, sizeof what, "mixed step 1, slot %d", q);
+        check_arrays_close(got + (size_t)q * V, want + ((size_t)q * (1 + STEPS) + 1) * V, V, 1e-5, 1e-4, what);
+    }
+    int32_t src[SLOTS] = {2, 0, 1};
+    CHECK(gpt2_session_reorder(s, src, SLOTS, &err) == 0, "reorder: %s", err.msg);
+    for (int t = 1; t < STEPS; t++) {
+        for (int i = 0; i < SLOTS; i++) tok[i] = next[src[i]][t];
+        CHECK(gpt2_session_step(s, tok, SLOTS, 1, got, &err) == 0, "mixed step: %s", err.msg);
+        for (int i = 0; i < SLOTS; i++) {
+            snprintf(what, sizeof what, "after reorder, step %d, slot %d (sequence %d)", t + 1, i, src[i]);
+            check_arrays_close(got + (size_t)i * V, want + ((size_t)src[i] * (1 + STEPS) + t + 1) * V, V, 1e-5, 1e-4, what);
+        }
+    }
+    /* a mixed step needs no active adapter */
+    CHECK(gpt2_adapter_set_activate(set, 0, 1, &err) == 0, "activate");
+    CHECK(gpt2_session_step(s, tok, SLOTS, 1, got, &err) == LORAC_EINVAL && strstr(err.msg, "activate -1"), "active: %s", err.msg);
+    gpt2_adapter_set_activate(set, -1, 0, &err);
+    gpt2_session_free(s);
+    free(want);
+    free(got);
+}
+
+int main(void) {
+    for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + 3) % 39;
+    char root[] = "/tmp/lorac_multi_adapter_XXXXXX", d[2][300];
+    CHECK(mkdtemp(root) != NULL, "mkdtemp");
+    gpt2_lora_opts o;
+    gpt2_lora_opts_default(&o);
+    o.r = 2, o.alpha = 4, o.dropout = 0, o.attn_proj = 1;
+    snprintf(d[0], sizeof d[0], "%s/a0", root);
+    snprintf(d[1], sizeof d[1], "%s/a1", root);
+    peft_adapter *ads[2];
+    ads[0] = make_adapter(d[0], &o, 3);
+    gpt2_lora_opts_default(&o);
+    o.r = 3, o.alpha = 6, o.dropout = 0, o.use_rslora = 1, o.qkv[0] = o.qkv[2] = 0, o.c_attn_full = 1, o.mlp_fc = 1, o.wte = 1;
+    ads[1] = make_adapter(d[1], &o, 4);
+    gpt2_config c = tiny();
+    gpt2_model m;
+    lorac_err err = {0};
+    gpt2_adapter_set *set = NULL;
+    CHECK(gpt2_model_random(&c, 7, &m, &err) == 0 && gpt2_adapter_set_new(&m, &set, &err) == 0, "set: %s", err.msg);
+    int id0 = -1, id1 = -1;
+    CHECK(ads[0] && ads[1] && gpt2_adapter_set_add(set, ads[0], &id0, &err) == 0 &&
+          gpt2_adapter_set_add(set, ads[1], &id1, &err) == 0 && id0 == 0 && id1 == 1, "add: %s", err.msg);
+    CHECK(!m.has_lora, "adding leaves the model without an active adapter");
+    test_switching(&m, set, ads);
+    test_mixed(&m, set);
+    gpt2_adapter_set_free(set);
+    CHECK(!m.has_lora, "freeing the set detaches every adapter");
+    gpt2_model_free(&m);
+    peft_adapter_free(ads[0]);
+    peft_adapter_free(ads[1]);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    CHECK(system(cmd) == 0, "cleanup");
+    return check_summary();
+}
