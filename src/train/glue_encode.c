@@ -1,0 +1,103 @@
+/* Sentence(-pair) encoding for GLUE: BERT's WordPiece or RoBERTa's byte-level BPE, with the
+ * special tokens, type ids and longest-first truncation of Hugging Face's tokenizers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lorac/glue.h"
+#include "lorac/tokenizer.h"
+#include "lorac/wordpiece.h"
+
+struct glue_encoder {
+    wp_tokenizer *wp;
+    bpe_tokenizer *bpe;
+    int32_t cls, sep, pad;
+};
+
+int glue_encoder_load(const char *dir, int roberta, glue_encoder **out, lorac_err *err) {
+    glue_encoder *e = calloc(1, sizeof *e);
+    if (!e) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
+    int rc;
+    if (roberta) {
+        rc = bpe_load_dir(dir, &e->bpe, err);
+        if (!rc) {
+            e->cls = bpe_token_id(e->bpe, "<s>");
+            e->sep = bpe_token_id(e->bpe, "</s>");
+            e->pad = bpe_token_id(e->bpe, "<pad>");
+        }
+    } else {
+        rc = wp_load(dir, &e->wp, err);
+        if (!rc) {
+            e->cls = wp_token_id(e->wp, "[CLS]");
+            e->sep = wp_token_id(e->wp, "[SEP]");
+            e->pad = wp_token_id(e->wp, "[PAD]");
+        }
+    }
+    if (!rc && (e->cls < 0 || e->sep < 0 || e->pad < 0))
+        rc = lorac_fail(err, LORAC_EFORMAT, "%s: the vocabulary lacks %s", dir, roberta ? "<s>, </s> or <pad>" : "[CLS], [SEP] or [PAD]");
+    if (rc) {
+        glue_encoder_free(e);
+        return rc;
+    }
+    *out = e;
+    return LORAC_OK;
+}
+
+void glue_encoder_free(glue_encoder *e) {
+    if (!e) return;
+    wp_free(e->wp);
+    bpe_free(e->bpe);
+    free(e);
+}
+
+int32_t glue_encoder_pad(const glue_encoder *e) { return e->pad; }
+
+static int enc(const glue_encoder *e, const char *s, int32_t **ids, size_t *n, lorac_err *err) {
+    if (e->wp) return wp_encode(e->wp, s, strlen(s), ids, n, err);
+    return bpe_encode(e->bpe, s, strlen(s), ids, n, err);
+}
+
+int glue_encode(const glue_encoder *e, const char *a, const char *b, int max_len, int32_t *ids, int32_t *types,
+                int *len, lorac_err *err) {
+    int32_t *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    int rc = enc(e, a, &ia, &na, err);
+    if (!rc && b) rc = enc(e, b, &ib, &nb, err);
+    if (rc) {
+        free(ia);
+        free(ib);
+        return rc;
+    }
+    int roberta = e->bpe != NULL;
+    int special = b ? (roberta ? 4 : 3) : 2;
+    if (max_len < special + 1) {
+        free(ia);
+        free(ib);
+        return lorac_fail(err, LORAC_EINVAL, "--max-seq-len %d is too short for the special tokens", max_len);
+    }
+    /* longest_first as tokenizers does it: the shorter sequence (a on ties) keeps at most half the
+     * room, the other takes the rest; both are cut at their end */
+    size_t room = (size_t)(max_len - special);
+    if (na + nb > room) {
+        if (na > nb) {
+            nb = nb < room / 2 ? nb : room / 2;
+            na = na < room - nb ? na : room - nb;
+        } else {
+            na = na < room / 2 ? na : room / 2;
+            nb = nb < room - na ? nb : room - na;
+        }
+    }
+    int n = 0;
+    ids[n] = e->cls; types[n++] = 0;
+    for (size_t i = 0; i < na; i++) { ids[n] = ia[i]; types[n++] = 0; }
+    ids[n] = e->sep; types[n++] = 0;
+    if (b) {
+        int tb = roberta ? 0 : 1;
+        if (roberta) { ids[n] = e->sep; types[n++] = 0; }
+        for (size_t i = 0; i < nb; i++) { ids[n] = ib[i]; types[n++] = tb; }
+        ids[n] = e->sep; types[n++] = tb;
+    }
+    *len = n;
+    free(ia);
+    free(ib);
+    return LORAC_OK;
+}
