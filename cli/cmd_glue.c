@@ -77,6 +77,7 @@ int cmd_train_glue(int argc, char **argv) {
         else if (!strcmp(a, "--rank") || !strcmp(a, "--lora-r")) { bad = cli_opt_int(argc, argv, &i, &v); o.rank = (int)v; }
         else if (!strcmp(a, "--alpha") || !strcmp(a, "--lora-alpha")) bad = cli_opt_float(argc, argv, &i, &o.alpha);
         else if (!strcmp(a, "--lora-dropout")) bad = cli_opt_float(argc, argv, &i, &o.lora_dropout);
+        else if (!strcmp(a, "--hidden-dropout")) bad = cli_opt_float(argc, argv, &i, &o.hidden_dropout);
         else if (!strcmp(a, "--lr")) bad = cli_opt_float(argc, argv, &i, &o.lr);
         else if (!strcmp(a, "--weight-decay")) bad = cli_opt_float(argc, argv, &i, &o.weight_decay);
         else if (!strcmp(a, "--warmup-ratio")) bad = cli_opt_float(argc, argv, &i, &o.warmup_ratio);
@@ -100,6 +101,8 @@ int cmd_train_glue(int argc, char **argv) {
     if (!t) return cli_error("unknown GLUE task \"%s\" (glue-cola, -sst2, -mrpc, -stsb, -qqp, -mnli, -qnli, -rte)", o.task);
     if (o.rank < 1 || o.alpha <= 0 || o.lora_dropout < 0 || o.lora_dropout >= 1)
         return cli_error("--rank must be >= 1, --alpha > 0 and --lora-dropout in [0, 1)");
+    if (o.hidden_dropout != -1 && (o.hidden_dropout < 0 || o.hidden_dropout >= 1))
+        return cli_error("--hidden-dropout must be in [0, 1) (default: the model's hidden_dropout_prob)");
     if (threads > 0) lorac_set_threads((int)threads);
     char dev[4200];
     if (!o.eval_data && is_dir(o.data)) {

@@ -8,9 +8,11 @@
  *   BERT:    pooled = tanh(pooler.dense(h[CLS])); logits = classifier(dropout(pooled))
  *   RoBERTa: logits = out_proj(dropout(tanh(dense(dropout(h[<s>])))))
  * num_labels == 1 is regression (MSE loss, STS-B), else cross-entropy.
- * Dropout: the head's dropout (hidden_dropout_prob / classifier_dropout) and LoRA dropout are
- * applied in training mode; the encoder's hidden and attention-probability dropout are NOT (a
- * deliberate simplification: op_attention has no probability dropout).
+ * Dropout (training mode only; inverted, as torch): hidden_dropout_prob after the embeddings
+ * LayerNorm and on the attention-output and FFN-output dense results before their residual+LN;
+ * the head's dropout (classifier_dropout, else hidden_dropout_prob) and LoRA dropout. NOT done:
+ * attention-probability dropout (attention_probs_dropout_prob): op_attention is a tiled online
+ * softmax that never materialises the probabilities, so there is nothing to mask.
  *
  * Checkpoints: DIR/config.json (model_type "bert" or "roberta") and DIR/model.safetensors, tensor
  * names with or without the "bert." / "roberta." prefix. A head missing from the checkpoint is
@@ -44,6 +46,7 @@ typedef struct bert_config {
     int gelu_tanh;          /* hidden_act gelu_new / gelu_pytorch_tanh (else exact erf GELU) */
     float ln_eps;
     float hidden_dropout;   /* hidden_dropout_prob */
+    float attn_dropout;     /* attention_probs_dropout_prob (read, not applied: see above) */
     float classifier_dropout; /* classifier_dropout, or hidden_dropout_prob when null */
     float initializer_range;
     int num_labels;         /* from config.json (id2label / num_labels), may be overridden */
@@ -74,13 +77,16 @@ int bert_model_load(const char *dir, const bert_options *opt, bert_model **out, 
 void bert_model_free(bert_model *m);
 const bert_config *bert_model_config(const bert_model *m);
 
-/* Training mode (head dropout and LoRA dropout active) or inference. */
+/* Training mode (hidden, head and LoRA dropout active) or inference. */
 void bert_model_train_mode(bert_model *m, int on);
+/* Overrides hidden_dropout_prob (the encoder's three hidden dropouts; not the head's), p in [0, 1). */
+int bert_model_set_hidden_dropout(bert_model *m, float p, lorac_err *err);
 
 /* One batch: ids, type_ids (may be NULL = 0), mask (1 real token, 0 padding) are (B,T), row-major,
  * B <= max_batch, T <= max_seq. logits (B,num_labels) are written. With labels (int class ids for
  * classification, floats for regression, one of them non-NULL) the mean loss is returned in *loss.
- * rng drives dropout in training mode (may be NULL in inference). */
+ * rng drives dropout in training mode (may be NULL in inference or when every p is 0); the masks
+ * are drawn from it in a fixed order, so re-seeding reproduces them. */
 typedef struct bert_batch {
     int B, T;
     const int32_t *ids, *type_ids;

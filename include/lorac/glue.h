@@ -92,6 +92,7 @@ typedef struct glue_train_options {
     int rank;               /* LoRA r (default 8) */
     double alpha;           /* default 16 */
     double lora_dropout;    /* default 0.1 */
+    double hidden_dropout;  /* < 0 (default): config.json's hidden_dropout_prob */
     const char *targets;    /* comma list, default "query,value" */
     double lr;              /* 0: per mode (LoRA 5e-4, head only 2e-3, full 5e-5) */
     double weight_decay;    /* default 0.01 (not on biases and LayerNorm) */

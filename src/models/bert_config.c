@@ -97,6 +97,7 @@ int bert_config_load(const char *dir, bert_config *cfg, lorac_err *err) {
         goto done;
     }
     if ((rc = get_prob(r, "hidden_dropout_prob", 0.1, path, &cfg->hidden_dropout, err))) goto done;
+    if ((rc = get_prob(r, "attention_probs_dropout_prob", 0.1, path, &cfg->attn_dropout, err))) goto done;
     const json_value *cd = json_get(r, "classifier_dropout");
     if (cd && json_kind(cd) != JSON_NULL) {
         if ((rc = get_prob(r, "classifier_dropout", 0.1, path, &cfg->classifier_dropout, err))) goto done;

@@ -105,6 +105,12 @@ int bert_forward(bert_model *m, const bert_batch *bt, float *logits, float *loss
     else memset(m->type_ids, 0, (size_t)N * sizeof(int32_t));
     memcpy(m->mask, bt->mask, (size_t)N);
     positions(m, B, T);
+    /* hidden dropout (HF BertSelfOutput / BertOutput / BertEmbeddings); p == 0 keeps the exact
+     * inference path, so eval mode is bit-identical to a model without dropout */
+    const float hp = m->training ? m->cfg.hidden_dropout : 0.0f;
+    if (!rng && (hp > 0.0f || (m->training && m->cfg.classifier_dropout > 0.0f)))
+        return lorac_fail(err, LORAC_EINVAL, "bert: training with dropout needs an rng");
+    m->hid_p = hp;
     for (int i = 0; i < N; i++)
         if (a->pos[i] >= m->cfg.max_pos)
             return lorac_fail(err, LORAC_EINVAL, "bert: position %d exceeds max_position_embeddings %d", a->pos[i], m->cfg.max_pos);
@@ -114,7 +120,10 @@ int bert_forward(bert_model *m, const bert_batch *bt, float *logits, float *loss
     for (size_t i = 0; i < (size_t)N * C; i++) a->emb_in[i] += a->dtmp[i];
     op_embedding_forward(a->dtmp, m->type_ids, m->wtt, N, C, m->cfg.type_vocab);
     for (size_t i = 0; i < (size_t)N * C; i++) a->emb_in[i] += a->dtmp[i];
-    op_layernorm_forward(a->x[0], a->emb_mean, a->emb_rstd, a->emb_in, m->emb_ln_g, m->emb_ln_b, N, C, m->cfg.ln_eps);
+    /* x[0] = dropout(LN(emb_in)) */
+    float *emb_ln = hp > 0.0f ? a->dtmp : a->x[0];
+    op_layernorm_forward(emb_ln, a->emb_mean, a->emb_rstd, a->emb_in, m->emb_ln_g, m->emb_ln_b, N, C, m->cfg.ln_eps);
+    if (hp > 0.0f) op_dropout_forward(a->x[0], a->mask_emb, emb_ln, hp, (size_t)N * C, rng);
     for (int l = 0; l < L; l++) {
         bert_layer *Ly = &m->layers[l];
         const float *xin = a->x[l];
@@ -125,14 +134,16 @@ int bert_forward(bert_model *m, const bert_batch *bt, float *logits, float *loss
         if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_K], k, xin, N, rng, err))) return rc;
         if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_V], v, xin, N, rng, err))) return rc;
         op_attention_forward(att, LAY(a->lse, l, NH), q, k, v, m->mask, B, T, NH, NH, HS, 0);
-        /* x1 = LN(x + dense(att)) */
-        if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_AO], ln1_in, att, N, rng, err))) return rc;
+        /* x1 = LN(x + dropout(dense(att))) */
+        if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_AO], hp > 0.0f ? a->dtmp : ln1_in, att, N, rng, err))) return rc;
+        if (hp > 0.0f) op_dropout_forward(ln1_in, LAY(a->mask_ao, l, C), a->dtmp, hp, (size_t)N * C, rng);
         for (size_t i = 0; i < (size_t)N * C; i++) ln1_in[i] += xin[i];
         op_layernorm_forward(x1, LAY(a->ln1_mean, l, 1), LAY(a->ln1_rstd, l, 1), ln1_in, Ly->ln1_g, Ly->ln1_b, N, C, m->cfg.ln_eps);
-        /* out = LN(x1 + dense(gelu(dense(x1)))) */
+        /* out = LN(x1 + dropout(dense(gelu(dense(x1))))) */
         if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_FC], fc, x1, N, rng, err))) return rc;
         gelu_fwd(m, ge, fc, (size_t)N * FF);
-        if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_FO], ln2_in, ge, N, rng, err))) return rc;
+        if ((rc = bert_lin_forward(&Ly->site[BERT_SITE_FO], hp > 0.0f ? a->dtmp : ln2_in, ge, N, rng, err))) return rc;
+        if (hp > 0.0f) op_dropout_forward(ln2_in, LAY(a->mask_fo, l, C), a->dtmp, hp, (size_t)N * C, rng);
         for (size_t i = 0; i < (size_t)N * C; i++) ln2_in[i] += x1[i];
         op_layernorm_forward(a->x[l + 1], LAY(a->ln2_mean, l, 1), LAY(a->ln2_rstd, l, 1), ln2_in, Ly->ln2_g, Ly->ln2_b, N, C,
                              m->cfg.ln_eps);
@@ -188,6 +199,7 @@ int bert_backward(bert_model *m, float scale, lorac_err *err) {
     const int B = m->B, T = m->T, N = B * T, C = m->cfg.hidden, FF = m->cfg.intermediate;
     const int NH = m->cfg.n_head, HS = C / NH, L = m->cfg.n_layer;
     const size_t NC = (size_t)N * C;
+    const float hp = m->hid_p;
     int rc = head_backward(m, scale, err);
     if (rc) return rc;
     if (!m->has_lora && !m->opt.full_ft) return LORAC_OK; /* head only: the encoder is frozen */
@@ -200,25 +212,37 @@ int bert_backward(bert_model *m, float scale, lorac_err *err) {
         float *q = LAY(a->q, l, C), *k = LAY(a->k, l, C), *v = LAY(a->v, l, C), *att = LAY(a->att, l, C);
         float *ln1_in = LAY(a->ln1_in, l, C), *x1 = LAY(a->x1, l, C), *fc = LAY(a->fc, l, FF), *ge = LAY(a->ge, l, FF);
         float *ln2_in = LAY(a->ln2_in, l, C);
-        /* out = LN(ln2_in), ln2_in = x1 + FO(ge) */
+        /* out = LN(ln2_in), ln2_in = x1 + dropout(FO(ge)) */
         memset(a->dtmp, 0, NC * sizeof(float));
         op_layernorm_backward(a->dtmp, Ly->dln2_g, Ly->dln2_b, a->dx, ln2_in, Ly->ln2_g, LAY(a->ln2_mean, l, 1),
                               LAY(a->ln2_rstd, l, 1), N, C);
         memcpy(a->dx1, a->dtmp, NC * sizeof(float));
         memset(a->dge, 0, (size_t)N * FF * sizeof(float));
-        if ((rc = bert_lin_backward(&Ly->site[BERT_SITE_FO], a->dge, a->dtmp, ge, N, err))) return rc;
+        const float *dfo = a->dtmp;
+        if (hp > 0.0f) {
+            memset(a->ddrop, 0, NC * sizeof(float));
+            op_dropout_backward(a->ddrop, a->dtmp, LAY(a->mask_fo, l, C), hp, NC);
+            dfo = a->ddrop;
+        }
+        if ((rc = bert_lin_backward(&Ly->site[BERT_SITE_FO], a->dge, dfo, ge, N, err))) return rc;
         /* ge = gelu(fc), fc = FC(x1) */
         memset(a->dfc, 0, (size_t)N * FF * sizeof(float));
         gelu_bwd(m, a->dfc, a->dge, fc, (size_t)N * FF);
         if ((rc = bert_lin_backward(&Ly->site[BERT_SITE_FC], a->dx1, a->dfc, x1, N, err))) return rc;
-        /* x1 = LN(ln1_in), ln1_in = x + AO(att) */
+        /* x1 = LN(ln1_in), ln1_in = x + dropout(AO(att)) */
         memset(a->dtmp, 0, NC * sizeof(float));
         op_layernorm_backward(a->dtmp, Ly->dln1_g, Ly->dln1_b, a->dx1, ln1_in, Ly->ln1_g, LAY(a->ln1_mean, l, 1),
                               LAY(a->ln1_rstd, l, 1), N, C);
         int need_dx = l > 0 || m->opt.full_ft; /* layer 0's input gradient only feeds the embeddings */
         if (need_dx) memcpy(a->dx, a->dtmp, NC * sizeof(float));
         memset(a->datt, 0, NC * sizeof(float));
-        if ((rc = bert_lin_backward(&Ly->site[BERT_SITE_AO], a->datt, a->dtmp, att, N, err))) return rc;
+        const float *dao = a->dtmp;
+        if (hp > 0.0f) {
+            memset(a->ddrop, 0, NC * sizeof(float));
+            op_dropout_backward(a->ddrop, a->dtmp, LAY(a->mask_ao, l, C), hp, NC);
+            dao = a->ddrop;
+        }
+        if ((rc = bert_lin_backward(&Ly->site[BERT_SITE_AO], a->datt, dao, att, N, err))) return rc;
         /* att = attention(q, k, v) */
         memset(a->dq, 0, NC * sizeof(float));
         memset(a->dk, 0, NC * sizeof(float));
@@ -230,9 +254,15 @@ int bert_backward(bert_model *m, float scale, lorac_err *err) {
         if ((rc = bert_lin_backward(&Ly->site[BERT_SITE_V], dxin, a->dv, xin, N, err))) return rc;
     }
     if (!m->opt.full_ft) return LORAC_OK;
-    /* x[0] = LN(emb_in), emb_in = wte[ids] + wpe[pos] + wtt[type] */
+    /* x[0] = dropout(LN(emb_in)), emb_in = wte[ids] + wpe[pos] + wtt[type] */
+    const float *dln = a->dx;
+    if (hp > 0.0f) {
+        memset(a->ddrop, 0, NC * sizeof(float));
+        op_dropout_backward(a->ddrop, a->dx, a->mask_emb, hp, NC);
+        dln = a->ddrop;
+    }
     memset(a->dtmp, 0, NC * sizeof(float));
-    op_layernorm_backward(a->dtmp, m->demb_ln_g, m->demb_ln_b, a->dx, a->emb_in, m->emb_ln_g, a->emb_mean, a->emb_rstd, N, C);
+    op_layernorm_backward(a->dtmp, m->demb_ln_g, m->demb_ln_b, dln, a->emb_in, m->emb_ln_g, a->emb_mean, a->emb_rstd, N, C);
     op_embedding_backward(m->dwte, a->dtmp, m->ids, N, C);
     op_embedding_backward(m->dwpe, a->dtmp, a->pos, N, C);
     op_embedding_backward(m->dwtt, a->dtmp, m->type_ids, N, C);

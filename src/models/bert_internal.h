@@ -43,9 +43,12 @@ typedef struct bert_acts {
     /* head, (B,C) / (B,L) */
     float *cls, *cls_d, *dense, *tanh_out, *tanh_d, *logits;
     uint8_t *mask_cls, *mask_tanh;
+    /* hidden dropout masks: after the embeddings LN (N,C); per layer after AO and FO (L·N·C each) */
+    uint8_t *mask_emb, *mask_ao, *mask_fo;
     /* backward scratch */
     float *dx, *dx1, *dtmp, *dq, *dk, *dv, *datt, *dfc, *dge;
     float *dcls, *dtanh, *ddense, *dlogits;
+    float *ddrop;                              /* (N,C): gradient through a hidden dropout */
     int32_t *pos;                              /* (N) position ids */
 } bert_acts;
 
@@ -68,6 +71,7 @@ struct bert_model {
     bert_acts a;
     /* the last forward */
     int B, T, have_labels;
+    float hid_p;              /* the hidden dropout the last forward applied (0 in inference) */
     int32_t *ids, *type_ids, *labels;  /* copies (N) / (B) */
     uint8_t *mask;
     float *targets;

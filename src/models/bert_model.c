@@ -86,22 +86,25 @@ static int acts_alloc(bert_model *m, lorac_err *err) {
     size_t per_layer = N * C * 8 + N * FF * 2 + N * (size_t)c->n_head + N * 4;
     /* one block: embeddings, L+1 layer inputs, L layers, head, backward scratch */
     size_t total = N * C + 2 * N + (L + 1) * N * C + L * per_layer + B * C * 6 + B * NL * 2 + N * C * 7 + N * FF * 2 +
-                   B * C * 3;
+                   B * C * 3 + N * C;
     float *p = calloc(total, sizeof(float));
     a->x = calloc(L + 1, sizeof(float *));
     a->mask_cls = calloc(B * C, 1);
     a->mask_tanh = calloc(B * C, 1);
+    a->mask_emb = calloc((2 * L + 1) * N * C, 1); /* one block: mask_emb, mask_ao, mask_fo */
     a->pos = calloc(N, sizeof(int32_t));
     m->ids = calloc(N, sizeof(int32_t));
     m->type_ids = calloc(N, sizeof(int32_t));
     m->mask = calloc(N, 1);
     m->labels = calloc(B, sizeof(int32_t));
     m->targets = calloc(B, sizeof(float));
-    if (!p || !a->x || !a->mask_cls || !a->mask_tanh || !a->pos || !m->ids || !m->type_ids || !m->mask || !m->labels ||
-        !m->targets) {
+    if (!p || !a->x || !a->mask_cls || !a->mask_tanh || !a->mask_emb || !a->pos || !m->ids || !m->type_ids || !m->mask ||
+        !m->labels || !m->targets) {
         free(p);
         return lorac_fail(err, LORAC_ENOMEM, "out of memory for activations of %zu tokens", N);
     }
+    a->mask_ao = a->mask_emb + N * C;
+    a->mask_fo = a->mask_ao + L * N * C;
 #define TAKE(dst, n) do { dst = p; p += (n); } while (0)
     TAKE(a->emb_in, N * C); TAKE(a->emb_mean, N); TAKE(a->emb_rstd, N);
     for (size_t l = 0; l <= L; l++) TAKE(a->x[l], N * C);
@@ -115,6 +118,7 @@ static int acts_alloc(bert_model *m, lorac_err *err) {
     TAKE(a->dx, N * C); TAKE(a->dx1, N * C); TAKE(a->dtmp, N * C); TAKE(a->dq, N * C); TAKE(a->dk, N * C);
     TAKE(a->dv, N * C); TAKE(a->datt, N * C); TAKE(a->dfc, N * FF); TAKE(a->dge, N * FF);
     TAKE(a->dcls, B * C); TAKE(a->dtanh, B * C); TAKE(a->ddense, B * C); TAKE(a->dlogits, B * NL);
+    TAKE(a->ddrop, N * C);
 #undef TAKE
     return LORAC_OK;
 }
@@ -181,6 +185,7 @@ void bert_model_free(bert_model *m) {
     free(m->a.x);
     free(m->a.mask_cls);
     free(m->a.mask_tanh);
+    free(m->a.mask_emb);
     free(m->a.pos);
     free(m->ids);
     free(m->type_ids);
@@ -199,6 +204,12 @@ void bert_model_train_mode(bert_model *m, int on) {
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int s = 0; s < BERT_N_SITES; s++)
             if (m->layers[l].site[s].lora) lora_linear_train(m->layers[l].site[s].lora, m->training, NULL);
+}
+
+int bert_model_set_hidden_dropout(bert_model *m, float p, lorac_err *err) {
+    if (!(p >= 0.0f && p < 1.0f)) return lorac_fail(err, LORAC_EINVAL, "bert: hidden dropout %g is outside [0, 1)", (double)p);
+    m->cfg.hidden_dropout = p;
+    return LORAC_OK;
 }
 
 void bert_zero_grad(bert_model *m) {

@@ -15,6 +15,7 @@ void glue_train_options_default(glue_train_options *o) {
     o->rank = 8;
     o->alpha = 16;
     o->lora_dropout = 0.1;
+    o->hidden_dropout = -1;
     o->targets = "query,value";
     o->weight_decay = 0.01;
     o->warmup_ratio = 0.06;
@@ -163,6 +164,7 @@ int glue_train(const glue_train_options *o, double *train_seconds, FILE *log, lo
     bo.lora = o->head_only || o->full_ft ? NULL : &pc;
     bo.seed = o->seed;
     if ((rc = bert_model_load(o->model, &bo, &m, err))) goto done;
+    if (o->hidden_dropout >= 0 && (rc = bert_model_set_hidden_dropout(m, (float)o->hidden_dropout, err))) goto done;
     double lr = o->lr > 0 ? o->lr : o->full_ft ? 5e-5 : o->head_only ? 2e-3 : 5e-4;
     size_t np = bert_n_trainable(m);
     opt = calloc(np, sizeof *opt);
@@ -181,7 +183,15 @@ int glue_train(const glue_train_options *o, double *train_seconds, FILE *log, lo
     long long warmup = (long long)(o->warmup_ratio * (double)total);
     char rep[256];
     bert_report(m, rep, sizeof rep);
-    if (log) fprintf(log, "glue-%s: %zu examples, %lld steps, lr %g, %s\n", task->name, n, total, lr, rep);
+    const bert_config *mc = bert_model_config(m);
+    if (log) {
+        fprintf(log, "glue-%s: %zu examples, %lld steps, lr %g, %s\n", task->name, n, total, lr, rep);
+        /* config.json's dropout is what training applies (hidden and head); the attention-probability
+         * dropout is not implemented (op_attention never materialises the probabilities) */
+        fprintf(log, "dropout: hidden %g, classifier %g, lora %g%s\n", (double)mc->hidden_dropout,
+                (double)mc->classifier_dropout, o->head_only || o->full_ft ? 0.0 : o->lora_dropout,
+                mc->attn_dropout > 0 ? " (attention_probs_dropout_prob not applied)" : "");
+    }
     bert_model_train_mode(m, 1);
     double t0 = now_s(), run_loss = 0;
     int run_n = 0;
