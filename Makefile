@@ -5,7 +5,7 @@ DEBUG_BUILD ?= build-debug
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
 
-.PHONY: all test debug debug-test deps fuzz bench clean
+.PHONY: all test debug debug-test deps fuzz bench clean demo
 
 all:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
@@ -35,6 +35,13 @@ deps:
 
 bench: all
 	./bench/run.sh
+
+# The README's main command: SmolLM2-135M-Instruct before and after a few minutes of LoRA (tools/demo.sh).
+# Builds only the lorac binary (not the tests).
+demo:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j $(JOBS) --target lorac_cli
+	./tools/demo.sh $(BUILD)/lorac
 
 clean:
 	rm -rf $(BUILD) $(DEBUG_BUILD) $(FUZZ_BUILD)

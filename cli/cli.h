@@ -20,9 +20,9 @@ int cli_opt_str(int argc, char **argv, int *i, const char **out);
 int cli_opt_int(int argc, char **argv, int *i, long *out);
 int cli_opt_float(int argc, char **argv, int *i, double *out);
 
-/* Loads a GPT-2 model directory, optionally attaches the PEFT adapter in adapter_dir (warnings go to
- * stderr), and, when tok is non-NULL, its tokenizer. Prints the error and returns 1 on failure. */
-int cli_load_gpt2(const char *model_dir, const char *adapter_dir, gpt2_model *m, bpe_tokenizer **tok);
+/* 1 when the arguments hold `--task glue-<name>` (train and eval hand those to cmd_train_glue /
+ * cmd_eval_glue). */
+int cli_is_glue_task(int argc, char **argv);
 
 /* Subcommands: one line each here and in the table in main.c. */
 int cmd_version(int argc, char **argv);

@@ -4,18 +4,25 @@
 #include "cli.h"
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *data = NULL;
+    if (cli_is_glue_task(argc, argv)) return cmd_eval_glue(argc, argv);
+    const char *model = NULL, *adapters[16], *data = NULL;
+    int n_adapters = 0;
     long batch = 8, max_len = 0, threads = 0;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            printf("usage: lorac eval --model DIR [--adapter DIR] --data FILE [--json] [--batch-size N] "
+            printf("usage: lorac eval --model DIR|FILE.gguf [--adapter DIR[:SCALE]]... --data FILE [--json] [--batch-size N] "
                    "[--max-seq-len N] [--threads N]\n"
-                   "mean negative log-likelihood per completion token (E2E `context||completion` or JSONL), and perplexity\n");
+                   "mean negative log-likelihood per scored token (E2E `context||completion`: the completion; JSONL\n"
+                   "{\"text\"}: every token; {\"messages\"}: the assistant turns), and perplexity; several --adapter\n"
+                   "add their scaled deltas\n");
             return 0;
         } else if (!strcmp(f, "--model")) { if (cli_opt_str(argc, argv, &i, &model)) return 2; }
-        else if (!strcmp(f, "--adapter")) { if (cli_opt_str(argc, argv, &i, &adapter)) return 2; }
+        else if (!strcmp(f, "--adapter")) {
+            if (n_adapters == 16) return cli_error("eval: at most 16 --adapter");
+            if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
+        }
         else if (!strcmp(f, "--data")) { if (cli_opt_str(argc, argv, &i, &data)) return 2; }
         else if (!strcmp(f, "--batch-size")) { if (cli_opt_int(argc, argv, &i, &batch)) return 2; }
         else if (!strcmp(f, "--max-seq-len")) { if (cli_opt_int(argc, argv, &i, &max_len)) return 2; }
@@ -31,14 +38,14 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     lorac_set_threads((int)threads);
-    gpt2_model m;
-    bpe_tokenizer *tok = NULL;
-    if (cli_load_gpt2(model, adapter, &m, &tok)) return 1;
+    lm m;
     lorac_err err = {0};
+    char warn[2048] = "";
+    if (lm_open(model, adapters, n_adapters, 1, &m, warn, sizeof warn, &err)) return cli_fail(&err);
+    if (warn[0]) fprintf(stderr, "lorac: warning: %s", warn);
     ft_eval_result r;
-    int rc = ft_eval(&m, tok, data, (int)batch, (int)max_len, &r, &err);
-    bpe_free(tok);
-    gpt2_model_free(&m);
+    int rc = ft_eval(&m, data, (int)batch, (int)max_len, &r, &err);
+    lm_free(&m);
     if (rc) return cli_fail(&err);
     if (json) printf("{\"loss\": %.9g, \"ppl\": %.9g, \"tokens\": %zu}\n", r.loss, r.ppl, r.tokens);
     else printf("loss %.6f  ppl %.4f  tokens %zu\n", r.loss, r.ppl, r.tokens);

@@ -5,28 +5,31 @@
 #include "cli.h"
 
 static void gen_usage(void) {
-    printf("usage: lorac generate --model DIR [--adapter DIR] (--prompt TEXT | --data FILE) [options]\n"
+    printf("usage: lorac generate --model DIR|FILE.gguf [--adapter DIR[:SCALE]]... (--prompt TEXT | --data FILE) [options]\n"
+           "  --chat    the prompt is a user message in the model's chat template (ChatML), answered as the\n"
+           "            assistant; --system TEXT replaces the template's default system message\n"
            "  --max-new-tokens N (64)  --sample  --temperature T  --top-k K  --top-p P  --seed S\n"
            "  --beams N  --length-penalty X  --no-repeat-ngram N  --repetition-penalty X  --min-new-tokens N\n"
            "  --preset e2e   the LoRA paper's E2E decoding (its own beam search: 10 beams, length penalty 0.8,\n"
            "                 no-repeat-ngram 4, 64 tokens, stop at <|endoftext|> or \"\\n\\n\")\n"
            "  --threads N\n"
-           "with --data, the prompt of each distinct context is context + <|endoftext|> (the paper's recipe),\n"
-           "and one line is printed per distinct context, in order\n");
+           "with --data, the prompt of each distinct context is context + end-of-text (the paper's recipe; with\n"
+           "--chat, the context as a user message), and one line is printed per distinct context, in order\n");
 }
 
 /* Decodes one prompt and prints the generated text (without end-of-text tokens) on one line. */
-static int decode_one(const gen_model *gm, const gen_config *gc, const bpe_tokenizer *tok, const int32_t *ids,
-                      size_t n, int one_line, lorac_err *err) {
+static int decode_one(lm *m, const gen_config *gc, const int32_t *ids, size_t n, int one_line, lorac_err *err) {
+    gen_model gm;
     gen_result res;
-    int rc = gen_generate(gm, gc, ids, (int)n, &res, err);
+    int rc = lm_gen_model(m, &gm, err);
+    if (!rc) rc = gen_generate(&gm, gc, ids, (int)n, &res, err);
     if (rc) return rc;
     const gen_hyp *h = &res.hyps[0];
     int nt = h->n_tokens;
     if (h->finished && nt > 0) nt--; /* the eos itself is not text */
     char *text = NULL;
     size_t len = 0;
-    rc = bpe_decode(tok, h->tokens, (size_t)nt, &text, &len, err);
+    rc = lm_decode(m, h->tokens, (size_t)nt, 1, &text, &len, err);
     if (!rc) {
         const char *p = text;
         if (one_line) { /* the completion follows " " in the paper's recipe; keep each output on one line */
@@ -43,8 +46,46 @@ static int decode_one(const gen_model *gm, const gen_config *gc, const bpe_token
     return rc;
 }
 
+/* The prompt's tokens: bos (when the tokenizer adds one), then the text, or with chat the template
+ * around it as a user message; plain prompts of the paper's recipe end with end-of-text (eos). */
+static int prompt_ids(lm *m, const char *text, size_t len, int chat, const char *system, int add_eos, int32_t **ids,
+                      size_t *n, lorac_err *err) {
+    char *buf = NULL, *chat_text = NULL;
+    size_t cl = 0;
+    int rc = LORAC_OK;
+    *ids = NULL;
+    *n = 0;
+    if (chat) {
+        if (!(buf = malloc(len + 1))) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
+        memcpy(buf, text, len);
+        buf[len] = 0;
+        lm_chat_msg msgs[2] = {{"system", system}, {"user", buf}};
+        rc = system ? lm_chat_format(m, msgs, 2, 1, &chat_text, &cl, err) : lm_chat_format(m, msgs + 1, 1, 1, &chat_text, &cl, err);
+        text = chat_text;
+        len = cl;
+    }
+    int32_t *body = NULL;
+    size_t nb = 0;
+    if (!rc) rc = lm_encode(m, text, len, chat, &body, &nb, err);
+    int bos = m->add_bos && m->bos_id >= 0, eos = add_eos && !chat;
+    int32_t *all = rc ? NULL : malloc((nb + 2) * sizeof *all);
+    if (!rc && !all) rc = lorac_fail(err, LORAC_ENOMEM, "out of memory");
+    if (!rc) {
+        if (bos) all[0] = m->bos_id;
+        if (nb) memcpy(all + bos, body, nb * sizeof *body);
+        if (eos) all[bos + nb] = m->eos_id;
+        *ids = all;
+        *n = (size_t)bos + nb + (size_t)eos;
+    }
+    free(body);
+    free(buf);
+    free(chat_text);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *prompt = NULL, *data = NULL;
+    const char *model = NULL, *adapters[16], *prompt = NULL, *data = NULL, *system = NULL;
+    int n_adapters = 0, chat = 0;
     long threads = 0;
     gen_config gc;
     gen_config_default(&gc, 50256);
@@ -62,9 +103,9 @@ int cmd_generate(int argc, char **argv) {
 #define NUM(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_float(argc, argv, &i, &d)) return 2; dst = d; }
 #define INT(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_int(argc, argv, &i, &n)) return 2; dst = n; }
         STR("--model", model)
-        STR("--adapter", adapter)
         STR("--prompt", prompt)
         STR("--data", data)
+        STR("--system", system)
         INT("--max-new-tokens", gc.max_new_tokens)
         INT("--min-new-tokens", gc.min_new_tokens)
         NUM("--temperature", gc.temperature)
@@ -79,7 +120,11 @@ int cmd_generate(int argc, char **argv) {
 #undef STR
 #undef NUM
 #undef INT
-        else if (!strcmp(f, "--sample")) gc.do_sample = 1;
+        else if (!strcmp(f, "--adapter")) {
+            if (n_adapters == 16) return cli_error("generate: at most 16 --adapter");
+            if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
+        } else if (!strcmp(f, "--sample")) gc.do_sample = 1;
+        else if (!strcmp(f, "--chat")) chat = 1;
         else if (!strcmp(f, "--preset")) {
             const char *p;
             if (cli_opt_str(argc, argv, &i, &p)) return 2;
@@ -94,28 +139,26 @@ int cmd_generate(int argc, char **argv) {
         cli_error("generate: --model and exactly one of --prompt and --data are required");
         return 2;
     }
+    if (system && !chat) return cli_error("generate: --system needs --chat");
     lorac_set_threads((int)threads);
-    gpt2_model m;
-    bpe_tokenizer *tok = NULL;
-    if (cli_load_gpt2(model, adapter, &m, &tok)) return 1;
+    lm m;
     lorac_err err = {0};
-    if (preset) gen_config_e2e(&gc);
-    if (!preset) { /* the model's own end-of-text */
-        gc.n_eos = 1;
-        gc.eos[0] = m.cfg.eos_token_id;
-    }
-    gpt2_session *sess = NULL;
-    int rc = gen_config_check(&gc, m.cfg.vocab_size, &err);
-    if (!rc) rc = gpt2_model_train_mode(&m, 0, &err); /* merged: decoding costs what the base costs */
-    if (!rc) rc = gpt2_session_new(&m, &sess, &err);
-    gen_model gm;
-    if (!rc) gen_model_gpt2(&gm, &m, sess);
+    char warn[2048] = "";
+    if (lm_open(model, adapters, n_adapters, 1, &m, warn, sizeof warn, &err)) return cli_fail(&err);
+    if (warn[0]) fprintf(stderr, "lorac: warning: %s", warn);
+    int rc = LORAC_OK;
+    if (preset && m.arch != LM_GPT2) rc = lorac_fail(&err, LORAC_EINVAL, "--preset e2e is GPT-2's decoding (its vocabulary)");
+    if (!rc && preset) gen_config_e2e(&gc);
+    if (!preset) lm_gen_eos(&m, &gc); /* the model's own end-of-text (and end of turn) */
+    if (!rc) rc = gen_config_check(&gc, m.vocab_size, &err);
+    if (!rc) rc = lm_train_mode(&m, 0, &err); /* merged: decoding costs what the base costs */
     int32_t *ids = NULL;
     size_t n = 0;
     if (!rc && prompt) {
-        rc = bpe_encode(tok, prompt, strlen(prompt), &ids, &n, &err);
+        if (!prompt[0]) rc = lorac_fail(&err, LORAC_EINVAL, "--prompt is empty");
+        if (!rc) rc = prompt_ids(&m, prompt, strlen(prompt), chat, system, 0, &ids, &n, &err);
         if (!rc && n == 0) rc = lorac_fail(&err, LORAC_EINVAL, "--prompt is empty");
-        if (!rc) rc = decode_one(&gm, &gc, tok, ids, n, 0, &err);
+        if (!rc) rc = decode_one(&m, &gc, ids, n, 0, &err);
         free(ids);
     } else if (!rc) {
         train_examples ex;
@@ -132,21 +175,13 @@ int cmd_generate(int argc, char **argv) {
                 seen = ol == cl && !memcmp(oc, ctx, cl);
             }
             if (seen) continue;
-            rc = bpe_encode(tok, ctx, cl, &ids, &n, &err);
-            int32_t *p = rc ? NULL : realloc(ids, (n + 1) * sizeof *ids);
-            if (!rc && !p) rc = lorac_fail(&err, LORAC_ENOMEM, "out of memory");
-            if (!rc) {
-                ids = p;
-                ids[n++] = m.cfg.eos_token_id;
-                rc = decode_one(&gm, &gc, tok, ids, n, 1, &err);
-            }
+            rc = prompt_ids(&m, ctx, cl, chat, system, m.eos_id >= 0, &ids, &n, &err);
+            if (!rc) rc = decode_one(&m, &gc, ids, n, 1, &err);
             free(ids);
             ids = NULL;
         }
         if (ex.ex || ex.text) train_examples_free(&ex);
     }
-    gpt2_session_free(sess);
-    bpe_free(tok);
-    gpt2_model_free(&m);
+    lm_free(&m);
     return rc ? cli_fail(&err) : 0;
 }

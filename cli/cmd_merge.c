@@ -1,59 +1,67 @@
-/* lorac merge: base + adapter -> a complete Hugging Face directory with W0 + s·BA in the weights. */
+/* lorac merge: base + adapter(s) -> a complete model with W0 + s·BA in the weights: a Hugging Face
+ * directory, or (Llama family) a GGUF file. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 
-/* Tokenizer and generation files that travel with a model directory. */
-static const char *carried[] = {"vocab.json", "merges.txt", "encoder.json", "vocab.bpe", "tokenizer.json",
-                                "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+/* "same" -> -1 (the base's own type), else a ggml type name ("f16", "q8_0", ...). */
+static int parse_type(const char *s, int *type) {
+    if (!strcmp(s, "same")) {
+        *type = -1;
+        return 0;
+    }
+    for (int t = 0; t < QUANT_TYPE_LIMIT; t++) {
+        const char *name = quant_type_name(t);
+        if (name && !strcasecmp(name, s) && (t == QUANT_F32 || t == QUANT_F16 || quant_can_quantize(t))) {
+            *type = t;
+            return 0;
+        }
+    }
+    return 1;
+}
 
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *out = NULL;
+    const char *model = NULL, *adapters[16], *out = NULL, *type_s = "same";
+    int n_adapters = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            printf("usage: lorac merge --model DIR --adapter DIR --out DIR\n"
-                   "writes config.json, model.safetensors (F32, W0 + s·BA) and the tokenizer files to DIR\n");
+            printf("usage: lorac merge --model DIR|FILE.gguf --adapter DIR[:SCALE] [--adapter ...] --out DIR|FILE.gguf "
+                   "[--type same|f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
+                   "DIR: config.json, model.safetensors (F32, W0 + s·BA) and the tokenizer files;\n"
+                   "FILE.gguf (Llama family): the base's metadata and tokenizer, weights of --type (same: the base's\n"
+                   "own type, re-quantized after merging)\n");
             return 0;
         } else if (!strcmp(f, "--model")) { if (cli_opt_str(argc, argv, &i, &model)) return 2; }
-        else if (!strcmp(f, "--adapter")) { if (cli_opt_str(argc, argv, &i, &adapter)) return 2; }
+        else if (!strcmp(f, "--adapter")) {
+            if (n_adapters == 16) return cli_error("merge: at most 16 --adapter");
+            if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
+        }
         else if (!strcmp(f, "--out")) { if (cli_opt_str(argc, argv, &i, &out)) return 2; }
+        else if (!strcmp(f, "--type")) { if (cli_opt_str(argc, argv, &i, &type_s)) return 2; }
         else {
             cli_error("merge: unknown option '%s' (see `lorac merge --help`)", f);
             return 2;
         }
     }
-    if (!model || !adapter || !out) {
+    if (!model || !n_adapters || !out) {
         cli_error("merge: --model, --adapter and --out are required");
         return 2;
     }
-    gpt2_model m;
-    if (cli_load_gpt2(model, adapter, &m, NULL)) return 1;
+    int type;
+    if (parse_type(type_s, &type)) return cli_error("merge: --type %s is not one of same, f32, f16 or a quantizable type (q8_0, q4_0, q4_1, q4_k, q6_k)", type_s);
+    size_t ol = strlen(out);
+    if (type != -1 && (ol < 5 || strcmp(out + ol - 5, ".gguf")))
+        return cli_error("merge: --type applies to a .gguf --out (a directory is written in F32)");
+    lm m;
     lorac_err err = {0};
-    gpt2_weights w;
-    gpt2_config mc;
-    int rc = gpt2_weights_merged(&m, &mc, &w, &err);
-    lorac_outdir od;
-    if (!rc) {
-        rc = lorac_outdir_open(&od, out, &err);
-        if (!rc) rc = gpt2_weights_save_files(&mc, &w, od.tmp, &err);
-        for (size_t i = 0; !rc && i < sizeof carried / sizeof carried[0]; i++) {
-            char src[4200], dst[4200];
-            snprintf(src, sizeof src, "%s/%s", model, carried[i]);
-            char *data = NULL;
-            size_t n = 0;
-            lorac_err ignore;
-            if (lorac_read_file(src, &data, &n, &ignore)) continue; /* absent: nothing to carry */
-            snprintf(dst, sizeof dst, "%s/%s", od.tmp, carried[i]);
-            rc = lorac_write_file(dst, data, n, &err);
-            free(data);
-        }
-        if (!rc) rc = lorac_outdir_commit(&od, &err);
-        else lorac_outdir_abort(&od);
-        gpt2_weights_free(&w);
-    }
-    gpt2_model_free(&m);
+    char warn[2048] = "";
+    if (lm_open(model, adapters, n_adapters, 0, &m, warn, sizeof warn, &err)) return cli_fail(&err);
+    if (warn[0]) fprintf(stderr, "lorac: warning: %s", warn);
+    int rc = lm_save_merged(&m, out, type, &err);
+    lm_free(&m);
     if (rc) return cli_fail(&err);
     fprintf(stderr, "merged model written to %s\n", out);
     return 0;

@@ -1,4 +1,4 @@
-/* lorac train: fine-tune a LoRA adapter on a GPT-2 checkpoint. */
+/* lorac train: fine-tune a LoRA adapter on a GPT-2 or Llama-family checkpoint (HF directory or GGUF). */
 #include <string.h>
 #include <unistd.h>
 
@@ -6,14 +6,17 @@
 
 static void train_usage(FILE *f) {
     fprintf(f,
-            "usage: lorac train --model DIR --data FILE --out ADAPTER_DIR [options]\n"
-            "  data: E2E lines `context||completion` or JSONL ({\"prompt\"|\"context\",\"completion\"} or {\"text\"})\n"
-            "  --rank R (4)  --alpha A (32)  --lora-dropout P (0.1)  --targets LIST (q,v: c_attn, attn.c_proj,\n"
-            "    c_fc, mlp.c_proj, c_proj, all-linear, or q/k/v slices of c_attn)  --rslora  --gaussian-init\n"
+            "usage: lorac train --model DIR|FILE.gguf --data FILE --out ADAPTER_DIR [options]\n"
+            "  data: E2E lines `context||completion` or JSONL ({\"prompt\"|\"context\",\"completion\"}, {\"text\"}, or\n"
+            "    {\"messages\":[{\"role\",\"content\"},...]}: the model's ChatML template, loss on assistant turns)\n"
+            "  --rank R  --alpha A  (GPT-2: 4, 32; Llama: 8, 16)  --lora-dropout P (0.1)  --rslora  --gaussian-init\n"
+            "  --targets LIST  GPT-2 (q,v): q, k, v, c_attn, attn.c_proj, c_fc, mlp.c_proj, c_proj, all-linear;\n"
+            "                  Llama (q_proj,v_proj): q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear\n"
             "  --lr (2e-4)  --warmup STEPS (500)  --weight-decay (0.01)  --label-smoothing (0.1)\n"
             "  --batch-size (8)  --grad-accum (1)  --max-seq-len (512)  --clip NORM (0 = off)\n"
             "  --epochs (5) | --steps N  --seed (110)  --threads N (all cores)\n"
             "  --eval-data FILE  --eval-every N  --save-every N  --resume  --stop-after N (checkpoint and stop)  --quiet\n"
+            "  --gguf-adapter FILE.gguf  also write the adapter for llama.cpp's --lora (Llama family)\n"
             "writes ADAPTER_DIR/{adapter_config.json, adapter_model.safetensors} (PEFT layout),\n"
             "train_log.jsonl, loss.svg and checkpoint.safetensors (for --resume)\n");
 }
@@ -40,10 +43,10 @@ static void on_progress(void *ctx, const ft_progress *p) {
 }
 
 int cmd_train(int argc, char **argv) {
+    if (cli_is_glue_task(argc, argv)) return cmd_train_glue(argc, argv);
     ft_args a;
     memset(&a, 0, sizeof a);
     train_options_default(&a.opt);
-    gpt2_lora_opts_default(&a.lora);
     long threads = 0;
     progress_ctx pc = {isatty(2), 0};
     for (int i = 1; i < argc; i++) {
@@ -61,6 +64,7 @@ int cmd_train(int argc, char **argv) {
         STR("--data", a.data_path)
         STR("--out", a.out_dir)
         STR("--eval-data", a.eval_path)
+        STR("--gguf-adapter", a.gguf_adapter)
         INT("--rank", a.lora.r)
         NUM("--alpha", a.lora.alpha)
         NUM("--lora-dropout", a.opt.lora_dropout)
@@ -84,9 +88,9 @@ int cmd_train(int argc, char **argv) {
 #undef INT
         else if (!strcmp(f, "--targets")) {
             const char *t;
-            lorac_err err = {0};
             if (cli_opt_str(argc, argv, &i, &t)) return 2;
-            if (gpt2_lora_targets_parse(t, &a.lora, &err)) return cli_fail(&err);
+            if (!t[0] || strlen(t) >= sizeof a.lora.targets) return cli_error("--targets: bad list \"%s\"", t);
+            memcpy(a.lora.targets, t, strlen(t) + 1); /* checked against the model's names once it is loaded */
         } else if (!strcmp(f, "--resume")) a.resume = 1;
         else if (!strcmp(f, "--rslora")) a.lora.use_rslora = 1;
         else if (!strcmp(f, "--gaussian-init")) a.lora.gaussian_init = 1;

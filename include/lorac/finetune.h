@@ -1,10 +1,18 @@
-/* lorac/finetune.h — the GPT-2 fine-tuning and evaluation runs behind `lorac train` and `lorac eval`:
- * a model directory, a data file and options in; a PEFT adapter directory, a JSONL log and a
- * loss-curve SVG out. */
+/* lorac/finetune.h — the fine-tuning and evaluation runs behind `lorac train` and `lorac eval`, for
+ * any model lm.h loads (GPT-2, Llama family from an HF directory or a GGUF): a model, a data file and
+ * options in; a PEFT adapter directory, a JSONL log and a loss-curve SVG out.
+ *
+ * Data (by the first example of the file):
+ *   E2E lines "context||completion", JSONL {"prompt"|"context","completion"} or {"text"}: the LoRA
+ *     paper's recipe (train_data_build: context + eos + " " + completion + eos, loss on the
+ *     completion), with the tokenizer's bos in front when it adds one;
+ *   JSONL {"messages":[{"role","content"},...]}: the ChatML text of the conversation (the model's
+ *     chat template, lm_chat_format), loss only on the assistant turns ("content<|im_end|>\n");
+ *     needs a tokenizer with <|im_start|>/<|im_end|>. */
 #ifndef LORAC_FINETUNE_H
 #define LORAC_FINETUNE_H
 
-#include "lorac/gpt2.h"
+#include "lorac/lm.h"
 #include "lorac/tokenizer.h"
 #include "lorac/train.h"
 
@@ -21,14 +29,15 @@ typedef struct ft_progress {
 } ft_progress;
 
 typedef struct ft_args {
-    const char *model_dir;
+    const char *model_dir;   /* an HF directory or a .gguf file */
     const char *data_path;
     const char *eval_path;   /* or NULL */
     const char *out_dir;     /* the adapter dir; also holds train_log.jsonl, loss.svg, checkpoint.safetensors */
     int resume;              /* continue from out_dir/checkpoint.safetensors */
     long long stop_after;    /* > 0: stop (with a checkpoint) after this many steps, as if interrupted */
     train_options opt;
-    gpt2_lora_opts lora;     /* lora.dropout is taken from opt.lora_dropout */
+    lm_lora_opts lora;       /* r or alpha 0, targets "": the family's default; dropout from opt.lora_dropout */
+    const char *gguf_adapter; /* also write the adapter as a GGUF LoRA (llama.cpp --lora), or NULL */
     void (*progress)(void *ctx, const ft_progress *p);
     void *progress_ctx;
 } ft_args;
@@ -43,8 +52,9 @@ typedef struct ft_eval_result {
     double ppl;
     size_t tokens;
 } ft_eval_result;
-int ft_eval(gpt2_model *m, const bpe_tokenizer *tok, const char *data_path, int batch_size, int max_seq_len,
-            ft_eval_result *out, lorac_err *err);
+int ft_eval(lm *m, const char *data_path, int batch_size, int max_seq_len, ft_eval_result *out, lorac_err *err);
+/* Reads and tokenizes a data file (any format above) for model m. */
+int ft_load_data(lm *m, const char *path, size_t max_len, train_data *d, lorac_err *err);
 
 #ifdef __cplusplus
 }
