@@ -12,7 +12,9 @@
 #
 # Knobs (environment): LORAC (build/lorac), PYTHON (a python with torch, loralib, transformers;
 # default bench/.venv, then .venv), SHAPES ("8x128 4x512"), STEPS (5), WARMUP (2),
-# THREADS (nproc), GENERATE (1 = also run lorac bench generate), OUT (a directory for the raw JSON),
+# THREADS (nproc), ROUNDS (1; more alternates lorac and torch that many times per shape and reports
+# the median tokens/s of each: on a shared machine the load changes between runs), GENERATE (1 = also
+# run lorac bench generate), OUT (a directory for the raw JSON),
 # MODEL_ARGS (the shape and adapter flags; a tiny shape checks the script in seconds).
 # PyTorch and loralib from PyPI, if you have neither venv:
 #   python3 -m venv bench/.venv && bench/.venv/bin/pip install torch loralib transformers
@@ -25,6 +27,7 @@ SHAPES=${SHAPES:-"8x128 4x512"}
 STEPS=${STEPS:-5}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 1)}
+ROUNDS=${ROUNDS:-1}
 GENERATE=${GENERATE:-1}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/lorac-bench.XXXXXX")}
 read -r -a MODEL <<<"${MODEL_ARGS:---layers 12 --embd 768 --heads 12 --vocab 50257 --rank 4 --alpha 32 --targets q,v}"
@@ -56,46 +59,57 @@ JSONPY=${PYTHON:-python3}
 mkdir -p "$OUT"
 echo "lorac bench: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, threads $THREADS, steps $STEPS after $WARMUP warm-up"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
-echo "raw JSON in $OUT"
+echo "raw JSON in $OUT; load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null); OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-(unset)} GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-(unset)}"
 fail=0
 for shape in $SHAPES; do
     B=${shape%x*}
     T=${shape#*x}
-    echo "== train ${B}x${T}: $LORAC bench train ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
-    if ! "${RUN[@]}" "$LORAC" bench train "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" --warmup "$WARMUP" \
-        --threads "$THREADS" --json >"$OUT/lorac_${shape}.json"; then
-        echo "bench/run.sh: lorac bench train ${shape} failed" >&2
-        fail=1
-        rm -f "$OUT/lorac_${shape}.json"
-    fi
-    if [ "$HAVE_TORCH" = 1 ]; then
-        echo "== train ${B}x${T}: $PYTHON bench/torch_train.py ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
-        if ! "${RUN[@]}" "$PYTHON" bench/torch_train.py "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" \
-            --warmup "$WARMUP" --threads "$THREADS" --json >"$OUT/torch_${shape}.json"; then
-            echo "bench/run.sh: torch_train.py ${shape} failed" >&2
+    for r in $(seq 1 "$ROUNDS"); do
+        echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $LORAC bench train ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
+        if ! "${RUN[@]}" "$LORAC" bench train "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" --warmup "$WARMUP" \
+            --threads "$THREADS" --json >"$OUT/lorac_${shape}_$r.json"; then
+            echo "bench/run.sh: lorac bench train ${shape} failed" >&2
             fail=1
-            rm -f "$OUT/torch_${shape}.json"
+            rm -f "$OUT/lorac_${shape}_$r.json"
         fi
-    fi
+        if [ "$HAVE_TORCH" = 1 ]; then
+            echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $PYTHON bench/torch_train.py ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
+            if ! "${RUN[@]}" "$PYTHON" bench/torch_train.py "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" \
+                --warmup "$WARMUP" --threads "$THREADS" --json >"$OUT/torch_${shape}_$r.json"; then
+                echo "bench/run.sh: torch_train.py ${shape} failed" >&2
+                fail=1
+                rm -f "$OUT/torch_${shape}_$r.json"
+            fi
+        fi
+    done
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 
 # The table: tokens/s and peak RSS of both, and the ratios (lorac / torch).
-"$JSONPY" - "$OUT" $SHAPES <<'EOF'
-import json, os, sys
-out, shapes = sys.argv[1], sys.argv[2:]
+"$JSONPY" - "$OUT" "$ROUNDS" $SHAPES <<'EOF'
+import json, os, statistics, sys
+out, rounds, shapes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def load(name):
-    p = os.path.join(out, name)
-    try:
-        with open(p) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+    """The round with the median tokens/s of tool_shape_<round>.json (the peak RSS is the max)."""
+    runs = []
+    for r in range(1, rounds + 1):
+        try:
+            with open(os.path.join(out, "%s_%d.json" % (name, r))) as f:
+                runs.append(json.load(f))
+        except (OSError, ValueError):
+            pass
+    if not runs:
         return None
+    runs.sort(key=lambda d: d["tokens_per_s"])
+    d = dict(runs[(len(runs) - 1) // 2])
+    d["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
+    return d
 print()
 print("| B x T | lorac tok/s | torch tok/s | speed ratio | lorac ms/step | torch ms/step | lorac RSS MiB | torch RSS MiB | RSS ratio |")
 print("|---|---|---|---|---|---|---|---|---|")
 core = None
 for s in shapes:
-    l, t = load("lorac_%s.json" % s), load("torch_%s.json" % s)
+    l, t = load("lorac_%s" % s), load("torch_%s" % s)
     def g(d, k, fmt="%.1f"):
         return fmt % d[k] if d else "-"
     sr = "%.2fx" % (l["tokens_per_s"] / t["tokens_per_s"]) if l and t else "-"

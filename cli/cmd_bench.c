@@ -60,11 +60,13 @@ static const char *env_or(const char *name, const char *dflt) {
     return v ? v : dflt;
 }
 
-/* What a benchmark ran on: the BLAS kernel, its build line, threads and the OpenBLAS overrides. */
+/* What a benchmark ran on: the BLAS kernel, its build line, threads, the OpenBLAS overrides and
+ * how idle OpenMP threads wait (spinning matters on a loaded machine: bench/README.md). */
 static void print_env_human(void) {
     printf("openblas: core %s | %s\n", lorac_blas_corename(), lorac_blas_config());
-    printf("threads %d | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n", lorac_get_threads(),
-           env_or("OPENBLAS_CORETYPE", "(unset)"), env_or("OPENBLAS_L2_SIZE", "(unset)"));
+    printf("threads %d | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s | OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s\n",
+           lorac_get_threads(), env_or("OPENBLAS_CORETYPE", "(unset)"), env_or("OPENBLAS_L2_SIZE", "(unset)"),
+           env_or("OMP_WAIT_POLICY", "(unset)"), env_or("GOMP_SPINCOUNT", "(unset)"));
 }
 
 static void print_env_json(void) {
@@ -76,6 +78,10 @@ static void print_env_json(void) {
     bench_json_str(stdout, env_or("OPENBLAS_CORETYPE", ""));
     printf(", \"OPENBLAS_L2_SIZE\": ");
     bench_json_str(stdout, env_or("OPENBLAS_L2_SIZE", ""));
+    printf(", \"OMP_WAIT_POLICY\": ");
+    bench_json_str(stdout, env_or("OMP_WAIT_POLICY", ""));
+    printf(", \"GOMP_SPINCOUNT\": ");
+    bench_json_str(stdout, env_or("GOMP_SPINCOUNT", ""));
 }
 
 /* Options shared by both benchmarks: the model shape and the adapter. */
@@ -113,6 +119,7 @@ static int bench_opt_parse(bench_opts *o, int argc, char **argv, int *i) {
     BINT("--heads", o->cfg.n_head)
     BINT("--vocab", o->cfg.vocab_size)
     BINT("--positions", o->cfg.n_positions)
+    BINT("--inner", o->cfg.n_inner)
     BINT("--rank", o->lora.r)
     BINT("--threads", o->threads)
     BINT("--seed", o->seed)
@@ -137,7 +144,8 @@ static int bench_opts_finish(bench_opts *o, int max_T) {
         return cli_error("bench: --layers, --embd, --heads >= 1, --vocab >= 2 and --embd divisible by --heads");
     if (o->lora.r < 1) return cli_error("bench: --rank must be >= 1");
     if (c->n_positions < max_T) c->n_positions = max_T;
-    c->n_inner = 4 * c->n_embd;
+    if (c->n_inner < 0) return cli_error("bench: --inner must be >= 1");
+    if (c->n_inner == 0) c->n_inner = 4 * c->n_embd; /* GPT-2's default */
     c->eos_token_id = c->bos_token_id = c->vocab_size - 1;
     lorac_err err = {0};
     if (gpt2_lora_targets_parse(o->targets, &o->lora, &err)) return cli_fail(&err);
@@ -157,7 +165,8 @@ static void bench_shape_human(const bench_opts *o) {
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: lorac bench train [options]\n"
-            "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024)   model shape, random weights\n"
+            "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024) --inner (4 x embd)\n"
+            "                                   model shape, random weights\n"
             "  --batch B (8) --seq T (128)  --rank R (4) --alpha A (32) --targets LIST (q,v)\n"
             "  --lora-dropout P (0.1) --label-smoothing (0.1)   as lorac train's defaults\n"
             "  --steps N (5) --warmup N (2) --threads N (all cores) --seed S --json\n"
@@ -333,7 +342,8 @@ static int bench_train(int argc, char **argv) {
 static void generate_usage(FILE *f) {
     fprintf(f,
             "usage: lorac bench generate [options]\n"
-            "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024)   model shape, random weights\n"
+            "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024) --inner (4 x embd)\n"
+            "                                   model shape, random weights\n"
             "  --prompt N (128) --new N (32)  --rank R (4) --alpha A (32) --targets LIST (q,v)\n"
             "  --reps N (3) --threads N (all cores) --seed S --json\n"
             "median prefill tokens/s (the prompt in one step) and greedy decode tokens/s (one token per step,\n"
@@ -486,7 +496,8 @@ static int bench_generate(int argc, char **argv) {
 int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "train")) return bench_train(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "generate")) return bench_generate(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "adapters")) return cmd_bench_adapters(argc - 1, argv + 1);
     FILE *f = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) ? stdout : stderr;
-    fprintf(f, "usage: lorac bench train|generate [options]   (`lorac bench train --help`)\n");
+    fprintf(f, "usage: lorac bench train|generate|adapters [options]   (`lorac bench train --help`)\n");
     return f == stdout ? 0 : 2;
 }

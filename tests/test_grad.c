@@ -251,10 +251,12 @@ static void ref_softmax(const gcase *c, double *const *x, double *out) {
 
 /* ---- attention: t0 q (B,T,NH*HS), t1 k, t2 v (B,T,NKV*HS); s1 lse (B,NH,T), s2 out ----
  * variant bit0 causal, bit1 grouped-query (NH=4, NKV=2), bit2 padding mask (left padding in
- * batch row 1, so with causal its first rows see no key at all) */
+ * batch row 1, so with causal its first rows see no key at all), bit3 long: T spans several
+ * 64 x 64 tiles with a partial last one, and the padding covers a whole first key tile */
 static void setup_attention(gcase *c, int big) {
     /* HS 10: the dot products take both their 8-wide and their tail paths */
-    c->B = 2, c->T = big ? 64 : 5, c->HS = big ? 16 : 10;
+    int lng = c->variant & 8;
+    c->B = 2, c->T = lng ? (big ? 200 : 130) : (big ? 64 : 5), c->HS = big ? 16 : 10;
     c->NH = (c->variant & 2) ? 4 : 2, c->NKV = 2, c->flag = c->variant & 1;
     size_t nq = (size_t)c->B * c->T * c->NH * c->HS, nk = (size_t)c->B * c->T * c->NKV * c->HS;
     add_tensor(c, "q", nq, 1, 1.0f);
@@ -263,7 +265,7 @@ static void setup_attention(gcase *c, int big) {
     if (c->variant & 4) {
         c->mask = malloc((size_t)c->B * c->T);
         for (int b = 0; b < c->B; b++)
-            for (int t = 0; t < c->T; t++) c->mask[b * c->T + t] = b == 0 ? (t < c->T - 1) : (t >= 2);
+            for (int t = 0; t < c->T; t++) c->mask[b * c->T + t] = b == 0 ? (t < c->T - 1) : (t >= (lng ? 70 : 2));
     }
     c->s1 = malloc((size_t)c->B * c->NH * c->T * sizeof(float));
     c->s2 = malloc(nq * sizeof(float));
@@ -308,7 +310,48 @@ static void ref_attention(const gcase *c, double *const *x, double *out) {
                 }
             }
 }
+/* The packed-qkv entry points give the same bits as the three-array ones. */
+static void check_attention_qkv(gcase *c) {
+    int B = c->B, T = c->T, NH = c->NH, NKV = c->NKV, HS = c->HS, W = (NH + 2 * NKV) * HS;
+    size_t rows = (size_t)B * T, nq = rows * NH * HS, nk = rows * NKV * HS, nl = (size_t)B * NH * T;
+    float *qkv = malloc(rows * W * sizeof(float)), *dqkv = malloc(rows * W * sizeof(float));
+    float *out = malloc(nq * sizeof(float)), *out2 = malloc(nq * sizeof(float)), *lse2 = malloc(nl * sizeof(float));
+    float *R = malloc(nq * sizeof(float)), *g[3];
+    for (size_t i = 0; i < nq; i++) R[i] = (float)((int)(i % 7) - 3) * 0.25f;
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < W; j++) {
+            int in_q = j < NH * HS, in_k = !in_q && j < (NH + NKV) * HS;
+            const float *src = in_q ? gx(c, 0) + r * NH * HS + j
+                                    : gx(c, in_k ? 1 : 2) + r * NKV * HS + (j - (in_k ? NH : NH + NKV) * HS);
+            qkv[r * W + j] = *src;
+            dqkv[r * W + j] = 0.5f; /* the backward accumulates onto this */
+        }
+    fwd_attention(c, out);
+    op_attention_qkv_forward(out2, lse2, qkv, c->mask, B, T, NH, NKV, HS, c->flag);
+    CHECK(memcmp(out, out2, nq * sizeof(float)) == 0 && memcmp(c->s1, lse2, nl * sizeof(float)) == 0,
+          "%s: packed qkv forward differs", c->name);
+    for (int i = 0; i < 3; i++) {
+        size_t n = i ? nk : nq;
+        g[i] = malloc(n * sizeof(float));
+        for (size_t j = 0; j < n; j++) g[i][j] = 0.5f;
+    }
+    bwd_attention(c, R, g);
+    op_attention_qkv_backward(dqkv, R, out2, lse2, qkv, c->mask, B, T, NH, NKV, HS, c->flag);
+    int same = 1;
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < W; j++) {
+            int in_q = j < NH * HS, in_k = !in_q && j < (NH + NKV) * HS;
+            float want = in_q ? g[0][r * NH * HS + j] : g[in_k ? 1 : 2][r * NKV * HS + (j - (in_k ? NH : NH + NKV) * HS)];
+            same &= dqkv[r * W + j] == want;
+        }
+    CHECK(same, "%s: packed qkv backward differs", c->name);
+    op_attention_qkv_backward(NULL, R, out2, lse2, qkv, c->mask, B, T, NH, NKV, HS, c->flag); /* no-op */
+    for (int i = 0; i < 3; i++) free(g[i]);
+    free(qkv), free(dqkv), free(out), free(out2), free(lse2), free(R);
+}
+
 static void extra_attention(gcase *c) {
+    check_attention_qkv(c);
     /* rows that see no key: out exactly 0 and lse -inf (batch row 1, t = 0 and 1, when causal) */
     if (!(c->variant & 4) || !c->flag) return;
     float *out = malloc(c->nout * sizeof(float));
@@ -509,6 +552,9 @@ static gcase cases[] = {
     CASE("attention causal gqa pad", 7, OP(attention), extra_attention, 2e-5, 2e-4, 2e-4, 1e-3),
     CASE("attention bidirectional pad", 4, OP(attention), extra_attention, 2e-5, 2e-4, 2e-4, 1e-3),
     CASE("attention bidirectional gqa", 2, OP(attention), extra_attention, 2e-5, 2e-4, 2e-4, 1e-3),
+    CASE("attention causal gqa pad long", 15, OP(attention), extra_attention, 2e-5, 2e-4, 2e-4, 1e-3),
+    CASE("attention bidirectional pad long", 12, OP(attention), extra_attention, 2e-5, 2e-4, 2e-4, 1e-3),
+    CASE("attention causal mha long", 9, OP(attention), extra_attention, 2e-5, 2e-4, 2e-4, 1e-3),
     CASE("rope", 0, OP(rope), NULL, 1e-5, 1e-4, 5e-5, 1e-3),
     CASE("rope positions", 1, OP(rope), NULL, 2e-5, 1e-4, 5e-5, 1e-3),
     CASE("embedding", 0, OP(embedding), NULL, 0, 0, 5e-5, 1e-3),
@@ -682,8 +728,48 @@ static void check_inplace(void) {
     free(x), free(w), free(b);
 }
 
+/* The vector exp/tanh/max (ops_vmath.c) against double libm: exp within 3 float ulps (relative
+ * 4e-7, plus 1e-44 absolute where the result is subnormal) including exp(-inf) = 0 and the
+ * returned sum; tanh within 3e-7 absolute; max over every tail length, skipping NaN. */
+static void check_vmath(void) {
+    enum { N = 4099 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    for (int i = 0; i < N; i++) x[i] = -110.0f + 198.7f * (float)i / (N - 1);
+    x[7] = -INFINITY;
+    double worst = 0.0, sum = 0.0;
+    op_vexp_sum(y, x, 1.0f, 0.0f, N);
+    for (int i = 0; i < N; i++) {
+        double e = exp((double)x[i]), err = fabs(y[i] - e) - 4e-7 * e - 1e-44;
+        worst = err > worst ? err : worst;
+    }
+    CHECK(worst <= 0.0 && y[7] == 0.0f, "vexp: exceeds 4e-7 relative by %g", worst);
+    float s = op_vexp_sum(y, x, 1.0f, 0.0f, 3500); /* x up to ~59: the float sum stays finite */
+    for (int i = 0; i < 3500; i++) sum += exp((double)x[i]);
+    CHECK(fabs(s - sum) <= 1e-5 * sum, "vexp: sum %g vs %g", (double)s, sum);
+    float s2 = op_vexp_sum(y, x + 3000, 0.5f, 1.0f, 37); /* scale, shift and a tail */
+    double sum2 = 0.0;
+    for (int i = 0; i < 37; i++) sum2 += exp(0.5 * x[3000 + i] - 1.0);
+    CHECK(fabs(s2 - sum2) <= 1e-6 * sum2, "vexp: scaled and shifted sum");
+    for (int i = 0; i < N; i++) x[i] = -20.0f + 40.0f * (float)i / (N - 1);
+    op_vtanh(y, x, N);
+    worst = 0.0;
+    for (int i = 0; i < N; i++) worst = fmax(worst, fabs(y[i] - tanh((double)x[i])));
+    CHECK(worst <= 3e-7, "vtanh: error %g", worst);
+    int ok = 1;
+    for (int n = 1; n <= 40; n++) {
+        for (int i = 0; i < n; i++) x[i] = (float)((i * 7) % n);
+        x[n / 2] = NAN;
+        float want = -INFINITY;
+        for (int i = 0; i < n; i++) want = x[i] > want ? x[i] : want;
+        ok &= op_vmax(x, (size_t)n) == want;
+    }
+    CHECK(ok && op_vmax(x, 0) == -INFINITY, "vmax over tails with a NaN");
+    free(x), free(y);
+}
+
 int main(void) {
     check_inplace();
+    check_vmath();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case(&cases[i]);
         check_threads(&cases[i], 0);

@@ -112,6 +112,28 @@ static void test_attention(void) {
     free(f);
 }
 
+/* T = 130 spans three 64-key tiles of the tiled attention (the last partial); batch row 1 is
+ * padded on its first 70 keys, a whole tile (causal rows before 70 see nothing). Same tolerances. */
+static void test_attention_long(void) {
+    enum { B = 2, T = 130, NH = 2, NKV = 1, HS = 8, NQ = B * T * NH * HS, NK = B * T * NKV * HS };
+    float *f = load("attn_long.bin", NQ + 2 * NK + B * T + NQ * 4 + 2 * NK);
+    if (!f) return;
+    const float *q = f, *k = q + NQ, *v = k + NK, *mf = v + NK, *R = mf + B * T, *out_c = R + NQ,
+                *out_b = out_c + NQ, *dq_ref = out_b + NQ, *dk_ref = dq_ref + NQ, *dv_ref = dk_ref + NK;
+    uint8_t mask[B * T];
+    for (int i = 0; i < B * T; i++) mask[i] = mf[i] != 0.0f;
+    static float out[NQ], lse[B * NH * T], dq[NQ], dk[NK], dv[NK];
+    op_attention_forward(out, lse, q, k, v, mask, B, T, NH, NKV, HS, 0);
+    check_arrays_close(out, out_b, NQ, 1e-6, 1e-5, "long bidirectional attention with padding vs torch");
+    op_attention_forward(out, lse, q, k, v, mask, B, T, NH, NKV, HS, 1);
+    check_arrays_close(out, out_c, NQ, 1e-6, 1e-5, "long causal attention with padding vs torch");
+    op_attention_backward(dq, dk, dv, R, out, lse, q, k, v, mask, B, T, NH, NKV, HS, 1);
+    check_arrays_close(dq, dq_ref, NQ, 1e-5, 1e-5, "long attention dq vs torch autograd");
+    check_arrays_close(dk, dk_ref, NK, 1e-5, 1e-5, "long attention dk vs torch autograd");
+    check_arrays_close(dv, dv_ref, NK, 1e-5, 1e-5, "long attention dv vs torch autograd");
+    free(f);
+}
+
 static void test_rope(void) {
     enum { B = 2, T = 4, NH = 2, HS = 8, NX = B * T * NH * HS };
     float *f = load("rope.bin", 2 * NX + B * T);
@@ -130,6 +152,7 @@ int main(void) {
     test_softmax();
     test_ce();
     test_attention();
+    test_attention_long();
     test_rope();
     return check_summary();
 }

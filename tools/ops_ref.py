@@ -2,7 +2,7 @@
 """PyTorch forward (and a few gradient) references for lorac's core ops (tests/test_ops_ref.c).
 
 Run:   /work/main/.venv/bin/python tools/ops_ref.py
-Writes tests/fixtures/ops/*.bin (~12 KB in all): raw little-endian float32 arrays, concatenated in
+Writes tests/fixtures/ops/*.bin (~130 KB in all, 116 KB of it the long attention case): raw little-endian float32 arrays, concatenated in
 the order listed beside each file below (integers such as targets, positions and mask bits are
 stored as exact float32 values). Shapes are fixed here and in the C test; change both together.
 These pin the definitions where frameworks differ: GPT-2's gelu_new (tanh) vs exact erf GELU,
@@ -105,6 +105,38 @@ def main():
 
     out = x * cos + rotate_half(x) * sin
     write("rope.bin", x, pos.float(), out)
+
+    # attn_long.bin (B=2, T=130, NH=2, NKV=1, HS=8): as attn.bin, with T spanning three of lorac's
+    # 64-key tiles (the last partial) and batch row 1 padded on its first 70 keys (a whole tile)
+    B, T, NH, NKV, HS = 2, 130, 2, 1, 8
+    q = randn(B, T, NH * HS).requires_grad_(True)
+    k = randn(B, T, NKV * HS).requires_grad_(True)
+    v = randn(B, T, NKV * HS).requires_grad_(True)
+    mask = torch.ones(B, T)
+    mask[0, T - 3:] = 0
+    mask[1, :70] = 0
+    R = randn(B, T, NH * HS)
+    out_c = attention_ref(q, k, v, mask, NH, NKV, True)
+    out_b = attention_ref(q, k, v, mask, NH, NKV, False)
+    (out_c * R).sum().backward()
+    write("attn_long.bin", q, k, v, mask, R, out_c, out_b, q.grad, k.grad, v.grad)
+
+
+def attention_ref(q, k, v, mask, NH, NKV, causal):
+    """Grouped-query attention with a padding mask (B,T) as HF (repeat_kv); rows that see no key get 0."""
+    B, T = mask.shape
+    HS = q.shape[-1] // NH
+    qh = q.view(B, T, NH, HS).transpose(1, 2)
+    kh = k.view(B, T, NKV, HS).transpose(1, 2).repeat_interleave(NH // NKV, dim=1)
+    vh = v.view(B, T, NKV, HS).transpose(1, 2).repeat_interleave(NH // NKV, dim=1)
+    s = qh @ kh.transpose(-1, -2) / math.sqrt(HS)
+    visible = mask[:, None, None, :].bool().expand(B, NH, T, T)
+    if causal:
+        visible = visible & torch.tril(torch.ones(T, T, dtype=torch.bool))
+    s = s.masked_fill(~visible, float("-inf"))
+    p = torch.softmax(s, -1)
+    p = torch.where(visible.any(-1, keepdim=True), p, torch.zeros_like(p))
+    return (p @ vh).transpose(1, 2).reshape(B, T, NH * HS)
 
 
 if __name__ == "__main__":

@@ -97,15 +97,25 @@ void op_softmax_backward(float *dinp, const float *dout, const float *out, int N
  * token, 0 padding). A query row that sees no key gets out = 0 (never NaN).
  * lse (B,NH,T) receives the log-sum-exp of each query row's visible scores (-INFINITY for a row
  * that sees nothing): it is all the backward needs besides the inputs; no (T,T) matrix is ever
- * stored. Work is one query row at a time with an online softmax, parallel over (b,h). */
+ * stored. Tiled (64 queries x 64 keys, cblas GEMMs per tile, online softmax; causal tiles above
+ * the diagonal skipped), parallel over (b, h, query tile). */
 void op_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS, int causal);
 /* dq (B,T,NH·HS), dk, dv (B,T,NKV·HS) accumulate; any may be NULL. out and lse are the forward's.
- * Scores are recomputed; parallel over (b, kv head) so dk/dv sums run in a fixed order. */
+ * Scores are recomputed tile by tile in two passes: dk, dv by (b, kv head, key tile), then dq by
+ * (b, head, query tile), so every sum runs in a fixed order (no atomics, thread-independent). */
 void op_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out,
                            const float *lse, const float *q, const float *k, const float *v,
                            const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS,
                            int causal);
+
+/* The same on a packed projection as GPT-2's c_attn (or a fused Wqkv) writes it: qkv (B,T,W),
+ * W = (NH+2·NKV)·HS, each row [q (NH·HS) | k (NKV·HS) | v (NKV·HS)]; out (B,T,NH·HS). Saves
+ * splitting q, k, v into copies. The backward accumulates into dqkv (B,T,W), which may be NULL. */
+void op_attention_qkv_forward(float *out, float *lse, const float *qkv, const uint8_t *pad_mask, int B, int T,
+                              int NH, int NKV, int HS, int causal);
+void op_attention_qkv_backward(float *dqkv, const float *dout, const float *out, const float *lse, const float *qkv,
+                               const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS, int causal);
 
 /* Inference attention against a KV cache (causal, grouped-query as above, no mask, no backward):
  * q, out (S,Tq,NH·HS) are the new queries of S slots; kc, vc (S,cap,NKV·HS) hold each slot's keys
@@ -156,6 +166,14 @@ int op_crossentropy_count(const int *targets, int N);
  * into a zeroed buffer with every dlosses[n] = dloss. */
 float op_crossentropy_fused(float *logits, float *losses, const int *targets, int N, int V,
                             float label_smoothing, float dloss);
+
+/* ---- vector math on arrays (AVX-512 when compiled for it, else libm; a few ulp apart) ---------- */
+/* out[i] = exp(inp[i]·scale - shift) for n values; returns their float sum. out may equal inp. */
+float op_vexp_sum(float *out, const float *inp, float scale, float shift, size_t n);
+/* out[i] = tanh(inp[i]) (absolute error ~1e-7); out may equal inp. */
+void op_vtanh(float *out, const float *inp, size_t n);
+/* max of n values (-INFINITY for n == 0; NaNs are skipped). */
+float op_vmax(const float *inp, size_t n);
 
 /* ---- dropout ------------------------------------------------------------------------------------ */
 /* Inverted dropout on n values: mask[i] ~ Bernoulli(1-p) drawn from rng in index order (so the

@@ -12,25 +12,40 @@
 
 static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
+/* GELU (tanh) works in blocks of GELU_BLK values: u for the block, then one vector tanh call. */
+#define GELU_BLK 512
+
+static void gelu_tanh_u_(float *th, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) th[i] = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
+    op_vtanh(th, th, n);
+}
+
 void op_gelu_tanh_forward(float *out, const float *inp, size_t n) {
     // inp, out are (n)
+    size_t nblk = (n + GELU_BLK - 1) / GELU_BLK;
 #pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x)));
+    for (size_t b = 0; b < nblk; b++) {
+        float th[GELU_BLK];
+        size_t i0 = b * GELU_BLK, m = n - i0 < GELU_BLK ? n - i0 : GELU_BLK;
+        gelu_tanh_u_(th, inp + i0, m);
+        for (size_t i = 0; i < m; i++) out[i0 + i] = 0.5f * inp[i0 + i] * (1.0f + th[i]);
     }
 }
 
 void op_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    size_t nblk = (n + GELU_BLK - 1) / GELU_BLK;
 #pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float u = GELU_K * (x + 0.044715f * x * x * x);
-        float th = tanhf(u);
-        float sech2 = 1.0f - th * th;
-        // out = 0.5·x·(1 + tanh(u)), du/dx = K·(1 + 3·0.044715·x²)
-        float d = 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += d * dout[i];
+    for (size_t b = 0; b < nblk; b++) {
+        float th[GELU_BLK];
+        size_t i0 = b * GELU_BLK, m = n - i0 < GELU_BLK ? n - i0 : GELU_BLK;
+        gelu_tanh_u_(th, inp + i0, m);
+        for (size_t i = 0; i < m; i++) {
+            float x = inp[i0 + i], t = th[i];
+            float sech2 = 1.0f - t * t;
+            // out = 0.5·x·(1 + tanh(u)), du/dx = K·(1 + 3·0.044715·x²)
+            float d = 0.5f * (1.0f + t) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+            dinp[i0 + i] += d * dout[i0 + i];
+        }
     }
 }
 

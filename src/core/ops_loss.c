@@ -4,17 +4,21 @@
 #include <math.h>
 #include <stddef.h>
 
-/* Log-sum-exp of one row and the sum of its logits, both in double. */
+/* exp runs in blocks of CE_BLK through a stack buffer (the vector exp wants an output array) */
+#define CE_BLK 2048
+
+/* Log-sum-exp of one row and the sum of its logits, both accumulated in double. */
 static void row_stats_(const float *z, int V, double *lse, double *zsum) {
-    float m = -INFINITY;
-    for (int v = 0; v < V; v++) m = z[v] > m ? z[v] : m;
-    double s = 0.0, zs = 0.0;
-    for (int v = 0; v < V; v++) {
-        s += expf(z[v] - m);
-        zs += z[v];
-    }
+    float buf[CE_BLK];
+    float m = op_vmax(z, (size_t)V);
+    double s = 0.0, zs[4] = {0.0, 0.0, 0.0, 0.0};
+    for (int v0 = 0; v0 < V; v0 += CE_BLK) s += op_vexp_sum(buf, z + v0, 1.0f, m, (size_t)(V - v0 < CE_BLK ? V - v0 : CE_BLK));
+    int v = 0;
+    for (; v + 4 <= V; v += 4) /* four partial sums break the add latency chain */
+        for (int u = 0; u < 4; u++) zs[u] += z[v + u];
+    for (; v < V; v++) zs[0] += z[v];
     *lse = m + log(s);
-    *zsum = zs;
+    *zsum = (zs[0] + zs[2]) + (zs[1] + zs[3]);
 }
 
 /* loss = (1-ls)·(lse - z_y) + ls·mean_v(lse - z_v) */
@@ -67,9 +71,13 @@ void op_crossentropy_backward(float *dlogits, const float *dlosses, const float 
         if (y < 0) continue;
         const float *z = logits + (size_t)n * V;
         float *dz = dlogits + (size_t)n * V;
-        float dl = dlosses[n], L = lse[n];
+        float dl = dlosses[n], L = lse[n], buf[CE_BLK];
         // dloss/dz_v = p_v - (1-ls)·[v == y] - ls/V
-        for (int v = 0; v < V; v++) dz[v] += (expf(z[v] - L) - off) * dl;
+        for (int v0 = 0; v0 < V; v0 += CE_BLK) {
+            int nb = V - v0 < CE_BLK ? V - v0 : CE_BLK;
+            op_vexp_sum(buf, z + v0, 1.0f, L, (size_t)nb);
+            for (int v = 0; v < nb; v++) dz[v0 + v] += (buf[v] - off) * dl;
+        }
         dz[y] -= on * dl;
     }
 }
@@ -92,7 +100,8 @@ float op_crossentropy_fused(float *logits, float *losses, const int *targets, in
         losses[n] = row_loss_(l, zs, z[y], V, label_smoothing);
         /* the same float lse the two-call path stores, so both give the same bits */
         float L = (float)l;
-        for (int v = 0; v < V; v++) z[v] = (expf(z[v] - L) - off) * dloss;
+        op_vexp_sum(z, z, 1.0f, L, (size_t)V);
+        for (int v = 0; v < V; v++) z[v] = (z[v] - off) * dloss;
         z[y] -= on * dloss;
     }
     return mean_loss_(losses, targets, N);

@@ -8,31 +8,44 @@
 #include "models/gpt2_internal.h"
 
 
+/* Rows of the LM head + cross-entropy done at once in training: only a (LM_ROWS, V) slice of the
+ * logits and of their gradient ever exists (39 MB for GPT-2's vocabulary, not (N,V));
+ * more rows stream the head's weights fewer times but cost memory. */
+#define LM_ROWS 192
+
+/* Memory plan. Kept per layer for the backward: the residual entering the layer, the packed
+ * c_attn output qkv (attention reads q, k, v in place), the attention output, the residual after
+ * attention, the MLP pre-activation and the two LayerNorms' statistics. Recomputed in the
+ * backward instead of stored: the LayerNorm outputs (from the residual and mean/rstd) and
+ * GELU(fch) — cheap elementwise work that saves 6 (N,C) arrays per layer. */
 struct gpt2_acts {
     int capB, capT;
     int n_layer;
     const gpt2_model *owner; /* the model (and LoRA layout, lora_gen) the LoRA records were made for */
     int lora_gen;
     int B, T;            /* of the last forward */
-    int have_grad;       /* the last forward left dlogits for gpt2_backward */
+    int have_grad;       /* the last forward left dlnf for gpt2_backward */
     float dloss;         /* 1/count: the gradient of the mean loss per scored token */
     float *arena;
     /* kept for the backward, per layer l (arrays of n_layer pointers into arena) */
     float **res;         /* (N,C) the residual stream entering layer l; res[L] leaves the last one */
-    float **ln1, **ln1_mean, **ln1_rstd;  /* (N,C), (N), (N) */
-    float **q, **k, **v;                  /* (N,C) each */
+    float **ln1_mean, **ln1_rstd;         /* (N), (N) */
+    float **qkv;                          /* (N,3C) c_attn's output [q | k | v] */
     float **att, **lse;                   /* (N,C), (B,NH,T) */
     float **res2;                         /* (N,C) res + attention */
-    float **ln2, **ln2_mean, **ln2_rstd;
-    float **fch, **fchg;                  /* (N,I) pre- and post-GELU */
-    float *lnf, *lnf_mean, *lnf_rstd;
-    float *logits;                        /* (N,V); dlogits after a forward for the backward */
+    float **ln2_mean, **ln2_rstd;
+    float **fch;                          /* (N,I) pre-GELU */
+    float *lnf_mean, *lnf_rstd;
+    float *dlnf;                          /* (N,C) the loss gradient at ln_f's output (training forward) */
+    float *logits;                        /* (capN,V), allocated by the first forward that is not for a backward */
+    float *lm_chunk;                      /* (LM_ROWS,V) logits, then dlogits, of a slice of rows */
     float *losses;                        /* (N) */
     int *targets;                         /* (N) */
     /* scratch */
-    float *qkv;                           /* (N,3C) */
-    float *dres, *dres2, *dln, *datt;     /* (N,C) */
-    float *dq, *dk, *dv;                  /* (N,C) */
+    float *ln;                            /* (N,C) a LayerNorm output (forward, recomputed in backward) */
+    float *fchg;                          /* (N,I) GELU output (forward, recomputed in backward) */
+    float *dres, *dln, *datt;             /* (N,C) */
+    float *dqkv;                          /* (N,3C) */
     float *dfch, *dfchg;                  /* (N,I) */
     lora_act *lacts;                      /* n_layer * N_SITES */
     lora_act wte_act;                     /* the LoRA Embedding's record, when wte has one */
@@ -44,6 +57,7 @@ const float *gpt2_acts_logits(const gpt2_acts *a) { return a->logits; }
 void gpt2_acts_free(gpt2_acts *a) {
     if (!a) return;
     free(a->arena);
+    free(a->logits);
     free(a->res);
     free(a->targets);
     free(a->ids);
@@ -64,35 +78,43 @@ static float *carve(float *base, size_t *off, size_t n) {
 
 static size_t acts_layout(gpt2_acts *a, const gpt2_config *c, float *base) {
     size_t N = (size_t)a->capB * a->capT, C = c->n_embd, I = c->n_inner, V = c->vocab_size;
-    size_t NHT = (size_t)a->capB * c->n_head * a->capT, off = 0;
+    size_t NHT = (size_t)a->capB * c->n_head * a->capT, off = 0, R = N < LM_ROWS ? N : LM_ROWS;
     int L = c->n_layer;
     for (int l = 0; l <= L; l++) {
         float *r = carve(base, &off, N * C);
         if (base) a->res[l] = r;
         if (l == L) break;
 #define PART(field, n) do { float *p_ = carve(base, &off, (n)); if (base) a->field[l] = p_; } while (0)
-        PART(ln1, N * C); PART(ln1_mean, N); PART(ln1_rstd, N);
-        PART(q, N * C); PART(k, N * C); PART(v, N * C);
-        PART(att, N * C); PART(lse, NHT); PART(res2, N * C);
-        PART(ln2, N * C); PART(ln2_mean, N); PART(ln2_rstd, N);
-        PART(fch, N * I); PART(fchg, N * I);
+        PART(ln1_mean, N); PART(ln1_rstd, N);
+        PART(qkv, N * 3 * C); PART(att, N * C); PART(lse, NHT); PART(res2, N * C);
+        PART(ln2_mean, N); PART(ln2_rstd, N);
+        PART(fch, N * I);
 #undef PART
     }
     float *p;
 #define ONE(field, n) do { p = carve(base, &off, (n)); if (base) a->field = p; } while (0)
-    ONE(lnf, N * C); ONE(lnf_mean, N); ONE(lnf_rstd, N);
-    ONE(logits, N * V); ONE(losses, N); ONE(qkv, N * 3 * C);
-    ONE(dres, N * C); ONE(dres2, N * C); ONE(dln, N * C); ONE(datt, N * C);
-    ONE(dq, N * C); ONE(dk, N * C); ONE(dv, N * C);
-    ONE(dfch, N * I); ONE(dfchg, N * I);
+    ONE(lnf_mean, N); ONE(lnf_rstd, N); ONE(dlnf, N * C);
+    ONE(losses, N); ONE(ln, N * C);
+    /* Scratch whose lives do not overlap shares memory: the training head's logits slice is live
+     * only after the last layer's forward; GELU's output (fchg) only inside a layer (forward and
+     * backward), the gradient scratch only in the backward. In the backward dfch reuses fchg (dead
+     * once mlp_proj's backward has run) and dqkv reuses dfchg (dead once GELU's backward has). */
+    size_t shared = off;
+    ONE(fchg, N * I); ONE(dres, N * C); ONE(dln, N * C); ONE(datt, N * C); ONE(dfchg, N * I);
+    if (base) a->dfch = a->fchg;
+    if (I >= 3 * C) { if (base) a->dqkv = a->dfchg; } /* GPT-2's n_inner is 4·n_embd */
+    else ONE(dqkv, N * 3 * C);
+    size_t end = off;
+    off = shared;
+    ONE(lm_chunk, R * V);
 #undef ONE
-    return off;
+    return off > end ? off : end;
 }
 
-/* One table of per-layer pointer arrays: 16 arrays of n_layer (+1 for res) pointers. */
+/* One table of per-layer pointer arrays: 9 arrays of n_layer (+1 for res) pointers. */
 static int acts_tables(gpt2_acts *a, int L) {
-    float ***tabs[] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->q, &a->k, &a->v, &a->att, &a->lse,
-                       &a->res2, &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->fch, &a->fchg};
+    float ***tabs[] = {&a->ln1_mean, &a->ln1_rstd, &a->qkv, &a->att, &a->lse,
+                       &a->res2, &a->ln2_mean, &a->ln2_rstd, &a->fch};
     size_t nt = sizeof tabs / sizeof tabs[0];
     a->res = calloc((size_t)(L + 1) + nt * (size_t)L, sizeof(float *));
     if (!a->res) return -1;
@@ -124,26 +146,42 @@ int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_er
 
 /* ---------------------------------------------------------------- forward */
 
-static void split_qkv(const float *qkv, float *q, float *k, float *v, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *row = qkv + (size_t)n * 3 * C;
-        memcpy(q + (size_t)n * C, row, C * sizeof(float));
-        memcpy(k + (size_t)n * C, row + C, C * sizeof(float));
-        memcpy(v + (size_t)n * C, row + 2 * C, C * sizeof(float));
-    }
-}
-
-static void join_qkv(float *qkv, const float *q, const float *k, const float *v, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        float *row = qkv + (size_t)n * 3 * C;
-        memcpy(row, q + (size_t)n * C, C * sizeof(float));
-        memcpy(row + C, k + (size_t)n * C, C * sizeof(float));
-        memcpy(row + 2 * C, v + (size_t)n * C, C * sizeof(float));
-    }
-}
-
 static void add(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+static void gelu(const gpt2_config *c, float *out, const float *inp, size_t n) {
+    if (c->activation == GPT2_ACT_GELU) op_gelu_erf_forward(out, inp, n);
+    else op_gelu_tanh_forward(out, inp, n);
+}
+
+/* The LayerNorm output from its input and saved statistics (the forward's own arithmetic, so
+ * the same bits): out = (x - mean)·rstd·gamma + beta. */
+static void ln_recompute(float *out, const float *x, const float *mean, const float *rstd, const float *g,
+                         const float *b, int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > 32768)
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) o[i] = (xr[i] - mean[n]) * rstd[n] * g[i] + b[i];
+    }
+}
+
+/* Training head: for each slice of LM_ROWS rows, logits = lnf·headᵀ, the fused cross-entropy
+ * turns them into dlogits in place, and dlnf = dlogits·head; returns the mean loss. */
+static float head_train(gpt2_acts *a, const float *lnf, const float *head, int N, int C, int V, float ls) {
+    for (int n0 = 0; n0 < N; n0 += LM_ROWS) {
+        int R = N - n0 < LM_ROWS ? N - n0 : LM_ROWS;
+        op_matmul_forward(a->lm_chunk, lnf + (size_t)n0 * C, head, NULL, R, C, V, OP_W_OUT_IN);
+        op_crossentropy_fused(a->lm_chunk, a->losses + n0, a->targets + n0, R, V, ls, a->dloss);
+        memset(a->dlnf + (size_t)n0 * C, 0, (size_t)R * C * sizeof(float));
+        op_matmul_backward(a->dlnf + (size_t)n0 * C, NULL, NULL, a->lm_chunk, NULL, head, 1.0f, R, C, V, OP_W_OUT_IN);
+    }
+    double sum = 0.0; /* the mean over scored rows, summed in row order as op_crossentropy_forward does */
+    int cnt = 0;
+    for (int n = 0; n < N; n++)
+        if (a->targets[n] >= 0) sum += a->losses[n], cnt++;
+    return cnt ? (float)(sum / cnt) : 0.0f;
 }
 
 int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t *targets, int B, int T,
@@ -193,31 +231,36 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
         }
     for (int l = 0; l < L; l++) {
         const gpt2_layer_weights *W = &m->w.layers[l];
-        op_layernorm_forward(a->ln1[l], a->ln1_mean[l], a->ln1_rstd[l], a->res[l], W->ln1_w, W->ln1_b, N, C, eps);
-        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_ATTN], a->capB * a->capT, l, SITE_ATTN, a->qkv, a->ln1[l], N, rng, err))) return rc;
-        split_qkv(a->qkv, a->q[l], a->k[l], a->v[l], N, C);
-        op_attention_forward(a->att[l], a->lse[l], a->q[l], a->k[l], a->v[l], NULL, B, T, NH, NH, HS, 1);
+        op_layernorm_forward(a->ln, a->ln1_mean[l], a->ln1_rstd[l], a->res[l], W->ln1_w, W->ln1_b, N, C, eps);
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_ATTN], a->capB * a->capT, l, SITE_ATTN, a->qkv[l], a->ln, N, rng, err))) return rc;
+        op_attention_qkv_forward(a->att[l], a->lse[l], a->qkv[l], NULL, B, T, NH, NH, HS, 1);
         if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_PROJ], a->capB * a->capT, l, SITE_PROJ, a->dln, a->att[l], N, rng, err))) return rc; /* dln: scratch */
         add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
-        op_layernorm_forward(a->ln2[l], a->ln2_mean[l], a->ln2_rstd[l], a->res2[l], W->ln2_w, W->ln2_b, N, C, eps);
-        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FC], a->capB * a->capT, l, SITE_FC, a->fch[l], a->ln2[l], N, rng, err))) return rc;
-        if (c->activation == GPT2_ACT_GELU) op_gelu_erf_forward(a->fchg[l], a->fch[l], (size_t)N * I);
-        else op_gelu_tanh_forward(a->fchg[l], a->fch[l], (size_t)N * I);
-        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], a->capB * a->capT, l, SITE_FCPROJ, a->dln, a->fchg[l], N, rng, err))) return rc;
+        op_layernorm_forward(a->ln, a->ln2_mean[l], a->ln2_rstd[l], a->res2[l], W->ln2_w, W->ln2_b, N, C, eps);
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FC], a->capB * a->capT, l, SITE_FC, a->fch[l], a->ln, N, rng, err))) return rc;
+        gelu(c, a->fchg, a->fch[l], (size_t)N * I);
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], a->capB * a->capT, l, SITE_FCPROJ, a->dln, a->fchg, N, rng, err))) return rc;
         add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
-    op_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->res[L], m->w.lnf_w, m->w.lnf_b, N, C, eps);
+    op_layernorm_forward(a->ln, a->lnf_mean, a->lnf_rstd, a->res[L], m->w.lnf_w, m->w.lnf_b, N, C, eps);
     /* logits = lnf · headᵀ: the head is tied to the token embedding's W0 unless the config unties it */
-    op_matmul_forward(a->logits, a->lnf, m->w.lm_head ? m->w.lm_head : m->w.wte, NULL, N, C, V, OP_W_OUT_IN);
-    if (!targets) return LORAC_OK;
-    for (int n = 0; n < N; n++) a->targets[n] = targets[n];
-    int cnt = op_crossentropy_count(a->targets, N);
-    float mean;
+    const float *head = m->w.lm_head ? m->w.lm_head : m->w.wte;
+    int cnt = 0;
+    float mean = 0.0f;
+    if (targets) {
+        for (int n = 0; n < N; n++) a->targets[n] = targets[n];
+        cnt = op_crossentropy_count(a->targets, N);
+    }
     if (for_backward) {
         a->dloss = cnt ? 1.0f / (float)cnt : 0.0f;
-        mean = op_crossentropy_fused(a->logits, a->losses, a->targets, N, V, label_smoothing, a->dloss);
+        mean = head_train(a, a->ln, head, N, C, V, label_smoothing);
         a->have_grad = 1;
     } else {
+        /* callers that evaluate want the logits (gpt2_acts_logits): the full (N,V) buffer, made once */
+        if (!a->logits && !(a->logits = malloc((size_t)a->capB * a->capT * V * sizeof(float))))
+            return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for the logits of a %d x %d batch", a->capB, a->capT);
+        op_matmul_forward(a->logits, a->ln, head, NULL, N, C, V, OP_W_OUT_IN);
+        if (!targets) return LORAC_OK;
         float *lse = a->dres; /* (N) scratch */
         mean = op_crossentropy_forward(a->losses, lse, a->logits, a->targets, N, V, label_smoothing);
     }
@@ -231,42 +274,40 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
 int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
     if (!a->have_grad) return lorac_fail(err, LORAC_EINVAL, "gpt2: backward without a forward for_backward");
     const gpt2_config *c = &m->cfg;
-    int C = c->n_embd, I = c->n_inner, V = c->vocab_size, NH = c->n_head, HS = C / NH, L = c->n_layer;
+    int C = c->n_embd, I = c->n_inner, NH = c->n_head, HS = C / NH, L = c->n_layer;
     int B = a->B, T = a->T, N = B * T, rc;
     size_t NC = (size_t)N * C, NI = (size_t)N * I;
-    /* dlnf = dlogits · wte (no gradient for the frozen, tied wte) */
-    memset(a->dln, 0, NC * sizeof(float));
-    op_matmul_backward(a->dln, NULL, NULL, a->logits, a->lnf, m->w.lm_head ? m->w.lm_head : m->w.wte, 1.0f, N, C, V,
-                       OP_W_OUT_IN);
+    /* the forward left dlnf (the LM head's backward ran slice by slice with the loss) */
     memset(a->dres, 0, NC * sizeof(float));
-    op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res[L], m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
+    op_layernorm_backward(a->dres, NULL, NULL, a->dlnf, a->res[L], m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
         const gpt2_layer_weights *W = &m->w.layers[l];
         /* res[l+1] = res2 + mlp_proj(gelu(mlp_fc(ln2(res2)))) */
+        gelu(c, a->fchg, a->fch[l], NI); /* recomputed: a LoRA on mlp_proj reads its input */
         memset(a->dfchg, 0, NI * sizeof(float));
-        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], l, SITE_FCPROJ, a->dfchg, a->dres, a->fchg[l], N, err))) return rc;
-        memset(a->dfch, 0, NI * sizeof(float));
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], l, SITE_FCPROJ, a->dfchg, a->dres, a->fchg, N, err))) return rc;
+        memset(a->dfch, 0, NI * sizeof(float)); /* dfch is fchg's memory: mlp_proj's backward is done with it */
         if (c->activation == GPT2_ACT_GELU) op_gelu_erf_backward(a->dfch, a->dfchg, a->fch[l], NI);
         else op_gelu_tanh_backward(a->dfch, a->dfchg, a->fch[l], NI);
+        ln_recompute(a->ln, a->res2[l], a->ln2_mean[l], a->ln2_rstd[l], W->ln2_w, W->ln2_b, N, C);
         memset(a->dln, 0, NC * sizeof(float));
-        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FC], l, SITE_FC, a->dln, a->dfch, a->ln2[l], N, err))) return rc;
-        memcpy(a->dres2, a->dres, NC * sizeof(float));
-        op_layernorm_backward(a->dres2, NULL, NULL, a->dln, a->res2[l], W->ln2_w, a->ln2_mean[l], a->ln2_rstd[l], N, C);
-        /* res2 = res + attn_proj(attention(split(c_attn(ln1(res))))) */
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FC], l, SITE_FC, a->dln, a->dfch, a->ln, N, err))) return rc;
+        /* dres becomes the gradient at res2 (the residual passes it through; ln2 adds its part) */
+        op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res2[l], W->ln2_w, a->ln2_mean[l], a->ln2_rstd[l], N, C);
+        /* res2 = res + attn_proj(attention(c_attn(ln1(res)))) */
         memset(a->datt, 0, NC * sizeof(float));
-        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_PROJ], l, SITE_PROJ, a->datt, a->dres2, a->att[l], N, err))) return rc;
-        memset(a->dq, 0, NC * sizeof(float));
-        memset(a->dk, 0, NC * sizeof(float));
-        memset(a->dv, 0, NC * sizeof(float));
-        op_attention_backward(a->dq, a->dk, a->dv, a->datt, a->att[l], a->lse[l], a->q[l], a->k[l], a->v[l], NULL,
-                              B, T, NH, NH, HS, 1);
-        join_qkv(a->qkv, a->dq, a->dk, a->dv, N, C); /* qkv now holds dqkv */
-        memset(a->dln, 0, NC * sizeof(float));
-        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_ATTN], l, SITE_ATTN, a->dln, a->qkv, a->ln1[l], N, err))) return rc;
-        memcpy(a->dres, a->dres2, NC * sizeof(float));
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_PROJ], l, SITE_PROJ, a->datt, a->dres, a->att[l], N, err))) return rc;
+        memset(a->dqkv, 0, 3 * NC * sizeof(float));
+        op_attention_qkv_backward(a->dqkv, a->datt, a->att[l], a->lse[l], a->qkv[l], NULL, B, T, NH, NH, HS, 1);
+        ln_recompute(a->ln, a->res[l], a->ln1_mean[l], a->ln1_rstd[l], W->ln1_w, W->ln1_b, N, C);
+        /* below layer 0 only a LoRA on wte wants the gradient: skip the c_attn input GEMM there */
+        int need_dx = l > 0 || m->wte_lora;
+        if (need_dx) memset(a->dln, 0, NC * sizeof(float));
+        if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_ATTN], l, SITE_ATTN, need_dx ? a->dln : NULL, a->dqkv, a->ln, N, err))) return rc;
+        if (!need_dx) break;
+        /* dres becomes the gradient at res[l] */
         op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res[l], W->ln1_w, a->ln1_mean[l], a->ln1_rstd[l], N, C);
     }
-    (void)V;
     /* dres now holds the gradient of the embedding output: only a LoRA on wte wants it */
     if (m->wte_lora && (rc = lora_embedding_backward(m->wte_lora, &a->wte_act, a->dres, a->ids, err))) return rc;
     a->have_grad = 0;
