@@ -1,6 +1,8 @@
 /* lorac bench adapters: several adapters over one GPT-2 base (random weights of the given shape).
  *   switch time  median time of gpt2_adapter_set_activate(k, merge) cycling over the adapters,
- *                merged (W0 + s·BA into reused buffers) and unmerged (pointer swap);
+ *                merged (W0 + s·BA into reused buffers), merged with every adapter's merged weights
+ *                kept resident (gpt2_adapter_set_keep_merged: a pointer swap, memory x K) and
+ *                unmerged (pointer swap);
  *   mixed batch  S sequences, sequence i with adapter i mod K, in one KV-cache session
  *                (gathered low-rank products), prefill P + D decode steps: tokens/s;
  *   baseline     the same sequences grouped by adapter, each group a batch on the merged model
@@ -146,8 +148,9 @@ int cmd_bench_adapters(int argc, char **argv) {
     int K = (int)o.adapters, S = (int)o.slots, reps = (int)o.reps;
     peft_adapter **ads = calloc((size_t)K, sizeof *ads);
     double *t_m = calloc((size_t)reps, sizeof(double)), *t_u = calloc((size_t)reps, sizeof(double));
+    double *t_r = calloc((size_t)reps, sizeof(double));
     int *ids = calloc((size_t)S, sizeof(int));
-    if (!ads || !t_m || !t_u || !ids) return cli_error("bench adapters: out of memory");
+    if (!ads || !t_m || !t_u || !t_r || !ids) return cli_error("bench adapters: out of memory");
     int rc = gpt2_model_random(&o.cfg, (uint64_t)o.seed, &m, &err);
     if (!rc) rc = make_adapters(&m, &o, ads, &err);
     if (!rc) rc = gpt2_adapter_set_new(&m, &set, &err);
@@ -169,6 +172,16 @@ int cmd_bench_adapters(int argc, char **argv) {
         rc = gpt2_adapter_set_activate(set, i % K, 0, &err);
         t_u[i] = now_s() - t0;
     }
+    /* resident: each adapter's merge computed once (a warm round), then switches only point at it */
+    if (!rc) rc = gpt2_adapter_set_keep_merged(set, 1, &err);
+    for (int k = 0; k < K && !rc; k++) rc = gpt2_adapter_set_activate(set, k, 1, &err);
+    for (int i = 0; i < reps && !rc; i++) {
+        double t0 = now_s();
+        rc = gpt2_adapter_set_activate(set, i % K, 1, &err);
+        t_r[i] = now_s() - t0;
+    }
+    if (!rc) rc = gpt2_adapter_set_keep_merged(set, 0, &err); /* the batches below as before */
+    double resident_mb = 0;
     /* the memory floor: memcpy of as many bytes as a merged switch writes (same process, same moment) */
     double floor_ms = 0;
     if (!rc) {
@@ -191,6 +204,10 @@ int cmd_bench_adapters(int argc, char **argv) {
             }
             floor_ms = 1e3 * best;
         }
+        /* each adapter keeps whole weights (all of c_attn even for q,v) */
+        size_t whole = C * C * (lo.c_attn_full || lo.qkv[0] || lo.qkv[1] || lo.qkv[2] ? 3 : 0) + (lo.attn_proj ? C * C : 0) +
+                       (lo.mlp_fc ? C * I : 0) + (lo.mlp_proj ? I * C : 0);
+        resident_mb = (double)K * (double)whole * (double)o.cfg.n_layer * sizeof(float) / 1048576.0;
         free(x);
         free(y);
     }
@@ -216,24 +233,30 @@ int cmd_bench_adapters(int argc, char **argv) {
     if (rc) {
         free(t_m);
         free(t_u);
+        free(t_r);
         return cli_fail(&err);
     }
     qsort(t_m, (size_t)reps, sizeof(double), cmp_d);
     qsort(t_u, (size_t)reps, sizeof(double), cmp_d);
-    double sw_m = 1e3 * t_m[reps / 2], sw_u = 1e3 * t_u[reps / 2], ntok = (double)S * (double)(o.prompt + o.gen);
+    qsort(t_r, (size_t)reps, sizeof(double), cmp_d);
+    double sw_m = 1e3 * t_m[reps / 2], sw_u = 1e3 * t_u[reps / 2], sw_r = 1e3 * t_r[reps / 2];
+    double ntok = (double)S * (double)(o.prompt + o.gen);
     free(t_m);
     free(t_u);
+    free(t_r);
     if (o.json) {
         printf("{\"layers\": %d, \"embd\": %d, \"rank\": %ld, \"targets\": \"%s\", \"adapters\": %d, \"slots\": %d, "
                "\"prompt\": %ld, \"gen\": %ld, \"threads\": %d, \"switch_merged_ms\": %.3f, \"first_merge_ms\": %.3f, "
-               "\"switch_unmerged_ms\": %.4f, \"memcpy_floor_ms\": %.3f, \"mixed_tok_s\": %.1f, \"merged_grouped_tok_s\": %.1f, \"base_tok_s\": %.1f}\n",
+               "\"switch_merged_resident_ms\": %.4f, \"resident_mb\": %.1f, \"switch_unmerged_ms\": %.4f, \"memcpy_floor_ms\": %.3f, \"mixed_tok_s\": %.1f, \"merged_grouped_tok_s\": %.1f, \"base_tok_s\": %.1f}\n",
                o.cfg.n_layer, o.cfg.n_embd, o.rank, o.targets, K, S, o.prompt, o.gen, lorac_get_threads(), sw_m,
-               1e3 * first, sw_u, floor_ms, ntok / mixed, ntok / grouped, ntok / base);
+               1e3 * first, sw_r, resident_mb, sw_u, floor_ms, ntok / mixed, ntok / grouped, ntok / base);
     } else {
         printf("GPT-2 shape %d layers x %d, %d adapters (r %ld on %s), threads %d\n", o.cfg.n_layer, o.cfg.n_embd, K, o.rank,
                o.targets, lorac_get_threads());
         printf("adapter switch, merged: %.3f ms median of %d (first merge, allocating: %.3f ms); unmerged: %.4f ms\n", sw_m,
                reps, 1e3 * first, sw_u);
+        printf("adapter switch, merged, kept resident: %.4f ms median (%.1f MB of merged weights for %d adapters)\n", sw_r,
+               resident_mb, K);
         printf("  (memory floor: memcpy of the bytes a merged switch writes: %.3f ms)\n", floor_ms);
         printf("%d sequences x (%ld prompt + %ld generated) tokens:\n", S, o.prompt, o.gen);
         printf("  mixed batch (each its own adapter, one session): %.1f tok/s\n", ntok / mixed);

@@ -8,7 +8,9 @@
  *  - a mixed batch (slots with adapter 0, none, adapter 1; prefill, then decode steps, then a
  *    beam-style reorder) gives, slot by slot, the logits of running that sequence alone with its
  *    adapter: |diff| <= 1e-5 + 1e-4·|ref| (the base GEMM runs over a different number of rows);
- *  - bad ids, a mixed step while an adapter is active: one-line errors. */
+ *  - kept merged weights (gpt2_adapter_set_keep_merged): every merged switch gives the same bits as
+ *    the shared buffer, a trained adapter's copy is recomputed, none gives the base bits;
+ *  - bad ids, a mixed step while an adapter is active, an adapter with a trained bias: one-line errors. */
 #include <unistd.h>
 
 #include "check.h"
@@ -100,6 +102,65 @@ static void test_switching(gpt2_model *m, gpt2_adapter_set *set, peft_adapter *c
 }
 
 /* Runs sequence q alone (its adapter activated unmerged) for prompt + steps, logits per call. */
+/* gpt2_adapter_set_keep_merged: each adapter's own merged weights, kept: every merged switch (first,
+ * pointer-swap, after an unmerged activation, after turning it off) gives the bits of the shared
+ * reused buffer; none gives the base bits and W0 was never written. A set refuses an adapter
+ * with a trained bias (it swaps LoRA layers only). */
+static void test_resident(gpt2_model *m, gpt2_adapter_set *set, const peft_adapter *a0) {
+    lorac_err err = {0};
+    size_t n = (size_t)B * T * m->cfg.vocab_size, nw = (size_t)m->cfg.n_embd * 3 * m->cfg.n_embd;
+    float *w0 = malloc(nw * sizeof(float)), *base = logits(m), *x[2], *y;
+    memcpy(w0, m->w.layers[0].attn_w, nw * sizeof(float));
+    for (int id = 0; id < 2; id++) {
+        CHECK(gpt2_adapter_set_activate(set, id, 1, &err) == 0, "activate %d: %s", id, err.msg);
+        x[id] = logits(m);
+    }
+    CHECK(gpt2_adapter_set_keep_merged(set, 1, &err) == 0, "keep merged: %s", err.msg);
+    static const int seq[][2] = {{0, 1}, {1, 1}, {0, 1}, {1, 1}, {1, 0}, {0, 1}, {1, 1}};
+    for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+        CHECK(gpt2_adapter_set_activate(set, seq[i][0], seq[i][1], &err) == 0, "activate: %s", err.msg);
+        y = logits(m);
+        if (seq[i][1]) CHECK(!memcmp(y, x[seq[i][0]], n * sizeof(float)), "resident switch %zu: the same bits", i);
+        free(y);
+    }
+    /* training the active adapter unmerges it: its kept copy is recomputed on the next merge */
+    CHECK(gpt2_model_train_mode(m, 1, &err) == 0, "train mode");
+    float keep = m->blocks[0].mlp_fc->lora_B[0];
+    m->blocks[0].mlp_fc->lora_B[0] += 0.5f;
+    CHECK(gpt2_adapter_set_activate(set, 0, 1, &err) == 0 && gpt2_adapter_set_activate(set, 1, 1, &err) == 0, "switch");
+    y = logits(m);
+    CHECK(memcmp(y, x[1], n * sizeof(float)) != 0, "the trained adapter's kept copy was not reused");
+    free(y);
+    m->blocks[0].mlp_fc->lora_B[0] = keep;
+    CHECK(gpt2_model_train_mode(m, 1, &err) == 0 && gpt2_adapter_set_activate(set, 1, 1, &err) == 0, "switch");
+    y = logits(m);
+    CHECK(!memcmp(y, x[1], n * sizeof(float)), "restored: the same bits again");
+    free(y);
+    CHECK(gpt2_adapter_set_keep_merged(set, 0, &err) == 0, "keep merged off: %s", err.msg);
+    y = logits(m);
+    CHECK(!memcmp(y, x[1], n * sizeof(float)), "turning it off keeps the active adapter, same bits");
+    free(y);
+    CHECK(gpt2_adapter_set_activate(set, -1, 0, &err) == 0, "none");
+    y = logits(m);
+    CHECK(!memcmp(y, base, n * sizeof(float)) && !memcmp(w0, m->w.layers[0].attn_w, nw * sizeof(float)),
+          "none: base bits, W0 never written");
+    free(y);
+    peft_adapter *bad = NULL;
+    CHECK(peft_adapter_new(&a0->cfg, &bad, &err) == 0, "new");
+    for (size_t i = 0; bad && i < a0->n; i++)
+        peft_adapter_add(bad, a0->t[i].name, a0->t[i].shape[0], a0->t[i].ndim == 2 ? a0->t[i].shape[1] : 0, a0->t[i].data, &err);
+    if (bad) bad->cfg.bias = PEFT_BIAS_ALL;
+    float zero[64] = {0};
+    CHECK(bad && peft_adapter_add(bad, "base_model.model.transformer.h.0.ln_1.bias", m->cfg.n_embd, 0, zero, &err) == 0,
+          "add bias");
+    int id = -1, nb = gpt2_adapter_set_count(set);
+    CHECK(bad && gpt2_adapter_set_add(set, bad, &id, &err) == LORAC_EUNSUPPORTED && !strchr(err.msg, '\n') &&
+              gpt2_adapter_set_count(set) == nb && !m->has_lora,
+          "a set refuses a trained bias: %s", err.msg);
+    peft_adapter_free(bad);
+    free(w0); free(base); free(x[0]); free(x[1]);
+}
+
 static void single_run(gpt2_model *m, gpt2_adapter_set *set, int id, const int32_t *prompt, const int32_t *next,
                        float *out /* (1 + STEPS, V) */) {
     lorac_err err = {0};
@@ -186,6 +247,7 @@ int main(void) {
           gpt2_adapter_set_add(set, ads[1], &id1, &err) == 0 && id0 == 0 && id1 == 1, "add: %s", err.msg);
     CHECK(!m.has_lora, "adding leaves the model without an active adapter");
     test_switching(&m, set, ads);
+    test_resident(&m, set, ads[0]);
     test_mixed(&m, set);
     gpt2_adapter_set_free(set);
     CHECK(!m.has_lora, "freeing the set detaches every adapter");

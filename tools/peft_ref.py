@@ -19,11 +19,19 @@ Writes tests/fixtures/peft/:
                 rslora_bf16    regex target ".*\\.mlp\\.c_proj", use_rslora, r 4, alpha 6; BF16 file
                 layers_wte     c_fc on layers_to_transform [1] + the token embedding wte (lora_embedding_A/B)
                 lora_only_bias bias "lora_only" (biases changed before saving; PEFT 0.10 saves none)
-                bias_all       bias "all" (every bias saved; lorac refuses it with a clear error)
-  ref.safetensors  input_ids (B,T) I64 and logits.<name> (B,T,V) F32 for each adapter above, and
+                bias_all       bias "all" (every bias saved, trained: +0.5)
+                lora_only_saved bias "lora_only" with the trained c_attn biases added to the file as
+                               "...c_attn.base_layer.bias" (the name PEFT 0.10 loads them under)
+                mts_lm_head    modules_to_save ["lm_head"] (a trained copy of the tied head)
+                mts_wte        modules_to_save ["wte"] + c_fc LoRA (a trained copy of the tied embedding;
+                               PEFT's head keeps the base wte)
+              and on the Llama-family bases of tests/fixtures/llama (tools/llama_ref.py): qwen2_bias_all,
+              biased_lora_only_saved, qwen2_mts_lm_head, qwen2_mts_embed (see LLAMA_ADAPTERS)
+  ref.safetensors  input_ids (B,T) I64 (GPT-2), llama_input_ids (B,T) I64 (the Llama ones) and
+              logits.<name> (B,T,V) F32 for each adapter above, and
               logits.lorac_written, logits.lorac_cat, logits.lorac_svd: PEFT's logits with lorac's adapters.
-  names.txt   the tensor names PEFT 0.10 saves for bias="all" and for modules_to_save=["lm_head"]
-              (lorac rejects both: documented in docs/adapters.md).
+  names.txt   the non-LoRA tensor names PEFT 0.10 saves for bias="all", "lora_only" and
+              modules_to_save=["lm_head"] / ["wte"].
 """
 import json
 import os
@@ -32,7 +40,7 @@ import shutil
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
-from transformers import GPT2LMHeadModel
+from transformers import AutoModelForCausalLM
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BASE = os.path.join(ROOT, "tests", "fixtures", "gpt2", "tiny", "base")
@@ -47,15 +55,34 @@ ADAPTERS = {
     # bias="lora_only": the c_attn biases are changed before saving, but PEFT 0.10 saves none of them
     # (so the saved adapter is plain LoRA, and PEFT's reloaded logits use the base biases)
     "lora_only_bias": dict(r=2, lora_alpha=4, target_modules=["c_attn"], bias="lora_only"),
-    # bias="all": every bias of the model is saved; lorac refuses it (test_peft_ref checks the error)
+    # bias="all": every bias of the model is saved (the LoRA-wrapped c_attn's as "c_attn.base_layer.bias")
     "bias_all": dict(r=2, lora_alpha=4, target_modules=["c_attn"], bias="all"),
+    # bias="lora_only" with its trained c_attn biases in the file, under the name PEFT 0.10 loads
+    # ("c_attn.base_layer.bias"; its own save_pretrained drops them, see lora_only_bias)
+    "lora_only_saved": dict(r=2, lora_alpha=4, target_modules=["c_attn"], bias="lora_only"),
+    # modules_to_save copies of the tied head and of the tied embedding (each unties the pair in PEFT)
+    "mts_lm_head": dict(r=2, lora_alpha=4, target_modules=["c_attn"], modules_to_save=["lm_head"]),
+    "mts_wte": dict(r=2, lora_alpha=4, target_modules=["c_fc"], modules_to_save=["wte"]),
 }
 
 
-def base_model():
-    m = GPT2LMHeadModel.from_pretrained(BASE)
+def base_model(path=BASE):
+    m = AutoModelForCausalLM.from_pretrained(path)
     m.eval()
     return m
+
+
+LLAMA = os.path.join(ROOT, "tests", "fixtures", "llama")
+# Llama-family adapters with trained biases / modules_to_save: (base under tests/fixtures/llama, LoraConfig)
+LLAMA_ADAPTERS = {
+    # Qwen2 (q/k/v biases, tied embeddings): every bias trained
+    "qwen2_bias_all": ("qwen2", dict(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], bias="all")),
+    # Llama with attention_bias: lora_only with the trained biases in the file (as base_layer.bias)
+    "biased_lora_only_saved": ("biased", dict(r=2, lora_alpha=4, target_modules=["q_proj", "o_proj"], bias="lora_only")),
+    # copies of the tied head / embedding
+    "qwen2_mts_lm_head": ("qwen2", dict(r=2, lora_alpha=4, target_modules=["q_proj"], modules_to_save=["lm_head"])),
+    "qwen2_mts_embed": ("qwen2", dict(r=2, lora_alpha=4, target_modules=["k_proj"], modules_to_save=["embed_tokens"])),
+}
 
 
 def cast_file(path, dtype):
@@ -64,28 +91,36 @@ def cast_file(path, dtype):
     save_file({k: v.to(dtype).contiguous() for k, v in t.items()}, path, metadata={"format": "pt"})
 
 
-def make(name, kw, ids, seed):
+def make(name, kw, ids, seed, base=BASE, fan_in_fan_out=True):
     torch.manual_seed(seed)
-    opts = dict(fan_in_fan_out=True, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+    opts = dict(fan_in_fan_out=fan_in_fan_out, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
     opts.update(kw)
-    pm = get_peft_model(base_model(), LoraConfig(**opts))
+    pm = get_peft_model(base_model(base), LoraConfig(**opts))
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_" in n:
                 p.copy_(0.3 * torch.randn_like(p))
             elif opts["bias"] != "none" and n.endswith("bias") and p.requires_grad:
                 p.add_(0.5)  # a "trained" bias
+            elif "modules_to_save" in n:
+                p.add_(0.1 * torch.randn_like(p))  # a "trained" copy
     d = os.path.join(OUT, name)
     pm.peft_config["default"].base_model_name_or_path = "tests/fixtures/gpt2/tiny/base"  # not this machine's path
     pm.save_pretrained(d, safe_serialization=True)
     os.remove(os.path.join(d, "README.md"))  # PEFT's model-card template
     st = os.path.join(d, "adapter_model.safetensors")
+    if name.endswith("lora_only_saved"):
+        t = load_file(st)
+        for n, p in pm.named_parameters():
+            if n.endswith("base_layer.bias") and p.requires_grad:
+                t[n.replace(".default", "")] = p.detach().clone().contiguous()
+        save_file(t, st, metadata={"format": "pt"})
     if name.endswith("_f16"):
         cast_file(st, torch.float16)
     if name.endswith("_bf16"):
         cast_file(st, torch.bfloat16)
     # the logits of the adapter as saved (after the cast), loaded back the way users load it
-    pm2 = PeftModel.from_pretrained(base_model(), d)
+    pm2 = PeftModel.from_pretrained(base_model(base), d)
     pm2.eval()
     with torch.no_grad():
         return pm2(ids).logits.float().contiguous()
@@ -112,6 +147,12 @@ def main():
     ref = {"input_ids": ids}
     for i, (name, kw) in enumerate(ADAPTERS.items()):
         ref["logits." + name] = make(name, kw, ids, 100 + i)
+    g = torch.Generator().manual_seed(78)
+    ref["llama_input_ids"] = torch.randint(0, 63, (2, 8), generator=g)  # both Llama bases have 64 tokens
+    for i, (name, (base, kw)) in enumerate(LLAMA_ADAPTERS.items()):
+        if os.path.isdir(os.path.join(OUT, name)):
+            shutil.rmtree(os.path.join(OUT, name))
+        ref["logits." + name] = make(name, kw, ref["llama_input_ids"], 200 + i, os.path.join(LLAMA, base, "base"), False)
     for name in ("lorac_written", "lorac_cat", "lorac_svd"):
         lw = os.path.join(OUT, name)
         if os.path.isdir(lw):
@@ -129,6 +170,8 @@ def main():
         f.writelines(n + "\n" for n in saved_names(dict(target_modules=["c_attn"], bias="lora_only")))
         f.write("# modules_to_save=[\"lm_head\"] (c_attn target)\n")
         f.writelines(n + "\n" for n in saved_names(dict(target_modules=["c_attn"], modules_to_save=["lm_head"])))
+        f.write("# modules_to_save=[\"wte\"] (c_attn target)\n")
+        f.writelines(n + "\n" for n in saved_names(dict(target_modules=["c_attn"], modules_to_save=["wte"])))
     print("wrote", OUT)
 
 

@@ -120,6 +120,8 @@ typedef struct gpt2_model {
     lora_embedding *wte_lora;  /* LoRA on the token embedding lookup, or NULL */
     int lora_gen;              /* bumped whenever LoRA layers are attached or dropped */
     lora_registry reg;         /* every tensor by its HF name ("transformer.h.0.attn.c_attn.weight") */
+    struct peft_adapter *peft_extra; /* a PEFT adapter's trained biases / modules_to_save copies that w
+                                        points at instead of the base tensors (owned), or NULL */
 } gpt2_model;
 
 /* Loads config.json and the weights of DIR. */
@@ -183,6 +185,11 @@ int gpt2_adapter_set_add(gpt2_adapter_set *s, const struct peft_adapter *a, int 
 int gpt2_adapter_set_count(const gpt2_adapter_set *s);
 /* Makes adapter id (-1: none) the model's LoRA, merged or not. */
 int gpt2_adapter_set_activate(gpt2_adapter_set *s, int id, int merge, lorac_err *err);
+/* on = 1: every adapter keeps its own merged weights once it has been activated merged (memory:
+ * one copy of each adapted weight per adapter), so a later merged switch to it is a pointer swap;
+ * activating an adapter unmerged drops the validity of its copy (it may be trained), the next
+ * merged activation recomputes it. on = 0 frees them (the active adapter stays active). */
+int gpt2_adapter_set_keep_merged(gpt2_adapter_set *s, int on, lorac_err *err);
 /* Adapter id's layers (wte LoRA to *wte when non-NULL), or NULL for a bad id. */
 const gpt2_block_lora *gpt2_adapter_set_layers(const gpt2_adapter_set *s, int id, const lora_embedding **wte);
 /* Detaches every adapter (the model is left without LoRA) and frees them. */
@@ -197,14 +204,15 @@ void gpt2_model_free(gpt2_model *m);
 typedef struct gpt2_acts gpt2_acts;
 int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_err *err);
 void gpt2_acts_free(gpt2_acts *a);
-/* (B,T,V) logits of the last forward (valid when it ran with for_backward == 0). */
+/* (B,T,V) logits of the last forward with for_backward == 0 (allocated on the first such forward;
+ * NULL before it). */
 const float *gpt2_acts_logits(const gpt2_acts *a);
 
 /* Forward over ids (B,T) (row b uses positions 0..T-1; right padding needs no mask in a causal
  * model, as its targets are ignored). With targets (B,T) (TRAIN_IGNORE/-100 = not scored) the mean
  * cross-entropy with label smoothing goes to *loss and the scored-token count to *count. With
- * for_backward, the logits buffer is overwritten by their gradient (saving a (B,T,V) buffer), so
- * gpt2_backward can follow. rng drives LoRA dropout in training mode (may be NULL otherwise). */
+ * for_backward, the LM head and the loss run in slices of rows and no (B,T,V) logits are kept (the
+ * slices' gradients flow straight into the final LayerNorm's), so gpt2_backward can follow. rng drives LoRA dropout in training mode (may be NULL otherwise). */
 int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t *targets, int B, int T,
                  float label_smoothing, int for_backward, lorac_rng *rng, float *loss, int *count,
                  lorac_err *err);

@@ -129,6 +129,8 @@ typedef struct llama_model {
     lora_linear **lora;        /* n_layer * LLAMA_N_SITES; NULL where a site has none */
     int lora_gen;              /* bumped whenever LoRA layers are attached or dropped */
     lora_registry reg;         /* every tensor by HF name ("model.layers.0.self_attn.q_proj.weight") */
+    struct peft_adapter *peft_extra; /* a PEFT adapter's trained biases / modules_to_save copies that w
+                                        points at instead of the base tensors (owned), or NULL */
 } llama_model;
 
 /* A Hugging Face directory, or a .gguf file (recognised by its magic). */

@@ -107,8 +107,8 @@ int peft_adapter_modules(const peft_adapter *a, peft_module **mods, size_t *n_ou
         const peft_tensor *t = &a->t[i];
         if (!lora_name_parse(t->name, module, sizeof module, &kind)) {
             free(m);
-            return lorac_fail(err, LORAC_EFORMAT, "%s: tensor '%s' is not a LoRA tensor (trainable biases and modules_to_save "
-                              "are not supported)", src, t->name);
+            return lorac_fail(err, LORAC_EFORMAT, "%s: tensor '%s' is not a LoRA tensor (trained biases and modules_to_save "
+                              "copies cannot be combined or weighted)", src, t->name);
         }
         size_t j = 0;
         while (j < n && strcmp(m[j].module, module)) j++;

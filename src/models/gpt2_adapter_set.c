@@ -17,6 +17,9 @@ struct gpt2_adapter_set {
     int active, merged;       /* active id (-1: none) and whether it is merged */
     float **buf;              /* (n_layer·N_SITES) merged weights, allocated once, reused by every switch */
     int *dirty;               /* c_attn buffers: mask of q/k/v slices holding a delta (7: unknown) */
+    int resident;             /* keep every adapter's merged weights (gpt2_adapter_set_keep_merged) */
+    float ***rbuf;            /* (cap) per adapter: n_layer·N_SITES merged weights or NULL (resident) */
+    int *rvalid;              /* (cap) rbuf[id] holds adapter id's current merge */
 };
 
 int gpt2_adapter_set_new(gpt2_model *m, gpt2_adapter_set **out, lorac_err *err) {
@@ -114,12 +117,81 @@ static int set_merge(gpt2_adapter_set *s, lorac_err *err) {
     return rc;
 }
 
+/* 1 if every LoRA layer of the model is merged (nothing unmerged it since activation). */
+static int still_merged(const gpt2_model *m) {
+    for (int l = 0; m->blocks && l < m->cfg.n_layer; l++) {
+        const gpt2_block_lora *b = &m->blocks[l];
+        const lora_linear *ls[GPT2_N_SITES] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
+        if (b->qkv && !b->qkv->merged) return 0;
+        for (int i = 0; i < GPT2_N_SITES; i++)
+            if (ls[i] && !ls[i]->merged) return 0;
+    }
+    return 1;
+}
+
+/* Resident mode: adapter id's own merged weights, computed on its first merged activation and
+ * then only pointed at (a switch is a pointer swap; W0 is still never written). */
+static int resident_merge(gpt2_adapter_set *s, int id, lorac_err *err) {
+    gpt2_model *m = s->m;
+    const gpt2_config *c = &m->cfg;
+    size_t C = c->n_embd, I = c->n_inner, nk = (size_t)c->n_layer * GPT2_N_SITES;
+    size_t numel[GPT2_N_SITES] = {C * 3 * C, C * C, C * I, I * C};
+    if (!s->rbuf[id] && !(s->rbuf[id] = calloc(nk, sizeof **s->rbuf)))
+        return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for resident merged weights");
+    float **rb = s->rbuf[id];
+    int fresh = s->rvalid[id], fail = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : fail)
+    for (size_t k = 0; k < nk; k++) {
+        gpt2_block_lora *b = &m->blocks[k / GPT2_N_SITES];
+        int site = (int)(k % GPT2_N_SITES);
+        lora_linear *ls[GPT2_N_SITES] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
+        lora_merged *M = site == GPT2_SITE_C_ATTN ? b->qkv : NULL;
+        lora_linear *L = ls[site];
+        if (!L && !M) continue;
+        if (fresh && rb[k]) { /* what lora_*_merge_to leaves, without recomputing it */
+            if (M) M->merged_w = rb[k], M->merged = M->merged_borrowed = 1, M->training = 0;
+            else L->merged_w = rb[k], L->merged = L->merged_borrowed = 1, L->training = 0;
+            continue;
+        }
+        if (!rb[k] && !(rb[k] = malloc(numel[site] * sizeof(float)))) {
+            fail = 1;
+            continue;
+        }
+        fail |= M ? lora_merged_merge_to(M, rb[k], 0, NULL) != 0 : lora_linear_merge_to(L, rb[k], NULL) != 0;
+    }
+    if (fail) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for resident merged weights");
+    s->rvalid[id] = 1;
+    return LORAC_OK;
+}
+
+static void resident_free(gpt2_adapter_set *s) {
+    for (int i = 0; s->rbuf && i < s->n; i++) {
+        for (int k = 0; s->rbuf[i] && k < s->m->cfg.n_layer * GPT2_N_SITES; k++) free(s->rbuf[i][k]);
+        free(s->rbuf[i]);
+        s->rbuf[i] = NULL;
+        s->rvalid[i] = 0;
+    }
+}
+
+int gpt2_adapter_set_keep_merged(gpt2_adapter_set *s, int on, lorac_err *err) {
+    if (!on && s->resident) { /* the active adapter must not point into buffers about to go */
+        int id = s->active, merged = s->merged, rc = gpt2_adapter_set_activate(s, -1, 0, err);
+        if (rc) return rc;
+        resident_free(s);
+        s->resident = 0;
+        return id >= 0 ? gpt2_adapter_set_activate(s, id, merged, err) : LORAC_OK;
+    }
+    s->resident = on != 0;
+    return LORAC_OK;
+}
+
 int gpt2_adapter_set_activate(gpt2_adapter_set *s, int id, int merge, lorac_err *err) {
     if (id < -1 || id >= s->n) return lorac_fail(err, LORAC_EINVAL, "gpt2: no adapter %d in the set (%d held)", id, s->n);
     gpt2_model *m = s->m;
     if (s->active >= 0) { /* take the active one out of the model */
         gpt2_block_lora *none = NULL;
         lora_embedding *nw = NULL;
+        if (s->resident && !still_merged(m)) s->rvalid[s->active] = 0; /* unmerged meanwhile (training?) */
         set_unmerge(m, m->blocks, m->wte_lora);
         int rc = gpt2_lora_swap(m, &none, &nw, err);
         if (rc) return rc;
@@ -132,7 +204,10 @@ int gpt2_adapter_set_activate(gpt2_adapter_set *s, int id, int merge, lorac_err 
     int rc = gpt2_lora_swap(m, &b, &w, err); /* b, w come back NULL: the model held none */
     if (rc) return rc;
     s->active = id;
-    if (merge && (rc = set_merge(s, err))) {
+    if (merge && s->resident) rc = resident_merge(s, id, err);
+    else if (merge) rc = set_merge(s, err);
+    else if (s->resident) s->rvalid[id] = 0; /* unmerged, its A and B may be trained: the copy may go stale */
+    if (rc) {
         set_unmerge(m, m->blocks, m->wte_lora); /* stay usable, unmerged */
         return rc;
     }
@@ -148,9 +223,23 @@ int gpt2_adapter_set_add(gpt2_adapter_set *s, const peft_adapter *a, int *id, lo
         if (nb) s->blocks = nb;
         lora_embedding **nw = nb ? realloc(s->wte, (size_t)cap * sizeof *nw) : NULL;
         if (nw) s->wte = nw;
-        if (!nb || !nw) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for another adapter");
+        float ***nr = nw ? realloc(s->rbuf, (size_t)cap * sizeof *nr) : NULL;
+        if (nr) s->rbuf = nr;
+        int *nv = nr ? realloc(s->rvalid, (size_t)cap * sizeof *nv) : NULL;
+        if (nv) s->rvalid = nv;
+        if (!nb || !nw || !nr || !nv) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for another adapter");
+        for (int i = s->cap; i < cap; i++) {
+            s->rbuf[i] = NULL;
+            s->rvalid[i] = 0;
+        }
         s->cap = cap;
     }
+    /* a set swaps LoRA layers only: replaced biases / modules_to_save copies would stay behind */
+    for (size_t i = 0; i < a->n; i++)
+        if (!strstr(a->t[i].name, ".lora_"))
+            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: tensor '%s' is a trained bias or modules_to_save copy; adapter "
+                              "sets hold LoRA-only adapters (load this one on its own model)",
+                              a->source[0] ? a->source : "adapter", a->t[i].name);
     if ((rc = gpt2_adapter_set_activate(s, -1, 0, err))) return rc;
     rc = gpt2_peft_attach(s->m, a, err); /* on failure the model is left without LoRA */
     if (!rc) {
@@ -179,6 +268,9 @@ void gpt2_adapter_set_free(gpt2_adapter_set *s) {
     gpt2_adapter_set_activate(s, -1, 0, NULL);
     for (int i = 0; i < s->n; i++) gpt2_lora_free_layers(&s->m->cfg, s->blocks[i], s->wte[i]);
     for (int i = 0; i < s->m->cfg.n_layer * GPT2_N_SITES; i++) free(s->buf[i]);
+    resident_free(s);
+    free(s->rbuf);
+    free(s->rvalid);
     free(s->buf);
     free(s->dirty);
     free(s->blocks);

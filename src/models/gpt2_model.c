@@ -7,6 +7,7 @@
 
 #include "lorac/gpt2.h"
 #include "lorac/ops.h"
+#include "lorac/peft.h" /* gpt2_model_free releases a PEFT adapter's replaced tensors */
 
 /* ---------------------------------------------------------------- LoRA placement */
 
@@ -151,6 +152,7 @@ static void free_blocks(gpt2_model *m) {
 
 void gpt2_model_free(gpt2_model *m) {
     free_blocks(m);
+    peft_adapter_free(m->peft_extra);
     lora_registry_free(&m->reg);
     gpt2_weights_free(&m->w);
     memset(m, 0, sizeof *m);

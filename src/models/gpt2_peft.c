@@ -94,7 +94,13 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
     }
 
     /* tensors: at most 2 per site per layer; c_attn split blocks are expanded into owned buffers */
-    size_t max = (size_t)L * GPT2_N_SITES * 2 + 2;
+    const peft_adapter *x = m->peft_extra; /* trained biases / modules_to_save, under PEFT's names */
+    if (x) {
+        pc.bias = x->cfg.bias;
+        pc.n_modules_to_save = x->cfg.n_modules_to_save;
+        memcpy(pc.modules_to_save, x->cfg.modules_to_save, sizeof pc.modules_to_save);
+    }
+    size_t max = (size_t)L * GPT2_N_SITES * 2 + 2 + (x ? x->n : 0);
     st_entry *ents = calloc(max, sizeof *ents);
     char (*names)[160] = calloc(max, sizeof *names);
     float **owned = calloc((size_t)L, sizeof *owned);
@@ -155,6 +161,14 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
             n++;
         }
     }
+    for (size_t i = 0; !rc && x && i < x->n; i++, n++) {
+        ents[n].name = x->t[i].name;
+        ents[n].dtype = ents[n].out_dtype = ST_F32;
+        ents[n].ndim = x->t[i].ndim;
+        ents[n].shape[0] = x->t[i].shape[0];
+        ents[n].shape[1] = x->t[i].shape[1];
+        ents[n].data = x->t[i].data;
+    }
     char split_val[8] = "";
     if (split) snprintf(split_val, sizeof split_val, "%d,%d,%d", split_flags[0], split_flags[1], split_flags[2]);
     const char *mk[2] = {"format", SPLIT_KEY}, *mv[2] = {"pt", split_val};
@@ -207,12 +221,80 @@ static int unsplit_B(lora_merged *M, const float *Bx, const int *split, int k, i
     return LORAC_OK;
 }
 
+/* Every base tensor an adapter's trained biases or modules_to_save may replace, by HF name. */
+static int gpt2_slots(gpt2_model *m, hf_slot **out, size_t *n_out, lorac_err *err) {
+    const gpt2_config *c = &m->cfg;
+    int C = c->n_embd, I = c->n_inner;
+    hf_slot *s = calloc((size_t)c->n_layer * 12 + 5, sizeof *s);
+    if (!s) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory");
+    size_t n = 0;
+#define SLOT(ptr, d0_, d1_, ...) (snprintf(s[n].name, sizeof s[n].name, __VA_ARGS__), s[n].slot = &(ptr), s[n].d0 = (d0_), s[n].d1 = (d1_), n++)
+    SLOT(m->w.wte, c->vocab_size, C, "transformer.wte.weight");
+    SLOT(m->w.wpe, c->n_positions, C, "transformer.wpe.weight");
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_layer_weights *W = &m->w.layers[l];
+        SLOT(W->ln1_w, C, 0, "transformer.h.%d.ln_1.weight", l);
+        SLOT(W->ln1_b, C, 0, "transformer.h.%d.ln_1.bias", l);
+        SLOT(W->attn_w, C, 3 * C, "transformer.h.%d.attn.c_attn.weight", l);
+        SLOT(W->attn_b, 3 * C, 0, "transformer.h.%d.attn.c_attn.bias", l);
+        SLOT(W->proj_w, C, C, "transformer.h.%d.attn.c_proj.weight", l);
+        SLOT(W->proj_b, C, 0, "transformer.h.%d.attn.c_proj.bias", l);
+        SLOT(W->ln2_w, C, 0, "transformer.h.%d.ln_2.weight", l);
+        SLOT(W->ln2_b, C, 0, "transformer.h.%d.ln_2.bias", l);
+        SLOT(W->fc_w, C, I, "transformer.h.%d.mlp.c_fc.weight", l);
+        SLOT(W->fc_b, I, 0, "transformer.h.%d.mlp.c_fc.bias", l);
+        SLOT(W->fcproj_w, I, C, "transformer.h.%d.mlp.c_proj.weight", l);
+        SLOT(W->fcproj_b, C, 0, "transformer.h.%d.mlp.c_proj.bias", l);
+    }
+    SLOT(m->w.lnf_w, C, 0, "transformer.ln_f.weight");
+    SLOT(m->w.lnf_b, C, 0, "transformer.ln_f.bias");
+    SLOT(m->w.lm_head, c->vocab_size, C, "lm_head.weight"); /* NULL while tied to wte */
+#undef SLOT
+    *out = s;
+    *n_out = n;
+    return LORAC_OK;
+}
+
+/* Points the model's weights at the adapter's copies (old[] keeps what they were). A copy of a
+ * tied wte or lm_head unties them as PEFT's ModulesToSaveWrapper (a deep copy) does: the other
+ * keeps the base tensor. */
+static int point_extras(gpt2_model *m, const hf_slot *slots, size_t ns, const peft_adapter *x, const float **old,
+                        const char *src, lorac_err *err) {
+    const float *wte0 = m->w.wte;
+    int wte_new = 0, head_new = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        long k = hf_slot_find(slots, ns, x->t[i].name);
+        wte_new |= k == 0;
+        head_new |= k == (long)ns - 1;
+    }
+    if (wte_new && peft_targets_module(&x->cfg, "transformer.wte"))
+        return lorac_fail(err, LORAC_EFORMAT, "%s: transformer.wte is both a LoRA target and in modules_to_save", src);
+    for (size_t i = 0; i < ns; i++) old[i] = *slots[i].slot;
+    for (size_t i = 0; i < x->n; i++) *slots[hf_slot_find(slots, ns, x->t[i].name)].slot = x->t[i].data;
+    if (m->cfg.tie_word_embeddings && (wte_new || head_new)) {
+        if (!head_new) m->w.lm_head = wte0;
+        m->cfg.tie_word_embeddings = 0;
+    }
+    return LORAC_OK;
+}
+
 int gpt2_peft_attach(gpt2_model *m, const peft_adapter *a, lorac_err *err) {
     const char *src = a->source[0] ? a->source : "adapter";
-    if (m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", src);
+    if (m->has_lora || m->peft_extra) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", src);
     hf_attach h;
-    int rc = hf_attach_begin(&h, a, "GPT-2", err);
+    int rc = hf_attach_begin_extras(&h, a, "GPT-2", err);
     const peft_config *pc = &a->cfg;
+    /* trained biases and modules_to_save copies first, so the LoRA layers wrap the adapter's biases */
+    hf_slot *slots = NULL;
+    size_t ns = 0;
+    peft_adapter *extra = NULL;
+    const float **old = NULL;
+    gpt2_config cfg0 = m->cfg;
+    if (!rc) rc = gpt2_slots(m, &slots, &ns, err);
+    if (!rc) rc = hf_attach_extras(&h, slots, ns, &extra, err);
+    if (!rc && extra && !(old = calloc(ns, sizeof *old))) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", src);
+    if (!rc && extra) rc = point_extras(m, slots, ns, extra, old, src, err);
+    int pointed = !rc && extra;
     int split[3] = {0, 0, 0}, k = 0;
     const char *sv = peft_adapter_meta(a, SPLIT_KEY);
     if (sv && sscanf(sv, "%d,%d,%d", &split[0], &split[1], &split[2]) == 3) k = !!split[0] + !!split[1] + !!split[2];
@@ -271,6 +353,14 @@ int gpt2_peft_attach(gpt2_model *m, const peft_adapter *a, lorac_err *err) {
     if (!rc && !any) rc = lorac_fail(err, LORAC_EFORMAT, "%s: target_modules match no GPT-2 module", src);
     if (!rc) rc = hf_attach_check_all_used(&h, err);
     hf_attach_end(&h);
+    if (rc && pointed) { /* nothing half-loaded: the base tensors back before the registry is rebuilt */
+        for (size_t i = 0; i < ns; i++) *slots[i].slot = old[i];
+        m->cfg = cfg0;
+    }
     if (any || rc) rc = gpt2_lora_finish(m, rc, err);
+    if (!rc) m->peft_extra = extra;
+    else peft_adapter_free(extra);
+    free(slots);
+    free(old);
     return rc;
 }

@@ -76,7 +76,7 @@ const st_tensor *hf_shards_find(const hf_shards *s, const char *name, const st_f
     return NULL;
 }
 
-int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
+static int attach_begin(hf_attach *h, const peft_adapter *a, const char *family, int extras_ok, lorac_err *err) {
     memset(h, 0, sizeof *h);
     h->a = a;
     h->family = family;
@@ -90,12 +90,113 @@ int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lor
         size_t len = strlen(a->t[i].name);
         has_bias = len >= 5 && !strcmp(a->t[i].name + len - 5, ".bias");
     }
-    if (a->cfg.bias == PEFT_BIAS_ALL || (a->cfg.bias == PEFT_BIAS_LORA_ONLY && has_bias))
+    if (!extras_ok && (a->cfg.bias == PEFT_BIAS_ALL || (a->cfg.bias == PEFT_BIAS_LORA_ONLY && has_bias)))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters with trained biases are not supported for %s yet",
                           h->src, a->cfg.bias == PEFT_BIAS_ALL ? "all" : "lora_only", family);
-    if (a->cfg.n_modules_to_save)
+    if (!extras_ok && a->cfg.n_modules_to_save)
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for %s yet", h->src, family);
     if (!(h->used = calloc(a->n + 1, sizeof *h->used))) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", h->src);
+    return LORAC_OK;
+}
+
+int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
+    return attach_begin(h, a, family, 0, err);
+}
+
+int hf_attach_begin_extras(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
+    return attach_begin(h, a, family, 1, err);
+}
+
+/* "base_model.model.X.base_layer.bias" -> "X.bias" (PEFT 0.10 names a LoRA-wrapped layer's bias so). */
+static int extra_key(const char *peft_name, char *key, size_t size) {
+    static const char pfx[] = "base_model.model.";
+    if (strncmp(peft_name, pfx, sizeof pfx - 1) || strstr(peft_name, ".lora_")) return 0;
+    const char *s = peft_name + sizeof pfx - 1, *bl = strstr(s, ".base_layer.");
+    if (strlen(s) >= size) return 0;
+    if (bl) snprintf(key, size, "%.*s%s", (int)(bl - s), s, bl + strlen(".base_layer"));
+    else snprintf(key, size, "%s", s);
+    return 1;
+}
+
+long hf_slot_find(const hf_slot *slots, size_t n_slots, const char *peft_name) {
+    char key[256];
+    if (!extra_key(peft_name, key, sizeof key)) return -1;
+    for (size_t i = 0; i < n_slots; i++)
+        if (!strcmp(slots[i].name, key)) return (long)i;
+    return -1;
+}
+
+/* 1 if the module of tensor key ("a.b.weight" -> "a.b") is entry or ends with ".entry". */
+static int module_is(const char *key, const char *entry) {
+    const char *dot = strrchr(key, '.');
+    size_t m = dot ? (size_t)(dot - key) : strlen(key), e = strlen(entry);
+    return e <= m && !strncmp(key + m - e, entry, e) && (e == m || key[m - e - 1] == '.');
+}
+
+static int in_modules_to_save(const peft_config *c, const char *key) {
+    for (int i = 0; i < c->n_modules_to_save; i++)
+        if (module_is(key, c->modules_to_save[i])) return 1;
+    return 0;
+}
+
+int hf_attach_extras(hf_attach *h, const hf_slot *slots, size_t n_slots, peft_adapter **extra, lorac_err *err) {
+    *extra = NULL;
+    const peft_config *c = &h->a->cfg;
+    peft_adapter *x = NULL;
+    int rc = LORAC_OK;
+    for (size_t i = 0; i < h->a->n && !rc; i++) {
+        const peft_tensor *t = &h->a->t[i];
+        char key[256];
+        if (!extra_key(t->name, key, sizeof key)) continue;
+        long k = hf_slot_find(slots, n_slots, t->name);
+        if (k < 0) {
+            rc = lorac_fail(err, LORAC_EFORMAT, "%s: unexpected tensor '%s' (no such tensor in this %s model)", h->src, t->name,
+                            h->family);
+            break;
+        }
+        size_t len = strlen(key);
+        int bias = len > 5 && !strcmp(key + len - 5, ".bias");
+        char module[256];
+        snprintf(module, sizeof module, "%.*s", (int)(len - (bias ? 5 : 0)), key);
+        int ok = in_modules_to_save(c, key) || (bias && (c->bias == PEFT_BIAS_ALL ||
+                                                         (c->bias == PEFT_BIAS_LORA_ONLY && peft_targets_module(c, module))));
+        const hf_slot *s = &slots[k];
+        if (!ok)
+            rc = lorac_fail(err, LORAC_EFORMAT, "%s: tensor '%s' is not a LoRA tensor and adapter_config.json's bias and "
+                            "modules_to_save do not account for it", h->src, t->name);
+        else if (t->ndim != (s->d1 ? 2 : 1) || t->shape[0] != s->d0 || (s->d1 && t->shape[1] != s->d1))
+            rc = lorac_fail(err, LORAC_ESHAPE, "%s: tensor '%s' has shape [%lld, %lld] but this %s model needs [%lld, %lld] "
+                            "(an adapter for another base?)", h->src, t->name, (long long)t->shape[0],
+                            (long long)(t->ndim > 1 ? t->shape[1] : 0), h->family, (long long)s->d0, (long long)s->d1);
+        for (size_t q = 0; !rc && x && q < x->n; q++) /* "X.bias" and "X.base_layer.bias" both */
+            if (hf_slot_find(slots, n_slots, x->t[q].name) == k)
+                rc = lorac_fail(err, LORAC_EFORMAT, "%s: tensors '%s' and '%s' replace the same tensor", h->src, x->t[q].name,
+                                t->name);
+        if (!rc && !x) rc = peft_adapter_new(c, &x, err);
+        if (!rc) rc = peft_adapter_add(x, t->name, t->shape[0], t->ndim > 1 ? t->shape[1] : 0, t->data, err);
+        if (!rc) h->used[i] = 1;
+    }
+    /* PEFT saves every tensor of a modules_to_save module: one missing means a damaged file */
+    for (int j = 0; !rc && j < c->n_modules_to_save; j++) {
+        int found = 0;
+        for (size_t i = 0; i < n_slots && !rc; i++) {
+            if (!module_is(slots[i].name, c->modules_to_save[j])) continue;
+            found = 1;
+            int have = 0;
+            for (size_t q = 0; x && q < x->n && !have; q++) have = hf_slot_find(slots, n_slots, x->t[q].name) == (long)i;
+            if (!have)
+                rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: modules_to_save '%s' but tensor 'base_model.model.%s' is missing",
+                                h->src, c->modules_to_save[j], slots[i].name);
+        }
+        if (!rc && !found)
+            rc = lorac_fail(err, LORAC_EFORMAT, "%s: modules_to_save '%s' names no module of this %s model", h->src,
+                            c->modules_to_save[j], h->family);
+    }
+    if (rc) {
+        peft_adapter_free(x);
+        return rc;
+    }
+    *extra = x;
     return LORAC_OK;
 }
 

@@ -262,6 +262,7 @@ static void free_lora(llama_model *m) {
 
 void llama_model_free(llama_model *m) {
     free_lora(m);
+    peft_adapter_free(m->peft_extra);
     lora_registry_free(&m->reg);
     llama_weights_free(&m->w);
     free(m->inv_freq);
