@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference for lorac's AdamW, LR schedule and gradient clipping (tests/test_adamw.c).
 
-Run:   /work/main/.venv/bin/python tools/adamw_ref.py
+Run:   .venv/bin/python tools/adamw_ref.py
 Writes tests/fixtures/train/adamw_ref.txt (~40 KB, text): a small parameter vector in two groups
 (the first N_DECAY with weight decay, the rest without, as a decay mask does), random gradients, and
 the parameters torch.optim.AdamW leaves after each of STEPS steps when the learning rate follows

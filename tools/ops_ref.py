@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch forward (and a few gradient) references for lorac's core ops (tests/test_ops_ref.c).
 
-Run:   /work/main/.venv/bin/python tools/ops_ref.py
+Run:   .venv/bin/python tools/ops_ref.py
 Writes tests/fixtures/ops/*.bin (~130 KB in all, 116 KB of it the long attention case): raw little-endian float32 arrays, concatenated in
 the order listed beside each file below (integers such as targets, positions and mask bits are
 stored as exact float32 values). Shapes are fixed here and in the C test; change both together.

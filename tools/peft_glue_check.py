@@ -3,7 +3,7 @@
 compared with `lorac eval --task glue-* --json` on the same adapter (the check that PEFT reads
 lorac's SEQ_CLS adapters: LoRA tensors and the modules_to_save head).
 
-Run:  /work/main/.venv/bin/python tools/peft_glue_check.py TASK MODEL_DIR ADAPTER_DIR DEV_TSV [MAX_SEQ] [MAX_EVAL]
+Run:  .venv/bin/python tools/peft_glue_check.py TASK MODEL_DIR ADAPTER_DIR DEV_TSV [MAX_SEQ] [MAX_EVAL]
       TASK is sst2, mrpc or stsb. ADAPTER_DIR "-" scores MODEL_DIR alone (a `--full-ft` output:
       checks that transformers loads lorac's full model directory). Prints one JSON line: n, loss, accuracy/f1 or pearson/spearman.
 Writes nothing.

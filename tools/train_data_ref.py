@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference token sequences for lorac's training data (tests/test_data.c), by the LoRA paper's code.
 
-Run:   /work/main/.venv/bin/python tools/train_data_ref.py
+Run:   .venv/bin/python tools/train_data_ref.py
 Needs: ../shared/data (E2E train.txt and the GPT-2 vocabulary encoder.json + vocab.bpe).
 Writes tests/fixtures/train/e2e_ref.txt (~10 KB, text): for a few E2E training lines (and one made-up
 line long enough to be cut at MAX_LEN tokens), the line itself, then the model input ids and the

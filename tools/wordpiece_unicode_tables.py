@@ -10,7 +10,7 @@ normalizer and pre-tokenizer (as Hugging Face tokenizers' BertNormalizer / BertP
              differs; Hangul syllables are decomposed in code)
   lower map: code point -> str.lower() (only where it differs)
 
-Run: /work/main/.venv/bin/python tools/wordpiece_unicode_tables.py  (rewrites src/tok/unicode_bert.c)
+Run: .venv/bin/python tools/wordpiece_unicode_tables.py  (rewrites src/tok/unicode_bert.c)
 """
 import os
 import sys
