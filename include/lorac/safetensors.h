@@ -81,6 +81,9 @@ typedef struct st_entry {
     const void *data;
 } st_entry;
 
+/* An f32 entry written as f32: ndim 1 (d0) or 2 (d0, d1). */
+st_entry st_entry_f32(const char *name, int ndim, int64_t d0, int64_t d1, const float *data);
+
 /* Writes entries (names must be unique) and optional string metadata to PATH via a temporary file
  * renamed into place. Tensors are written in the order given. */
 int st_write(const char *path, const st_entry *entries, size_t n, const char *const *meta_keys,

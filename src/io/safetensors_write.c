@@ -169,3 +169,15 @@ int st_write(const char *path, const st_entry *entries, size_t n, const char *co
     free(plan);
     return rc;
 }
+
+st_entry st_entry_f32(const char *name, int ndim, int64_t d0, int64_t d1, const float *data) {
+    st_entry e;
+    memset(&e, 0, sizeof e);
+    e.name = name;
+    e.dtype = e.out_dtype = ST_F32;
+    e.ndim = ndim;
+    e.shape[0] = d0;
+    e.shape[1] = ndim > 1 ? d1 : 0;
+    e.data = data;
+    return e;
+}

@@ -139,12 +139,7 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
             }
             for (int ab = 0; ab < 2; ab++) {
                 snprintf(names[n], sizeof names[n], PEFT_PREFIX "%d.%s.lora_%c.weight", l, gpt2_site_name(s), ab ? 'B' : 'A');
-                ents[n].name = names[n];
-                ents[n].dtype = ents[n].out_dtype = ST_F32;
-                ents[n].ndim = 2;
-                ents[n].shape[0] = ab ? out : r;
-                ents[n].shape[1] = ab ? r : in;
-                ents[n].data = ab ? B : A;
+                ents[n] = st_entry_f32(names[n], 2, ab ? out : r, ab ? r : in, ab ? B : A);
                 n++;
             }
         }
@@ -152,23 +147,12 @@ int gpt2_peft_save(const gpt2_model *m, const char *dir, lorac_err *err) {
         const lora_embedding *E = m->wte_lora;
         for (int ab = 0; ab < 2; ab++) {
             snprintf(names[n], sizeof names[n], "base_model.model.transformer.wte.lora_embedding_%c", ab ? 'B' : 'A');
-            ents[n].name = names[n];
-            ents[n].dtype = ents[n].out_dtype = ST_F32;
-            ents[n].ndim = 2;
-            ents[n].shape[0] = ab ? E->D : E->cfg.r;
-            ents[n].shape[1] = ab ? E->cfg.r : E->V;
-            ents[n].data = ab ? E->lora_B : E->lora_A;
+            ents[n] = st_entry_f32(names[n], 2, ab ? E->D : E->cfg.r, ab ? E->cfg.r : E->V, ab ? E->lora_B : E->lora_A);
             n++;
         }
     }
-    for (size_t i = 0; !rc && x && i < x->n; i++, n++) {
-        ents[n].name = x->t[i].name;
-        ents[n].dtype = ents[n].out_dtype = ST_F32;
-        ents[n].ndim = x->t[i].ndim;
-        ents[n].shape[0] = x->t[i].shape[0];
-        ents[n].shape[1] = x->t[i].shape[1];
-        ents[n].data = x->t[i].data;
-    }
+    for (size_t i = 0; !rc && x && i < x->n; i++, n++)
+        ents[n] = st_entry_f32(x->t[i].name, x->t[i].ndim, x->t[i].shape[0], x->t[i].shape[1], x->t[i].data);
     char split_val[8] = "";
     if (split) snprintf(split_val, sizeof split_val, "%d,%d,%d", split_flags[0], split_flags[1], split_flags[2]);
     const char *mk[2] = {"format", SPLIT_KEY}, *mv[2] = {"pt", split_val};

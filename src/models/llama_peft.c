@@ -59,23 +59,12 @@ int llama_peft_save(const llama_model *m, const char *dir, lorac_err *err) {
             for (int ab = 0; ab < 2; ab++) {
                 snprintf(names[n], sizeof names[n], PEFT_PREFIX "model.layers.%d.%s.lora_%c.weight", l, llama_site_name(s),
                          ab ? 'B' : 'A');
-                ents[n].name = names[n];
-                ents[n].dtype = ents[n].out_dtype = ST_F32;
-                ents[n].ndim = 2;
-                ents[n].shape[0] = ab ? L->OC : L->cfg.r;
-                ents[n].shape[1] = ab ? L->cfg.r : L->C;
-                ents[n].data = ab ? L->lora_B : L->lora_A;
+                ents[n] = st_entry_f32(names[n], 2, ab ? L->OC : L->cfg.r, ab ? L->cfg.r : L->C, ab ? L->lora_B : L->lora_A);
                 n++;
             }
         }
-    for (size_t i = 0; !rc && x && i < x->n; i++, n++) {
-        ents[n].name = x->t[i].name;
-        ents[n].dtype = ents[n].out_dtype = ST_F32;
-        ents[n].ndim = x->t[i].ndim;
-        ents[n].shape[0] = x->t[i].shape[0];
-        ents[n].shape[1] = x->t[i].shape[1];
-        ents[n].data = x->t[i].data;
-    }
+    for (size_t i = 0; !rc && x && i < x->n; i++, n++)
+        ents[n] = st_entry_f32(x->t[i].name, x->t[i].ndim, x->t[i].shape[0], x->t[i].shape[1], x->t[i].data);
     if (!rc && mkdir(dir, 0777) != 0 && errno != EEXIST)
         rc = lorac_fail(err, LORAC_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
     if (!rc) {
