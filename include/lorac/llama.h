@@ -147,6 +147,18 @@ int llama_peft_load(llama_model *m, const char *dir, char *warn, size_t warn_siz
  * model without LoRA; as gpt2_peft_attach. */
 struct peft_adapter;
 int llama_peft_attach(llama_model *m, const struct peft_adapter *a, lorac_err *err);
+/* Several LoRA-only PEFT adapters over one model without LoRA, as gpt2_adapter_set: activate(id,
+ * merge) makes one the model's layers, merged into buffers reused by every switch (W0 never
+ * written) or unmerged (a pointer swap); id -1 = none. A quantized site merges nowhere: an adapter
+ * touching one is activated unmerged only (merge is a clear error). keep_merged(1) gives each
+ * adapter its own merged buffers. The model must outlive the set. */
+typedef struct llama_adapter_set llama_adapter_set;
+int llama_adapter_set_new(llama_model *m, llama_adapter_set **out, lorac_err *err);
+int llama_adapter_set_add(llama_adapter_set *s, const struct peft_adapter *a, int *id, lorac_err *err);
+int llama_adapter_set_count(const llama_adapter_set *s);
+int llama_adapter_set_activate(llama_adapter_set *s, int id, int merge, lorac_err *err);
+int llama_adapter_set_keep_merged(llama_adapter_set *s, int on, lorac_err *err);
+void llama_adapter_set_free(llama_adapter_set *s);
 /* GGUF LoRA adapters as llama.cpp loads them (--lora): general.type "adapter", adapter.type "lora",
  * adapter.lora.alpha; tensors "blk.N.attn_q.weight.lora_a" ne=[n_in, r] and ".lora_b" ne=[r, n_out],
  * lora_b's rows in GGUF (rotary-permuted) order for attn_q/attn_k of llama. Every layer's exact
