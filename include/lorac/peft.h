@@ -139,6 +139,9 @@ typedef struct peft_module {
 } peft_module;
 /* Lists the modules into *mods (malloc'd, *n entries, in tensor order). */
 int peft_adapter_modules(const peft_adapter *a, peft_module **mods, size_t *n, lorac_err *err);
+/* Fails, naming the tensor, when a holds anything but LoRA A/B tensors (a trained bias or a
+ * modules_to_save copy): adapter sets swap LoRA layers only, so such tensors would stay behind. */
+int peft_adapter_check_lora_only(const peft_adapter *a, lorac_err *err);
 
 /* ---------------------------------------------------------------- several adapters */
 

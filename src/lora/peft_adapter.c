@@ -264,3 +264,12 @@ int peft_adapter_write(const peft_adapter *a, const char *dir, lorac_err *err) {
     free(ents);
     return rc;
 }
+
+int peft_adapter_check_lora_only(const peft_adapter *a, lorac_err *err) {
+    for (size_t i = 0; i < a->n; i++)
+        if (!strstr(a->t[i].name, ".lora_"))
+            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: tensor '%s' is a trained bias or modules_to_save copy; adapter "
+                              "sets hold LoRA-only adapters (load this one on its own model)",
+                              a->source[0] ? a->source : "adapter", a->t[i].name);
+    return LORAC_OK;
+}

@@ -140,12 +140,7 @@ int llama_adapter_set_add(llama_adapter_set *s, const struct peft_adapter *a, in
         for (int i = s->cap; i < cap; i++) s->rbuf[i] = NULL;
         s->cap = cap;
     }
-    /* a set swaps LoRA layers only: replaced biases / modules_to_save copies would stay behind */
-    for (size_t i = 0; i < a->n; i++)
-        if (!strstr(a->t[i].name, ".lora_"))
-            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: tensor '%s' is a trained bias or modules_to_save copy; adapter "
-                              "sets hold LoRA-only adapters (load this one on its own model)",
-                              a->source[0] ? a->source : "adapter", a->t[i].name);
+    if ((rc = peft_adapter_check_lora_only(a, err))) return rc;
     if ((rc = llama_adapter_set_activate(s, -1, 0, err))) return rc;
     rc = llama_peft_attach(s->m, a, err); /* on failure the model is left without LoRA */
     if (!rc) {
