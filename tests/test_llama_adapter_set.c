@@ -4,7 +4,11 @@
  * unmerged, in any order (and with keep_merged), gives the logits of loading that adapter alone:
  * |diff| <= 1e-5 + 1e-4·|ref|; activating none gives W0 back bit for bit and the base's logits
  * exactly; a model with LoRA refuses a set; over a Q8_0 GGUF base merging is a clear error and
- * the adapter stays active unmerged with the logits of loading it alone. */
+ * the adapter stays active unmerged with the logits of loading it alone. With keep_merged, a merged
+ * switch back to an adapter is a pointer swap: its resident merged weights are pointed at again,
+ * not recomputed (a marker written into them survives), until an unmerged activation marks them
+ * stale (the marker is then overwritten by the recomputed merge). */
+#include <time.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +89,59 @@ static int w0_same(const llama_model *m, float **w0) {
     return 1;
 }
 
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* keep_merged: merged switches back to an adapter reuse its resident weights (a pointer swap). */
+static void test_keep_merged_swap(llama_model *m, llama_adapter_set *s, float **w0, float *const *ref) {
+    lorac_err err = {0};
+    int nk = m->cfg.n_layer * LLAMA_N_SITES, k0 = -1;
+    CHECK(llama_adapter_set_keep_merged(s, 1, &err) == 0 && llama_adapter_set_activate(s, 1, 1, &err) == 0, "%s", err.msg);
+    float **p1 = calloc((size_t)nk, sizeof *p1);
+    for (int k = 0; k < nk; k++)
+        if (m->lora[k]) {
+            p1[k] = m->lora[k]->merged_w;
+            if (k0 < 0) k0 = k;
+        }
+    if (k0 < 0 || !p1[k0]) {
+        CHECK(0, "adapter 1 merged has merged weights");
+        free(p1);
+        return;
+    }
+    float v = p1[k0][0], marker = v + 1000.0f;
+    p1[k0][0] = marker; /* a recomputed merge would overwrite it */
+    for (int rep = 0; rep < 3; rep++) {
+        int merged = -1;
+        CHECK(llama_adapter_set_activate(s, 0, 1, &err) == 0 && llama_adapter_set_activate(s, -1, 0, &err) == 0 &&
+                  w0_same(m, w0) && llama_adapter_set_activate(s, 1, 1, &err) == 0,
+              "switch 1 -> 0 -> none -> 1: %s", err.msg);
+        CHECK(llama_adapter_set_active(s, &merged) == 1 && merged == 1, "adapter 1 active merged");
+        int same = 1;
+        for (int k = 0; k < nk; k++) same &= !m->lora[k] || m->lora[k]->merged_w == p1[k];
+        CHECK(same && p1[k0][0] == marker, "switch %d back to adapter 1 points at its resident weights, not recomputed", rep);
+    }
+    CHECK(llama_adapter_set_activate(s, 1, 0, &err) == 0 && llama_adapter_set_activate(s, 1, 1, &err) == 0, "%s", err.msg);
+    CHECK(p1[k0][0] == v, "after an unmerged activation the resident copy is recomputed (%g, want %g)", p1[k0][0], v);
+    size_t n = 0;
+    float *got = logits_of(m, &n);
+    if (got) check_arrays_close(got, ref[1], n, 1e-5, 1e-4, "adapter 1 merged after the recompute");
+    free(got);
+    /* switch cost (not asserted: a shared machine): merged 0 <-> 1 with and without resident copies */
+    double t[2];
+    for (int keep = 0; keep < 2; keep++) {
+        CHECK(llama_adapter_set_keep_merged(s, keep, &err) == 0, "%s", err.msg);
+        double t0 = now_s();
+        for (int i = 0; i < 50; i++)
+            if (llama_adapter_set_activate(s, i & 1, 1, &err)) CHECK(0, "switch: %s", err.msg);
+        t[keep] = (now_s() - t0) / 50;
+    }
+    printf("merged switch: %.1f us recomputing, %.1f us with keep_merged\n", 1e6 * t[0], 1e6 * t[1]);
+    CHECK(llama_adapter_set_activate(s, -1, 0, &err) == 0 && w0_same(m, w0), "none after the swaps: W0 bit for bit");
+    free(p1);
+}
 
 /* Over a Q8_0 GGUF base (tests/fixtures/llama/gguf/gqa.q8_0.gguf) a q,v adapter merges nowhere:
  * merge=1 is an error and leaves it active unmerged, with the logits of loading it alone. */
@@ -204,6 +261,7 @@ int main(void) {
                 CHECK(w0_same(&m, w0), "%s: W0 untouched", what);
             }
     }
+    test_keep_merged_swap(&m, s, w0, ref);
     CHECK(llama_adapter_set_keep_merged(s, 0, &err) == 0, "keep_merged off: %s", err.msg);
     CHECK(llama_adapter_set_activate(s, -1, 0, &err) == 0 && !m.has_lora && w0_same(&m, w0), "none: W0 bit for bit");
     llama_adapter_set_free(s);

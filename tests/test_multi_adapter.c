@@ -214,6 +214,26 @@ static void test_mixed(gpt2_model *m, gpt2_adapter_set *set) {
             check_arrays_close(got + (size_t)i * V, want + ((size_t)src[i] * (1 + STEPS) + t + 1) * V, V, 1e-5, 1e-4, what);
         }
     }
+    /* a step with more rows than any before grows the scratch, low-rank buffer included (it once
+     * kept its old size: a heap overflow under ASan); its logits must still be each slot's own */
+    int32_t longp[SLOTS * 16];
+    for (int i = 0; i < SLOTS * 16; i++) longp[i] = (i * 5 + 3) % 39;
+    CHECK(gpt2_session_begin(s, SLOTS, 16, &err) == 0 && gpt2_session_use_adapters(s, set, slot_ids, SLOTS, &err) == 0 &&
+              gpt2_session_step(s, longp, SLOTS, 16, got, &err) == 0, "long mixed prefill: %s", err.msg);
+    for (int q = 0; q < SLOTS; q++) {
+        float *one = malloc(sizeof(float) * V);
+        gpt2_session *s1 = NULL;
+        CHECK(gpt2_adapter_set_activate(set, slot_ids[q], 0, &err) == 0, "activate %d", slot_ids[q]);
+        CHECK(gpt2_session_new(m, &s1, &err) == 0 && gpt2_session_begin(s1, 1, 16, &err) == 0 &&
+                  gpt2_session_step(s1, longp + q * 16, 1, 16, one, &err) == 0, "single long run: %s", err.msg);
+        gpt2_adapter_set_activate(set, -1, 0, &err);
+        snprintf(what, sizeof what, "long mixed prefill, slot %d", q);
+        check_arrays_close(got + (size_t)q * V, one, V, 1e-5, 1e-4, what);
+        gpt2_session_free(s1);
+        free(one);
+    }
+    CHECK(gpt2_session_begin(s, SLOTS, 16, &err) == 0 && gpt2_session_use_adapters(s, set, slot_ids, SLOTS, &err) == 0,
+          "begin again: %s", err.msg);
     /* a mixed step needs no active adapter */
     CHECK(gpt2_adapter_set_activate(set, 0, 1, &err) == 0, "activate");
     CHECK(gpt2_session_step(s, tok, SLOTS, 1, got, &err) == LORAC_EINVAL && strstr(err.msg, "activate -1"), "active: %s", err.msg);

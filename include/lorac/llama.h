@@ -151,7 +151,12 @@ int llama_peft_attach(llama_model *m, const struct peft_adapter *a, lorac_err *e
  * merge) makes one the model's layers, merged into buffers reused by every switch (W0 never
  * written) or unmerged (a pointer swap); id -1 = none. A quantized site merges nowhere: an adapter
  * touching one is activated unmerged only (merge is a clear error). keep_merged(1) gives each
- * adapter its own merged buffers. The model must outlive the set. */
+ * adapter its own merged weights (memory: one copy of each adapted weight per adapter), computed
+ * on its first merged activation and kept, so a later merged switch to it is a pointer swap;
+ * activating it unmerged (its A and B may then be trained) marks the copy stale and the next
+ * merged activation recomputes it; keep_merged(0) frees the copies (the active adapter stays
+ * active). The model must outlive the set. To give each sequence of one batch its own adapter
+ * without switching, see llama_session_use_adapters (lorac/lm.h). */
 typedef struct llama_adapter_set llama_adapter_set;
 int llama_adapter_set_new(llama_model *m, llama_adapter_set **out, lorac_err *err);
 int llama_adapter_set_add(llama_adapter_set *s, const struct peft_adapter *a, int *id, lorac_err *err);
@@ -159,6 +164,11 @@ int llama_adapter_set_count(const llama_adapter_set *s);
 int llama_adapter_set_activate(llama_adapter_set *s, int id, int merge, lorac_err *err);
 int llama_adapter_set_keep_merged(llama_adapter_set *s, int on, lorac_err *err);
 void llama_adapter_set_free(llama_adapter_set *s);
+/* Adapter id's n_layer·LLAMA_N_SITES layers (NULL entries where it has none; the model's own while
+ * it is the active one), or NULL for a bad id. */
+const lora_linear *const *llama_adapter_set_layers(const llama_adapter_set *s, int id);
+/* The active adapter (-1: none); whether it is merged to *merged when non-NULL. */
+int llama_adapter_set_active(const llama_adapter_set *s, int *merged);
 /* GGUF LoRA adapters as llama.cpp loads them (--lora): general.type "adapter", adapter.type "lora",
  * adapter.lora.alpha; tensors "blk.N.attn_q.weight.lora_a" ne=[n_in, r] and ".lora_b" ne=[r, n_out],
  * lora_b's rows in GGUF (rotary-permuted) order for attn_q/attn_k of llama. Every layer's exact

@@ -40,6 +40,16 @@ void llama_session_free(llama_session *s);
 int llama_session_begin(llama_session *s, int n_slots, int max_len, lorac_err *err);
 /* tokens (n_seq, n_new) appended to slots 0..n_seq-1; logits (n_seq, V) after each slot's last. */
 int llama_session_step(llama_session *s, const int32_t *tokens, int n_seq, int n_new, float *logits, lorac_err *err);
+/* Mixed-adapter batches: slot i (< n) runs adapter ids[i] of set (-1: the base alone), unmerged, in
+ * the same forward as the other slots: the base GEMM once for all rows (f32 or quantized), then per
+ * adapter present one gathered pair of thin GEMMs (rows·Aᵀ, then ·Bᵀ·scale) added to its slots' rows,
+ * as S-LoRA/Punica. Nothing is merged, so W0 is never touched and each slot's logits are those of
+ * running it alone with its adapter. The session refuses (at this call and at every step) while
+ * the set has an active adapter, merged or not: activate -1 first, so no delta is applied twice.
+ * Errors, with the session left as it was: a set over another model than the session's, n < 1, n
+ * above the slots of a begun session, an id outside -1 .. count-1. ids follow
+ * llama_session_reorder; the set must outlive its use here. set NULL: back to the model's LoRA. */
+int llama_session_use_adapters(llama_session *s, const llama_adapter_set *set, const int *ids, int n, lorac_err *err);
 /* Slot i := old slot src[i] for i < n_seq. */
 int llama_session_reorder(llama_session *s, const int32_t *src, int n_seq, lorac_err *err);
 /* Tokens every live slot holds. */

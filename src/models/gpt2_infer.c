@@ -44,7 +44,9 @@ static void free_scratch(gpt2_session *s) {
     free(s->last);
     free(s->xg);
     free(s->yg);
-    s->xg = s->yg = NULL;
+    free(s->hg); /* sized by the old row count: a larger session needs it again */
+    s->xg = s->yg = s->hg = NULL;
+    s->hg_r = 0;
     if (s->lacts) {
         for (int i = 0; i < s->m->cfg.n_layer * N_SITES; i++) lora_act_free(&s->lacts[i]);
         free(s->lacts);
@@ -59,7 +61,6 @@ void gpt2_session_free(gpt2_session *s) {
     if (!s) return;
     free_scratch(s);
     free(s->ids);
-    free(s->hg);
     free(s->k);
     free(s->v);
     free(s->scores);

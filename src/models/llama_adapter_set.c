@@ -17,6 +17,8 @@ struct llama_adapter_set {
     int resident;        /* keep every adapter's merged weights (llama_adapter_set_keep_merged) */
     float **buf;         /* (n_layer·LLAMA_N_SITES) merged weights shared by every switch */
     float ***rbuf;       /* (cap) per adapter's own merged weights, or NULL (resident mode) */
+    int *rvalid;         /* (cap) rbuf[id] holds adapter id's current merge: its next merged
+                            activation is a pointer swap */
 };
 
 static size_t n_sites(const llama_model *m) { return (size_t)m->cfg.n_layer * LLAMA_N_SITES; }
@@ -72,11 +74,36 @@ static int set_merge(llama_adapter_set *s, float **bufs, lorac_err *err) {
     return LORAC_OK;
 }
 
+/* 1 if every layer is still merged into the resident copy rbuf (nothing unmerged, retrained
+ * or re-merged elsewhere since the activation). */
+static int still_resident(const llama_model *m, float **rbuf) {
+    for (size_t k = 0; k < n_sites(m); k++)
+        if (m->lora[k] && (!m->lora[k]->merged || m->lora[k]->merged_w != rbuf[k])) return 0;
+    return 1;
+}
+
+/* Resident mode: the active adapter's own merged weights, computed on its first merged
+ * activation, then only pointed at (what lora_linear_merge_to leaves, without recomputing). */
+static int resident_merge(llama_adapter_set *s, int id, lorac_err *err) {
+    llama_model *m = s->m;
+    if (!s->rvalid[id]) return set_merge(s, s->rbuf[id], err);
+    for (size_t k = 0; k < n_sites(m); k++) {
+        lora_linear *L = m->lora[k];
+        if (!L) continue;
+        L->merged_w = s->rbuf[id][k];
+        L->merged = L->merged_borrowed = 1;
+        L->training = 0;
+    }
+    return LORAC_OK;
+}
+
 int llama_adapter_set_activate(llama_adapter_set *s, int id, int merge, lorac_err *err) {
     if (id < -1 || id >= s->n) return lorac_fail(err, LORAC_EINVAL, "llama: no adapter %d in the set (%d held)", id, s->n);
     llama_model *m = s->m;
     if (s->active >= 0) { /* the active adapter's layers go back to the set, unmerged */
         lora_linear **none = NULL;
+        int a = s->active;
+        if (s->rvalid[a] && !(s->merged && s->rbuf[a] && still_resident(m, s->rbuf[a]))) s->rvalid[a] = 0;
         set_unmerge(m, m->lora);
         int rc = set_swap(m, &none, err);
         if (rc) return rc;
@@ -90,11 +117,14 @@ int llama_adapter_set_activate(llama_adapter_set *s, int id, int merge, lorac_er
     s->active = id;
     if (merge && s->resident && !s->rbuf[id] && !(s->rbuf[id] = calloc(n_sites(m), sizeof **s->rbuf)))
         rc = lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for resident merged weights");
-    if (!rc && merge) rc = set_merge(s, s->resident ? s->rbuf[id] : s->buf, err);
+    if (!rc && merge) rc = s->resident ? resident_merge(s, id, err) : set_merge(s, s->buf, err);
+    if (!merge) s->rvalid[id] = 0; /* unmerged, its A and B may be trained: the copy may go stale */
     if (rc) {
         set_unmerge(m, m->lora); /* stay usable, unmerged */
+        s->rvalid[id] = 0;
         return rc;
     }
+    if (merge && s->resident) s->rvalid[id] = 1;
     s->merged = merge != 0;
     return LORAC_OK;
 }
@@ -111,6 +141,7 @@ int llama_adapter_set_keep_merged(llama_adapter_set *s, int on, lorac_err *err) 
         for (int i = 0; i < s->n; i++) {
             free_bufs(s->m, s->rbuf[i]);
             s->rbuf[i] = NULL;
+            s->rvalid[i] = 0;
         }
         s->resident = 0;
         return id >= 0 ? llama_adapter_set_activate(s, id, merged, err) : LORAC_OK;
@@ -136,8 +167,13 @@ int llama_adapter_set_add(llama_adapter_set *s, const struct peft_adapter *a, in
         if (nl) s->lora = nl;
         float ***nr = nl ? realloc(s->rbuf, (size_t)cap * sizeof *nr) : NULL;
         if (nr) s->rbuf = nr;
-        if (!nl || !nr) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for another adapter");
-        for (int i = s->cap; i < cap; i++) s->rbuf[i] = NULL;
+        int *nv = nr ? realloc(s->rvalid, (size_t)cap * sizeof *nv) : NULL;
+        if (nv) s->rvalid = nv;
+        if (!nl || !nr || !nv) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for another adapter");
+        for (int i = s->cap; i < cap; i++) {
+            s->rbuf[i] = NULL;
+            s->rvalid[i] = 0;
+        }
         s->cap = cap;
     }
     if ((rc = peft_adapter_check_lora_only(a, err))) return rc;
@@ -172,5 +208,18 @@ void llama_adapter_set_free(llama_adapter_set *s) {
     free_bufs(s->m, s->buf);
     free(s->lora);
     free(s->rbuf);
+    free(s->rvalid);
     free(s);
+}
+
+const lora_linear *const *llama_adapter_set_layers(const llama_adapter_set *s, int id) {
+    if (id < 0 || id >= s->n) return NULL;
+    return (const lora_linear *const *)(s->active == id ? s->m->lora : s->lora[id]);
+}
+
+const llama_model *llama_adapter_set_model(const llama_adapter_set *s) { return s->m; }
+
+int llama_adapter_set_active(const llama_adapter_set *s, int *merged) {
+    if (merged) *merged = s->merged;
+    return s->active;
 }

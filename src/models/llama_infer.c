@@ -3,9 +3,12 @@
  * never needs rotating again. Grouped-query attention: the cache holds NKV heads per token.
  * Shapes: S slots, n_new new tokens each, R = S*n_new rows, C = hidden, I = intermediate,
  * QD = NH*HS, KD = NKV*HS, cap = max_len. */
+#include <cblas.h>
+#undef I /* OpenBLAS's cblas.h pulls in <complex.h>; this file's I is the MLP width */
 #include <stdlib.h>
 #include <string.h>
 
+#include "llama_internal.h"
 #include "lorac/lm.h"
 #include "lorac/ops.h"
 #include "lorac/ops_rope.h"
@@ -21,6 +24,11 @@ struct llama_session {
     float *x, *ln, *q, *kn, *vn, *att, *tmp, *gate, *up, *rstd;
     lora_act *lacts;     /* n_layer * LLAMA_N_SITES, for LoRA layers that are not merged */
     int lora_gen;        /* the model's lora_gen when lacts were made */
+    /* mixed batch (llama_session_use_adapters): slot i uses adapter ids[i] of set (-1: none) */
+    const llama_adapter_set *set;
+    int *ids, n_ids;
+    float *xg, *yg, *hg; /* gathered rows (mixed batches only): (rows, max(C,QD,I)) twice, (rows, hg_r) */
+    int hg_r;
 };
 
 /* ---- session lifetime ------------------------------------------------------------------------- */
@@ -40,18 +48,20 @@ static void free_lacts(llama_session *s) {
 }
 
 static void free_scratch(llama_session *s) {
-    float **bufs[] = {&s->x, &s->ln, &s->q, &s->kn, &s->vn, &s->att, &s->tmp, &s->gate, &s->up, &s->rstd};
+    float **bufs[] = {&s->x, &s->ln, &s->q, &s->kn, &s->vn, &s->att, &s->tmp, &s->gate, &s->up, &s->rstd,
+                      &s->xg, &s->yg, &s->hg};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
     }
     free_lacts(s);
-    s->rows = 0;
+    s->rows = s->hg_r = 0;
 }
 
 void llama_session_free(llama_session *s) {
     if (!s) return;
     free_scratch(s);
+    free(s->ids);
     free(s->k);
     free(s->v);
     free(s->scores);
@@ -110,6 +120,18 @@ static int ensure_rows(llama_session *s, int rows, lorac_err *err) {
         }
         s->rows = rows;
     }
+    if (s->set && !s->xg) { /* gathered rows, only for mixed batches: every site's in and out width */
+        size_t QD = (size_t)c->n_head * c->head_dim, wide = (size_t)c->n_embd > QD ? (size_t)c->n_embd : QD;
+        wide = wide > (size_t)c->n_inner ? wide : (size_t)c->n_inner; /* KD <= QD */
+        s->xg = malloc((size_t)s->rows * wide * sizeof(float));
+        s->yg = malloc((size_t)s->rows * wide * sizeof(float));
+        if (!s->xg || !s->yg) {
+            free(s->xg);
+            free(s->yg);
+            s->xg = s->yg = NULL;
+            return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for mixed-adapter rows");
+        }
+    }
     if (!s->lacts) {
         if (!(s->lacts = calloc((size_t)c->n_layer * LLAMA_N_SITES, sizeof *s->lacts)))
             return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory");
@@ -118,11 +140,80 @@ static int ensure_rows(llama_session *s, int rows, lorac_err *err) {
     return LORAC_OK;
 }
 
-/* out (R,OC) = site(inp (R,C)), as llama_forward computes it: a LoRA layer over an f32 base runs
- * the whole site (merged or not, as llama_model_train_mode left it); over a quantized base the
- * qmat matmul computes W·x + b and the layer adds its low-rank path. */
-static int site_forward(llama_session *s, int l, int site, float *out, const float *inp, int R, lorac_err *err) {
+/* ---- mixed-adapter batches ------------------------------------------------------------------ */
+
+int llama_session_use_adapters(llama_session *s, const llama_adapter_set *set, const int *ids, int n, lorac_err *err) {
+    if (!set) {
+        s->set = NULL;
+        s->n_ids = 0;
+        return LORAC_OK;
+    }
+    /* every check before anything changes: a refused call leaves the session as it was */
+    if (llama_adapter_set_model(set) != s->m)
+        return lorac_fail(err, LORAC_EINVAL, "llama: the adapter set belongs to another base model than the session's");
+    if (n < 1 || !ids) return lorac_fail(err, LORAC_EINVAL, "llama: adapters for %d slots", n);
+    if (s->n_slots > 0 && n > s->n_slots)
+        return lorac_fail(err, LORAC_EINVAL, "llama: adapters for %d slots, the session has %d", n, s->n_slots);
+    int held = llama_adapter_set_count(set);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < -1 || ids[i] >= held)
+            return lorac_fail(err, LORAC_EINVAL, "llama: slot %d asks for adapter %d, the set holds %d", i, ids[i], held);
+    if (llama_adapter_set_active(set, NULL) >= 0)
+        return lorac_fail(err, LORAC_EINVAL, "llama: a mixed-adapter session needs a set with no active adapter "
+                          "(llama_adapter_set_activate(set, -1, ...))");
+    int *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory");
+    memcpy(copy, ids, (size_t)n * sizeof *copy);
+    free(s->ids);
+    s->ids = copy;
+    s->n_ids = n;
+    s->set = set;
+    return LORAC_OK;
+}
+
+/* out (R,OC) += the low-rank product of every slot's own adapter at (l, site), one gathered pair of
+ * thin GEMMs per adapter present in the batch (S-LoRA / Punica style): xg = rows of its slots,
+ * hg = xg·Aᵀ, yg = s·hg·Bᵀ, scattered back. The base product is already in out. */
+static int mixed_site(llama_session *s, int l, int site, float *out, const float *inp, int S, int n_new, lorac_err *err) {
+    for (int sl = 0; sl < S; sl++) {
+        int id = s->ids[sl], seen = 0, n = 0;
+        for (int q = 0; q < sl && !seen; q++) seen = s->ids[q] == id;
+        if (id < 0 || seen) continue;
+        const lora_linear *L = llama_adapter_set_layers(s->set, id)[l * LLAMA_N_SITES + site];
+        if (!L) continue;
+        int C = L->C, OC = L->OC, r = L->cfg.r;
+        if (r > s->hg_r) {
+            float *h = realloc(s->hg, (size_t)s->rows * r * sizeof(float));
+            if (!h) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for mixed-adapter rows");
+            s->hg = h;
+            s->hg_r = r;
+        }
+        for (int q = sl; q < S; q++) /* gather the rows of every slot using this adapter */
+            if (s->ids[q] == id) {
+                memcpy(s->xg + (size_t)n * C, inp + (size_t)q * n_new * C, (size_t)n_new * C * sizeof(float));
+                n += n_new;
+            }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, L->lora_A, C, 0.0f, s->hg, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, L->scaling, s->hg, r, L->lora_B, r, 0.0f, s->yg, OC);
+        n = 0;
+        for (int q = sl; q < S; q++) /* scatter-add */
+            if (s->ids[q] == id) {
+                float *o = out + (size_t)q * n_new * OC;
+                const float *y = s->yg + (size_t)n * OC;
+                for (size_t i = 0; i < (size_t)n_new * OC; i++) o[i] += y[i];
+                n += n_new;
+            }
+    }
+    return LORAC_OK;
+}
+
+/* out (R,OC) = site(inp (R,C)), R = S·n_new, as llama_forward computes it: a LoRA layer over an
+ * f32 base runs the whole site (merged or not, as llama_model_train_mode left it); over a quantized
+ * base the qmat matmul computes W·x + b and the layer adds its low-rank path. A mixed batch then
+ * adds each slot's own adapter. */
+static int site_forward(llama_session *s, int l, int site, float *out, const float *inp, int S, int n_new, lorac_err *err) {
     llama_model *m = s->m;
+    int R = S * n_new;
     lora_linear *L = llama_model_lora(m, l, site);
     lora_act *act = L ? &s->lacts[l * LLAMA_N_SITES + site] : NULL;
     int rc = !L || act->cap_N ? LORAC_OK : lora_linear_act_init(act, L, s->rows, err);
@@ -131,6 +222,7 @@ static int site_forward(llama_session *s, int l, int site, float *out, const flo
     const llama_layer_weights *W = &m->w.layers[l];
     rc = qmat_matmul_forward(out, inp, &W->w[site], W->b[site], R, err);
     if (!rc && L) rc = lora_linear_delta_forward(L, act, out, inp, R, NULL, err);
+    if (!rc && s->set) rc = mixed_site(s, l, site, out, inp, S, n_new, err);
     return rc;
 }
 
@@ -148,6 +240,10 @@ int llama_session_step(llama_session *s, const int32_t *tokens, int S, int n_new
         return lorac_fail(err, LORAC_EINVAL, "llama: step of %d x %d tokens on %d slots", S, n_new, s->n_slots);
     if (s->len + n_new > s->cap)
         return lorac_fail(err, LORAC_EINVAL, "llama: %d tokens exceed the session's %d", s->len + n_new, s->cap);
+    if (s->set && (m->lora || S > s->n_ids))
+        return lorac_fail(err, LORAC_EINVAL, m->lora ? "llama: a mixed-adapter session needs no active adapter "
+                                                       "(llama_adapter_set_activate(set, -1, ...))"
+                                                     : "llama: %d slots but adapters given for %d", S, s->n_ids);
     int R = S * n_new, rc = ensure_rows(s, R, err);
     if (rc) return rc;
     for (int i = 0; i < R; i++)
@@ -161,9 +257,9 @@ int llama_session_step(llama_session *s, const int32_t *tokens, int S, int n_new
         const llama_layer_weights *W = &m->w.layers[l];
         /* x += o_proj(attention(rope(q_proj(n1)), cache + rope(k_proj(n1)), cache + v_proj(n1))) */
         op_rmsnorm_forward(s->ln, s->rstd, s->x, W->attn_norm, R, C, eps);
-        if ((rc = site_forward(s, l, LLAMA_SITE_Q, s->q, s->ln, R, err)) ||
-            (rc = site_forward(s, l, LLAMA_SITE_K, s->kn, s->ln, R, err)) ||
-            (rc = site_forward(s, l, LLAMA_SITE_V, s->vn, s->ln, R, err)))
+        if ((rc = site_forward(s, l, LLAMA_SITE_Q, s->q, s->ln, S, n_new, err)) ||
+            (rc = site_forward(s, l, LLAMA_SITE_K, s->kn, s->ln, S, n_new, err)) ||
+            (rc = site_forward(s, l, LLAMA_SITE_V, s->vn, s->ln, S, n_new, err)))
             return rc;
         op_rope_freqs_forward(s->q, s->q, NULL, s->len, S, n_new, NH, HS, m->inv_freq);
         op_rope_freqs_forward(s->kn, s->kn, NULL, s->len, S, n_new, NKV, HS, m->inv_freq);
@@ -174,15 +270,15 @@ int llama_session_step(llama_session *s, const int32_t *tokens, int S, int n_new
             memcpy(vc + dst, s->vn + src, (size_t)n_new * KD * sizeof(float));
         }
         op_attention_cached_forward(s->att, s->q, kc, vc, S, n_new, s->len, s->cap, NH, NKV, HS, s->scores);
-        if ((rc = site_forward(s, l, LLAMA_SITE_O, s->tmp, s->att, R, err))) return rc;
+        if ((rc = site_forward(s, l, LLAMA_SITE_O, s->tmp, s->att, S, n_new, err))) return rc;
         add_to(s->x, s->tmp, (size_t)R * C);
         /* x += down_proj(silu(gate_proj(n2)) · up_proj(n2)) */
         op_rmsnorm_forward(s->ln, s->rstd, s->x, W->mlp_norm, R, C, eps);
-        if ((rc = site_forward(s, l, LLAMA_SITE_GATE, s->gate, s->ln, R, err)) ||
-            (rc = site_forward(s, l, LLAMA_SITE_UP, s->up, s->ln, R, err)))
+        if ((rc = site_forward(s, l, LLAMA_SITE_GATE, s->gate, s->ln, S, n_new, err)) ||
+            (rc = site_forward(s, l, LLAMA_SITE_UP, s->up, s->ln, S, n_new, err)))
             return rc;
         op_swiglu_forward(s->gate, s->gate, s->up, R, I);
-        if ((rc = site_forward(s, l, LLAMA_SITE_DOWN, s->tmp, s->gate, R, err))) return rc;
+        if ((rc = site_forward(s, l, LLAMA_SITE_DOWN, s->tmp, s->gate, S, n_new, err))) return rc;
         add_to(s->x, s->tmp, (size_t)R * C);
     }
     /* logits only for the last new token of each slot */
@@ -209,6 +305,13 @@ int llama_session_reorder(llama_session *s, const int32_t *src, int n_seq, lorac
             for (int i = 0; i < n_seq; i++) memcpy(base + i * slot, tmp + i * used, used * sizeof(float));
         }
     free(tmp);
+    if (s->set && n_seq <= s->n_ids) { /* each slot keeps its sequence's adapter */
+        int *ids = malloc((size_t)n_seq * sizeof *ids);
+        if (!ids) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory reordering adapters");
+        for (int i = 0; i < n_seq; i++) ids[i] = src[i] < s->n_ids ? s->ids[src[i]] : -1;
+        memcpy(s->ids, ids, (size_t)n_seq * sizeof *ids);
+        free(ids);
+    }
     return LORAC_OK;
 }
 

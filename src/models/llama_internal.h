@@ -9,5 +9,7 @@ int llama_lora_attach(llama_model *m, int layer, int site, const lora_config *lc
 /* Call once after attaching with the attaching's status: registers the layers and freezes all
  * else; on failure drops every LoRA layer. Returns rc (or a registry error). */
 int llama_lora_finish(llama_model *m, int rc, lorac_err *err);
+/* The base model a set's adapters were attached to. */
+const llama_model *llama_adapter_set_model(const llama_adapter_set *s);
 
 #endif
