@@ -14,7 +14,9 @@
 # default bench/.venv, then .venv), SHAPES ("8x128 4x512"), STEPS (5), WARMUP (2),
 # THREADS (nproc), ROUNDS (1; more alternates lorac and torch that many times per shape and reports
 # the median tokens/s of each: on a shared machine the load changes between runs), GENERATE (1 = also
-# run lorac bench generate), OUT (a directory for the raw JSON),
+# run lorac bench generate), OUT (a directory for the raw JSON), PRECISIONS ("auto fp32": lorac's
+# --precision values to run, each a row of the table; auto = bf16 frozen-weight matmuls where the CPU
+# has AVX512-BF16),
 # MODEL_ARGS (the shape and adapter flags; a tiny shape checks the script in seconds).
 # PyTorch and loralib from PyPI, if you have neither venv:
 #   python3 -m venv bench/.venv && bench/.venv/bin/pip install torch loralib transformers
@@ -29,6 +31,7 @@ WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 1)}
 ROUNDS=${ROUNDS:-1}
 GENERATE=${GENERATE:-1}
+PRECISIONS=${PRECISIONS:-"auto fp32"}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/lorac-bench.XXXXXX")}
 read -r -a MODEL <<<"${MODEL_ARGS:---layers 12 --embd 768 --heads 12 --vocab 50257 --rank 4 --alpha 32 --targets q,v}"
 # the user's environment, minus the two OpenBLAS overrides that CI sets
@@ -65,13 +68,15 @@ for shape in $SHAPES; do
     B=${shape%x*}
     T=${shape#*x}
     for r in $(seq 1 "$ROUNDS"); do
-        echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $LORAC bench train ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
-        if ! "${RUN[@]}" "$LORAC" bench train "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" --warmup "$WARMUP" \
-            --threads "$THREADS" --json >"$OUT/lorac_${shape}_$r.json"; then
-            echo "bench/run.sh: lorac bench train ${shape} failed" >&2
-            fail=1
-            rm -f "$OUT/lorac_${shape}_$r.json"
-        fi
+        for prec in $PRECISIONS; do
+            echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $LORAC bench train ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --precision $prec --json"
+            if ! "${RUN[@]}" "$LORAC" bench train "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" --warmup "$WARMUP" \
+                --threads "$THREADS" --precision "$prec" --json >"$OUT/lorac-${prec}_${shape}_$r.json"; then
+                echo "bench/run.sh: lorac bench train ${shape} --precision $prec failed" >&2
+                fail=1
+                rm -f "$OUT/lorac-${prec}_${shape}_$r.json"
+            fi
+        done
         if [ "$HAVE_TORCH" = 1 ]; then
             echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $PYTHON bench/torch_train.py ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
             if ! "${RUN[@]}" "$PYTHON" bench/torch_train.py "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" \
@@ -86,9 +91,9 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 
 # The table: tokens/s and peak RSS of both, and the ratios (lorac / torch).
-"$JSONPY" - "$OUT" "$ROUNDS" $SHAPES <<'EOF'
+"$JSONPY" - "$OUT" "$ROUNDS" "$PRECISIONS" $SHAPES <<'EOF'
 import json, os, statistics, sys
-out, rounds, shapes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out, rounds, precs, shapes = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
 def load(name):
     """The round with the median tokens/s of tool_shape_<round>.json (the peak RSS is the max)."""
     runs = []
@@ -105,22 +110,24 @@ def load(name):
     d["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
     return d
 print()
-print("| B x T | lorac tok/s | torch tok/s | speed ratio | lorac ms/step | torch ms/step | lorac RSS MiB | torch RSS MiB | RSS ratio |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| B x T | lorac matmuls | lorac tok/s | torch tok/s | speed ratio | lorac ms/step | torch ms/step | lorac RSS MiB | torch RSS MiB | RSS ratio |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 core = None
 for s in shapes:
-    l, t = load("lorac_%s" % s), load("torch_%s" % s)
+    t = load("torch_%s" % s)
     def g(d, k, fmt="%.1f"):
         return fmt % d[k] if d else "-"
-    sr = "%.2fx" % (l["tokens_per_s"] / t["tokens_per_s"]) if l and t else "-"
-    mr = "%.2fx" % (l["peak_rss_mb"] / t["peak_rss_mb"]) if l and t else "-"
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (s, g(l, "tokens_per_s"), g(t, "tokens_per_s"), sr,
-          g(l, "ms_per_step"), g(t, "ms_per_step"), g(l, "peak_rss_mb"), g(t, "peak_rss_mb"), mr))
-    if l:
-        core = "%s (%s)" % (l["blas_core"], l["blas_config"])
-        print("|   lorac phases | forward+loss %.0f ms, backward %.0f ms, AdamW %.2f ms |||||||" % (l["forward_ms"], l["backward_ms"], l["adamw_ms"]))
+    for p in precs:
+        l = load("lorac-%s_%s" % (p, s))
+        sr = "%.2fx" % (l["tokens_per_s"] / t["tokens_per_s"]) if l and t else "-"
+        mr = "%.2fx" % (l["peak_rss_mb"] / t["peak_rss_mb"]) if l and t else "-"
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (s, l.get("precision", p) if l else p, g(l, "tokens_per_s"),
+              g(t, "tokens_per_s"), sr, g(l, "ms_per_step"), g(t, "ms_per_step"), g(l, "peak_rss_mb"), g(t, "peak_rss_mb"), mr))
+        if l:
+            core = "%s (%s)" % (l["blas_core"], l["blas_config"])
+            print("|   lorac phases | | forward+loss %.0f ms, backward %.0f ms, AdamW %.2f ms |||||||" % (l["forward_ms"], l["backward_ms"], l["adamw_ms"]))
     if t:
-        print("|   torch phases | forward+loss %.0f ms, backward %.0f ms, AdamW %.2f ms |||||||" % (t["forward_ms"], t["backward_ms"], t["adamw_ms"]))
+        print("|   torch phases | | forward+loss %.0f ms, backward %.0f ms, AdamW %.2f ms |||||||" % (t["forward_ms"], t["backward_ms"], t["adamw_ms"]))
         torch_info = "torch %s, %s" % (t["torch"], t["blas"])
 print()
 print("speed ratio = lorac tokens/s / torch tokens/s (> 1: lorac faster); RSS ratio = lorac / torch (< 1: lorac smaller)")

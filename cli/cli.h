@@ -23,6 +23,9 @@ int cli_opt_float(int argc, char **argv, int *i, double *out);
 /* 1 when the arguments hold `--task glue-<name>` (train and eval hand those to cmd_train_glue /
  * cmd_eval_glue). */
 int cli_is_glue_task(int argc, char **argv);
+/* --precision fp32|bf16|auto (cli_common.c): 0, or an error already printed */
+int cli_set_precision(const char *arg);
+const char *cli_precision_name(void);
 
 /* Subcommands: one line each here and in the table in main.c. */
 int cmd_version(int argc, char **argv);

@@ -64,6 +64,8 @@ static const char *env_or(const char *name, const char *dflt) {
  * how idle OpenMP threads wait (spinning matters on a loaded machine: bench/README.md). */
 static void print_env_human(void) {
     printf("openblas: core %s | %s\n", lorac_blas_corename(), lorac_blas_config());
+    printf("matmul precision %s (--precision; bf16 needs AVX512-BF16: %s)\n", cli_precision_name(),
+           op_bf16_supported() ? "present" : "absent");
     printf("threads %d | OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s | OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s\n",
            lorac_get_threads(), env_or("OPENBLAS_CORETYPE", "(unset)"), env_or("OPENBLAS_L2_SIZE", "(unset)"),
            env_or("OMP_WAIT_POLICY", "(unset)"), env_or("GOMP_SPINCOUNT", "(unset)"));
@@ -74,7 +76,7 @@ static void print_env_json(void) {
     bench_json_str(stdout, lorac_blas_corename());
     printf(", \"blas_config\": ");
     bench_json_str(stdout, lorac_blas_config());
-    printf(", \"threads\": %d, \"OPENBLAS_CORETYPE\": ", lorac_get_threads());
+    printf(", \"precision\": \"%s\", \"threads\": %d, \"OPENBLAS_CORETYPE\": ", cli_precision_name(), lorac_get_threads());
     bench_json_str(stdout, env_or("OPENBLAS_CORETYPE", ""));
     printf(", \"OPENBLAS_L2_SIZE\": ");
     bench_json_str(stdout, env_or("OPENBLAS_L2_SIZE", ""));
@@ -89,6 +91,7 @@ typedef struct bench_opts {
     gpt2_config cfg;
     gpt2_lora_opts lora;
     const char *targets;
+    const char *precision;
     long threads;
     long seed;
     int json;
@@ -105,6 +108,7 @@ static void bench_opts_default(bench_opts *o) {
     o->cfg.activation = GPT2_ACT_GELU_NEW;
     gpt2_lora_opts_default(&o->lora);
     o->targets = "q,v";
+    o->precision = "auto";
     o->seed = 1234;
 }
 
@@ -130,6 +134,7 @@ static int bench_opt_parse(bench_opts *o, int argc, char **argv, int *i) {
         return 1;
     }
     if (!strcmp(f, "--targets")) return cli_opt_str(argc, argv, i, &o->targets) ? -1 : 1;
+    if (!strcmp(f, "--precision")) return cli_opt_str(argc, argv, i, &o->precision) ? -1 : 1;
     if (!strcmp(f, "--json")) {
         o->json = 1;
         return 1;
@@ -151,7 +156,7 @@ static int bench_opts_finish(bench_opts *o, int max_T) {
     if (gpt2_lora_targets_parse(o->targets, &o->lora, &err)) return cli_fail(&err);
     if (o->threads < 0) return cli_error("bench: --threads must be >= 1");
     if (o->threads > 0) lorac_set_threads((int)o->threads);
-    return 0;
+    return cli_set_precision(o->precision) ? 1 : 0;
 }
 
 static void bench_shape_human(const bench_opts *o) {
@@ -170,6 +175,7 @@ static void train_usage(FILE *f) {
             "  --batch B (8) --seq T (128)  --rank R (4) --alpha A (32) --targets LIST (q,v)\n"
             "  --lora-dropout P (0.1) --label-smoothing (0.1)   as lorac train's defaults\n"
             "  --steps N (5) --warmup N (2) --threads N (all cores) --seed S --json\n"
+            "  --precision fp32|bf16|auto (auto)  frozen-weight matmuls in bf16 where the CPU has AVX512-BF16\n"
             "times N training steps (forward, backward, AdamW on the LoRA params) after the warm-up;\n"
             "prints the median tokens/s (B*T / median step), the phases, and the peak RSS.\n"
             "--json: {\"tokens_per_s\", \"ms_per_step\", \"peak_rss_mb\", ...}\n");
@@ -345,7 +351,7 @@ static void generate_usage(FILE *f) {
             "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024) --inner (4 x embd)\n"
             "                                   model shape, random weights\n"
             "  --prompt N (128) --new N (32)  --rank R (4) --alpha A (32) --targets LIST (q,v)\n"
-            "  --reps N (3) --threads N (all cores) --seed S --json\n"
+            "  --reps N (3) --threads N (all cores) --seed S --json --precision fp32|bf16|auto (auto)\n"
             "median prefill tokens/s (the prompt in one step) and greedy decode tokens/s (one token per step,\n"
             "KV cache) for the base model, the adapter merged into the weights and the adapter unmerged\n"
             "(training mode, dropout 0); and the adapter switch time: median merge + unmerge of every layer.\n");

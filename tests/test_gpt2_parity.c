@@ -2,7 +2,12 @@
  * base logits, adapter logits, loss with and without label smoothing, every LoRA gradient after
  * one backward, the losses of 3 AdamW steps, greedy decoding, and merged == unmerged.
  * Tolerances: logits 2e-5 abs + 1e-4 rel; losses 1e-5 rel; gradients 1e-6 abs + 2e-4 rel
- * (float32 accumulation order differs from PyTorch's). */
+ * (float32 accumulation order differs from PyTorch's).
+ * The bf16 matmul mode (--precision bf16) on a 128-wide model (tools/gpt2_wide_ref.py), against
+ * the same fp32 PyTorch reference: logits within 3e-2 abs (|logit| <= 2.2; 0.011 seen), loss_ls
+ * 1e-3 rel, each LoRA gradient within 2e-2 relative L2 error (0.0064 seen): bf16 operands carry 8
+ * significant bits. fp32 mode on the same model stays within 1e-4, and bf16 must differ from it by
+ * 10x more (so the bf16 kernel really ran). */
 #include "check.h"
 #include "lorac.h"
 #include "lorac/gen_gpt2.h"
@@ -65,8 +70,89 @@ static int lora_tensors(gpt2_model *m, lt *out) {
     return n;
 }
 
+/* relative L2 distance ||a - b|| / ||b|| */
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        r += (double)b[i] * b[i];
+    }
+    return r > 0 ? sqrt(d / r) : sqrt(d);
+}
+
+/* forward + backward of the wide model in one precision; returns the worst logit / gradient errors */
+static void wide_run(op_precision prec, double *logit_err, double *loss_rel, double *grad_rel) {
+    const char *fix = LORAC_SOURCE_DIR "/tests/fixtures/gpt2/wide";
+    char path[512];
+    lorac_err err = {0};
+    st_file ref;
+    snprintf(path, sizeof path, "%s/ref.safetensors", fix);
+    if (st_open(path, &ref, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    size_t nids;
+    int32_t *ids = read_i64(&ref, "input_ids", &nids), *targets = read_i64(&ref, "targets", NULL);
+    const st_tensor *lt_ = need(&ref, "logits");
+    int B = (int)lt_->shape[0], T = (int)lt_->shape[1], V = (int)lt_->shape[2];
+    float *ref_logits = read_f32(&ref, "logits"), *ref_loss = read_f32(&ref, "loss_ls");
+    gpt2_model m;
+    snprintf(path, sizeof path, "%s/base", fix);
+    int rc = gpt2_model_load(path, &m, &err);
+    snprintf(path, sizeof path, "%s/adapter", fix);
+    if (!rc) rc = gpt2_peft_load(&m, path, NULL, 0, &err);
+    gpt2_acts *a = NULL;
+    if (!rc) rc = gpt2_acts_alloc(&m, B, T, &a, &err);
+    CHECK(rc == 0, "wide model: %s", err.msg);
+    if (rc) return;
+    CHECK(op_set_matmul_precision(prec) == 0, "precision %d refused", (int)prec);
+    float loss = 0;
+    *logit_err = INFINITY;
+    rc = gpt2_forward(&m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err); /* full logits */
+    for (size_t i = 0; !rc && i < (size_t)B * T * V; i++)
+        *logit_err = i ? fmax(*logit_err, fabs((double)gpt2_acts_logits(a)[i] - ref_logits[i]))
+                       : fabs((double)gpt2_acts_logits(a)[i] - ref_logits[i]);
+    gpt2_model_zero_grad(&m);
+    if (!rc) rc = gpt2_forward(&m, a, ids, targets, B, T, 0.1f, 1, NULL, &loss, NULL, &err);
+    if (!rc) rc = gpt2_backward(&m, a, &err);
+    op_set_matmul_precision(OP_PREC_FP32);
+    CHECK(rc == 0, "wide forward/backward: %s", err.msg);
+    *loss_rel = fabs((double)loss - ref_loss[0]) / fabs((double)ref_loss[0]);
+    lt ts[64];
+    int nt = lora_tensors(&m, ts);
+    CHECK(nt == 16, "%d LoRA tensors", nt);
+    *grad_rel = 0;
+    for (int i = 0; i < nt; i++) {
+        float *g = read_f32(&ref, ts[i].peft);
+        *grad_rel = fmax(*grad_rel, rel_l2(ts[i].grad, g, ts[i].n));
+        free(g);
+    }
+    gpt2_acts_free(a);
+    gpt2_model_free(&m);
+    st_close(&ref);
+    free(ids), free(targets), free(ref_logits), free(ref_loss);
+}
+
+static void check_wide_bf16(void) {
+    double l32, s32, g32, l16, s16, g16;
+    wide_run(OP_PREC_FP32, &l32, &s32, &g32);
+    printf("wide model fp32: max |logit err| %.3g, loss rel %.3g, worst grad rel L2 %.3g\n", l32, s32, g32);
+    CHECK(l32 <= 1e-4 && s32 <= 1e-5 && g32 <= 1e-4, "fp32 mode off the reference");
+    if (!op_bf16_supported()) {
+        printf("skip bf16 part: this CPU (or build) has no AVX512-BF16\n");
+        return;
+    }
+    wide_run(OP_PREC_BF16, &l16, &s16, &g16);
+    printf("wide model bf16: max |logit err| %.3g, loss rel %.3g, worst grad rel L2 %.3g\n", l16, s16, g16);
+    CHECK(l16 <= 3e-2, "bf16 logits off by %g", l16);
+    CHECK(s16 <= 1e-3, "bf16 loss off by %g rel", s16);
+    CHECK(g16 <= 2e-2, "bf16 gradients off by %g rel L2", g16);
+    CHECK(l16 > 10 * l32, "bf16 logits as close as fp32 (%g vs %g): the bf16 kernel did not run", l16, l32);
+}
+
 int main(void) {
     lorac_set_threads(2);
+    check_wide_bf16();
     lorac_err err = {0};
     st_file ref;
     if (st_open(FIX "/ref.safetensors", &ref, &err)) {

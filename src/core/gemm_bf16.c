@@ -1,0 +1,285 @@
+/* GEMM with bf16 inputs and fp32 accumulation (AVX512-BF16 VDPBF16PS), for the frozen-weight matmuls.
+ *
+ * Why our own: this OpenBLAS (0.3.21) has no sbgemm, and its fp32 sgemm is already near the FMA peak
+ * on these cores; VDPBF16PS does twice the multiply-adds per instruction, so rounding the operands to
+ * bf16 while packing (fp32 accumulators, fp32 C) roughly doubles what a training step's GEMMs can do.
+ * The loop nest is the classic Goto/BLIS one: pack a KP×NC block of B once (shared by the threads),
+ * pack an MC×KP block of A per thread, run an MR×NR register-tile kernel over them. K is consumed in
+ * pairs: VDPBF16PS multiplies lane pairs (k, k+1), so packed elements are 32-bit (bf16 k, bf16 k+1).
+ * Results differ from fp32 by the operands' rounding (relative 2^-8 each); see ops.h for the bound. */
+#include "lorac/ops.h"
+
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LORAC_HAVE_BF16_KERNEL 1
+#include <immintrin.h>
+#endif
+
+#define MR 14   /* rows of C per register tile: 14 x 2 zmm accumulators + 2 B vectors + 1 broadcast */
+#define NR 32   /* columns of C per register tile (two zmm) */
+#define KP 384  /* k-pairs per packed block: K = 768 is one pass, so C is read and written once */
+#define MC 336  /* rows of A per packed block (MC x KP x 4 bytes = 516 KiB, in a core's L2) */
+#define NC 3072 /* columns of B per packed block (KP x NC x 4 bytes = 4.5 MiB, in L3) */
+
+int op_bf16_supported(void) {
+#ifdef LORAC_HAVE_BF16_KERNEL
+    static int known = -1; /* a benign race: every thread computes the same value */
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") ? 1 : 0;
+    }
+    return known;
+#else
+    return 0;
+#endif
+}
+
+#ifdef LORAC_HAVE_BF16_KERNEL
+#define TGT __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* two floats -> one 32-bit pair (bf16(lo) | bf16(hi) << 16), rounded to nearest even */
+static inline uint32_t bf16_pair(float lo, float hi) {
+    uint32_t a, b;
+    memcpy(&a, &lo, 4);
+    memcpy(&b, &hi, 4);
+    a += 0x7fffu + ((a >> 16) & 1u);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (a >> 16) | (b & 0xffff0000u);
+}
+
+TGT static inline __m512i bf16_pair16(__m512 lo, __m512 hi) {
+    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    __m512i a = _mm512_castps_si512(lo), b = _mm512_castps_si512(hi);
+    a = _mm512_add_epi32(a, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(a, 16), one)));
+    b = _mm512_add_epi32(b, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(b, 16), one)));
+    return _mm512_or_si512(_mm512_srli_epi32(a, 16), _mm512_and_si512(b, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* 32 consecutive floats p[0..31] -> 16 pairs (p[0],p[1]), (p[2],p[3]), ... */
+TGT static inline __m512i bf16_pairs_contig(const float *p) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512 x = _mm512_loadu_ps(p), y = _mm512_loadu_ps(p + 16);
+    return bf16_pair16(_mm512_permutex2var_ps(x, ev, y), _mm512_permutex2var_ps(x, od, y));
+}
+
+/* In-register transpose of a 16x16 block of 32-bit elements: r[i] lane j becomes r[j] lane i. */
+TGT static inline void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int a = 0; a < 8; a++) {
+        t[2 * a] = _mm512_unpacklo_epi32(r[2 * a], r[2 * a + 1]);
+        t[2 * a + 1] = _mm512_unpackhi_epi32(r[2 * a], r[2 * a + 1]);
+    }
+    /* u[4b+e]: in 128-bit block q, rows 4b..4b+3 at column 4q+e */
+    for (int b = 0; b < 4; b++) {
+        u[4 * b + 0] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
+        u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
+    }
+    /* for each e, a 4x4 transpose of 128-bit blocks gives columns e, 4+e, 8+e, 12+e */
+    for (int e = 0; e < 4; e++) {
+        __m512i x0 = _mm512_shuffle_i32x4(u[e], u[4 + e], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i x1 = _mm512_shuffle_i32x4(u[e], u[4 + e], _MM_SHUFFLE(3, 2, 3, 2));
+        __m512i x2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(1, 0, 1, 0));
+        __m512i x3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(3, 2, 3, 2));
+        r[e] = _mm512_shuffle_i32x4(x0, x2, _MM_SHUFFLE(2, 0, 2, 0));
+        r[4 + e] = _mm512_shuffle_i32x4(x0, x2, _MM_SHUFFLE(3, 1, 3, 1));
+        r[8 + e] = _mm512_shuffle_i32x4(x1, x3, _MM_SHUFFLE(2, 0, 2, 0));
+        r[12 + e] = _mm512_shuffle_i32x4(x1, x3, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* Rows src[0..n) (n <= 16, K-contiguous floats), pairs [g0, g0+16) of each, transposed into
+ * dst[q * stride + i] for q < 16, i < n (lanes >= n are not written when n < 16). */
+TGT static inline void pack_pairs16(uint32_t *dst, int stride, const float *const *src, int n, int g0) {
+    __m512i r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < n ? bf16_pairs_contig(src[i] + 2 * g0) : _mm512_setzero_si512();
+    transpose16(r);
+    __mmask16 m = (__mmask16)((1u << n) - 1);
+    for (int q = 0; q < 16; q++) _mm512_mask_storeu_epi32(dst + (size_t)q * stride, m, r[q]);
+}
+
+/* C(mr x nr) = alpha * Apanel·Bpanel + beta * C; the panels hold kp pairs, zero-padded to MR / NR */
+TGT static void kernel_14x32(int kp, const uint32_t *restrict a, const uint32_t *restrict b, float *c,
+                             int ldc, float alpha, float beta, int mr, int nr) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+           c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00,
+           c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00, cc0 = c00,
+           cc1 = c00, cd0 = c00, cd1 = c00;
+    for (int k = 0; k < kp; k++) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = (__m512bh)_mm512_load_si512(b + 16), x;
+#define ROW(i, r0, r1)                                 \
+    x = (__m512bh)_mm512_set1_epi32((int)a[i]);       \
+    r0 = _mm512_dpbf16_ps(r0, x, b0);                  \
+    r1 = _mm512_dpbf16_ps(r1, x, b1);
+        ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41)
+        ROW(5, c50, c51) ROW(6, c60, c61) ROW(7, c70, c71) ROW(8, c80, c81) ROW(9, c90, c91)
+        ROW(10, ca0, ca1) ROW(11, cb0, cb1) ROW(12, cc0, cc1) ROW(13, cd0, cd1)
+#undef ROW
+        a += MR;
+        b += NR;
+    }
+    __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61},
+                         {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}, {cc0, cc1}, {cd0, cd1}};
+    __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < mr; i++) {
+        float *ci = c + (size_t)i * ldc;
+        __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
+        if (beta != 0.0f) { /* beta 0 never reads C, which may hold garbage */
+            r0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, ci), vb, r0);
+            r1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, ci + 16), vb, r1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, r0);
+        _mm512_mask_storeu_ps(ci + 16, m1, r1);
+    }
+}
+
+/* Pack rows [i0, i0+mc) x pairs [p0, p0+kpc) of A (row-major, lda) into MR-row panels, pair-major
+ * (pa[k*MR + i]), rows past mc zero. */
+TGT static void pack_a(uint32_t *pa, const float *A, int lda, int K, int i0, int mc, int p0, int kpc) {
+    for (int ir = 0; ir < mc; ir += MR, pa += (size_t)MR * kpc) {
+        int mr = mc - ir < MR ? mc - ir : MR;
+        const float *rows[16];
+        for (int i = 0; i < mr; i++) rows[i] = A + (size_t)(i0 + ir + i) * lda;
+        int k = 0;
+        for (; k + 16 <= kpc && 2 * (p0 + k + 16) <= K; k += 16) {
+            pack_pairs16(pa + (size_t)k * MR, MR, rows, mr, p0 + k);
+            if (mr < MR)
+                for (int q = 0; q < 16; q++)
+                    for (int i = mr; i < MR; i++) pa[(size_t)(k + q) * MR + i] = 0;
+        }
+        for (; k < kpc; k++) {
+            int g = 2 * (p0 + k);
+            for (int i = 0; i < MR; i++)
+                pa[(size_t)k * MR + i] = i < mr ? bf16_pair(g < K ? rows[i][g] : 0.0f, g + 1 < K ? rows[i][g + 1] : 0.0f) : 0;
+        }
+    }
+}
+
+/* Pack one NR-column panel (columns j0.., nr of them) x pairs [p0, p0+kpc) of op(B).
+ * transb 0: B is (K, N) row-major; 1: B is stored (N, K), i.e. op(B) = Bᵀ. */
+TGT static void pack_b_panel(uint32_t *pb, const float *B, int ldb, int transb, int K, int p0, int kpc,
+                             int j0, int nr) {
+    if (!transb) {
+        for (int k = 0; k < kpc; k++) {
+            int g = 2 * (p0 + k);
+            const float *r0 = B + (size_t)g * ldb + j0, *r1 = r0 + ldb;
+            for (int h = 0; h < 2; h++) {
+                int n = nr - 16 * h;
+                n = n < 0 ? 0 : n > 16 ? 16 : n;
+                __mmask16 m = (__mmask16)((1u << n) - 1);
+                __m512 lo = _mm512_maskz_loadu_ps(m, r0 + 16 * h);
+                __m512 hi = g + 1 < K ? _mm512_maskz_loadu_ps(m, r1 + 16 * h) : _mm512_setzero_ps();
+                _mm512_store_si512(pb + k * NR + 16 * h, bf16_pair16(lo, hi));
+            }
+        }
+        return;
+    }
+    /* Bᵀ storage: each column of op(B) is a K-contiguous row; 16 columns at a time are transposed */
+    const float *cols[NR];
+    for (int j = 0; j < nr; j++) cols[j] = B + (size_t)(j0 + j) * ldb;
+    for (int h = 0; h < NR; h += 16) {
+        int n = nr - h;
+        n = n < 0 ? 0 : n > 16 ? 16 : n;
+        int k = 0;
+        for (; n == 16 && k + 16 <= kpc && 2 * (p0 + k + 16) <= K; k += 16)
+            pack_pairs16(pb + (size_t)k * NR + h, NR, cols + h, 16, p0 + k);
+        for (; k < kpc; k++) {
+            int g = 2 * (p0 + k);
+            for (int j = 0; j < 16; j++)
+                pb[(size_t)k * NR + h + j] =
+                    j < n ? bf16_pair(g < K ? cols[h + j][g] : 0.0f, g + 1 < K ? cols[h + j][g + 1] : 0.0f) : 0;
+        }
+    }
+}
+
+/* Packing buffers are kept per thread and only grow (at most MC x KP and KP x NC words, 5 MiB):
+ * a fresh multi-MiB malloc per call is fresh pages from the kernel, and the page faults and zeroing
+ * cost a few percent of a training step. Slot 0 holds a worker's A block, slot 1 the calling
+ * thread's B block (shared with its team). They live as long as the thread. */
+static _Thread_local uint32_t *tl_buf[2];
+static _Thread_local size_t tl_cap[2];
+
+static uint32_t *thread_buffer(int slot, size_t n) {
+    if (n > tl_cap[slot]) {
+        free(tl_buf[slot]);
+        tl_cap[slot] = 0;
+        tl_buf[slot] = aligned_alloc(64, (n * sizeof(uint32_t) + 63) / 64 * 64);
+        if (tl_buf[slot]) tl_cap[slot] = n;
+    }
+    return tl_buf[slot];
+}
+
+static int gemm_bf16_run(int transb, int M, int N, int K, float alpha, const float *A, int lda,
+                         const float *B, int ldb, float beta, float *C, int ldc) {
+    const int KPT = (K + 1) / 2;
+    int ncmax = N < NC ? N : NC;
+    ncmax = (ncmax + NR - 1) / NR * NR;
+    uint32_t *pb = thread_buffer(1, (size_t)KP * ncmax);
+    if (!pb) return -1;
+    int fail = 0;
+#pragma omp parallel if (!omp_in_parallel())
+    {
+        uint32_t *pa = thread_buffer(0, (size_t)(MC + MR) * KP);
+        if (!pa) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp barrier
+        int T = omp_get_num_threads();
+        /* equal row blocks, a multiple of the thread count, so no thread waits on a short tail */
+        int nblk = T * ((M + T * MC - 1) / (T * MC));
+        int mc_blk = ((M + nblk - 1) / nblk + MR - 1) / MR * MR;
+        nblk = (M + mc_blk - 1) / mc_blk;
+        for (int jc = 0; jc < N && !fail; jc += NC) {
+            int nc = N - jc < NC ? N - jc : NC, npan = (nc + NR - 1) / NR;
+            for (int p = 0; p < KPT; p += KP) {
+                int kpc = KPT - p < KP ? KPT - p : KP;
+                float bet = p == 0 ? beta : 1.0f;
+#pragma omp for schedule(static)
+                for (int q = 0; q < npan; q++) {
+                    int jr = q * NR;
+                    pack_b_panel(pb + (size_t)jr * kpc, B, ldb, transb, K, p, kpc, jc + jr,
+                                 nc - jr < NR ? nc - jr : NR);
+                }
+#pragma omp for schedule(dynamic, 1)
+                for (int bi = 0; bi < nblk; bi++) {
+                    int ic = bi * mc_blk, mc = M - ic < mc_blk ? M - ic : mc_blk;
+                    pack_a(pa, A, lda, K, ic, mc, p, kpc);
+                    for (int jr = 0; jr < nc; jr += NR)
+                        for (int ir = 0; ir < mc; ir += MR)
+                            kernel_14x32(kpc, pa + (size_t)ir * kpc, pb + (size_t)jr * kpc,
+                                         C + (size_t)(ic + ir) * ldc + jc + jr, ldc, alpha, bet,
+                                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
+                }
+            }
+        }
+    }
+    return fail ? -1 : 0;
+}
+#endif
+
+int op_gemm_bf16(int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc) {
+#ifdef LORAC_HAVE_BF16_KERNEL
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0) { /* nothing to multiply: C = beta * C */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return 0;
+    }
+    if (!op_bf16_supported()) return -1;
+    return gemm_bf16_run(transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    (void)transb; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)B; (void)ldb;
+    (void)beta; (void)C; (void)ldc;
+    return -1;
+#endif
+}
