@@ -39,13 +39,14 @@ static float *randv(size_t n, int bf) {
 
 /* one case; returns the largest err / sum|a||b| seen */
 static double gemm_case(int transb, int M, int N, int K, int pad, float alpha, float beta, int bf) {
+    float *bias = (M + N + K) % 2 ? randv((size_t)N, 0) : NULL; /* half the cases add a bias */
     int lda = K + pad, ldb = (transb ? K : N) + pad, ldc = N + pad;
     float *A = randv((size_t)M * lda, bf), *B = randv((size_t)(transb ? N : K) * ldb, bf);
     float *C = randv((size_t)M * ldc, 0), *C0 = malloc((size_t)M * ldc * sizeof *C0);
     if (beta == 0.0f)
         for (size_t i = 0; i < (size_t)M * ldc; i++) C[i] = NAN; /* must never be read */
     memcpy(C0, C, (size_t)M * ldc * sizeof *C);
-    int rc = op_gemm_bf16(transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    int rc = op_gemm_bf16(transb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
     CHECK(rc == 0, "op_gemm_bf16 failed (%dx%dx%d)", M, N, K);
     double worst = 0.0;
     int bad = 0;
@@ -57,8 +58,9 @@ static double gemm_case(int transb, int M, int N, int K, int pad, float alpha, f
                 s += a * b;
                 mag += fabs(a * b);
             }
-            double want = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C0[(size_t)i * ldc + j]);
-            double scale = fabs(alpha) * mag + (beta == 0.0f ? 0.0 : fabs(beta * C0[(size_t)i * ldc + j]));
+            double want = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C0[(size_t)i * ldc + j]) + (bias ? bias[j] : 0.0);
+            double scale = fabs(alpha) * mag + (beta == 0.0f ? 0.0 : fabs(beta * C0[(size_t)i * ldc + j])) +
+                           (bias ? fabs(bias[j]) : 0.0);
             double err = fabs((double)C[(size_t)i * ldc + j] - want);
             double lim = (bf ? 1e-5 : 1.0 / 128) * scale + 1e-6 * (1.0 + fabs(want));
             if (!(err <= lim)) {
@@ -82,6 +84,7 @@ static double gemm_case(int transb, int M, int N, int K, int pad, float alpha, f
     free(B);
     free(C);
     free(C0);
+    free(bias);
     return worst;
 }
 
@@ -89,16 +92,16 @@ static void check_matmul_ops(void) {
     /* op_matmul_forward / _backward in bf16 mode vs fp32 mode, both weight layouts */
     const int N = 40, C = 96, OC = 80;
     float *x = randv((size_t)N * C, 0), *w = randv((size_t)OC * C, 0), *dy = randv((size_t)N * OC, 0);
-    float *y32 = calloc((size_t)N * OC, 4), *y16 = calloc((size_t)N * OC, 4);
+    float *y32 = calloc((size_t)N * OC, 4), *y16 = calloc((size_t)N * OC, 4), *bias = randv((size_t)OC, 0);
     float *dx32 = calloc((size_t)N * C, 4), *dx16 = calloc((size_t)N * C, 4);
     for (int layout = 0; layout < 2; layout++) {
         op_set_matmul_precision(OP_PREC_FP32);
-        op_matmul_forward(y32, x, w, NULL, N, C, OC, (op_wlayout)layout);
+        op_matmul_forward(y32, x, w, bias, N, C, OC, (op_wlayout)layout);
         memset(dx32, 0, (size_t)N * C * 4);
         op_matmul_backward(dx32, NULL, NULL, dy, x, w, 0.5f, N, C, OC, (op_wlayout)layout);
         CHECK(op_set_matmul_precision(OP_PREC_BF16) == 0, "bf16 not accepted");
         CHECK(op_matmul_precision() == OP_PREC_BF16, "precision not reported");
-        op_matmul_forward(y16, x, w, NULL, N, C, OC, (op_wlayout)layout);
+        op_matmul_forward(y16, x, w, bias, N, C, OC, (op_wlayout)layout);
         memset(dx16, 0, (size_t)N * C * 4);
         op_matmul_backward(dx16, NULL, NULL, dy, x, w, 0.5f, N, C, OC, (op_wlayout)layout);
         /* |x|,|w| < 1, so sum|a||b| < C (forward) and 0.5*OC (backward) */
@@ -110,7 +113,7 @@ static void check_matmul_ops(void) {
         CHECK(dmax <= 0.5 * OC / 128.0 && dmax > 0, "layout %d backward: max |bf16 - fp32| = %g", layout, dmax);
     }
     op_set_matmul_precision(OP_PREC_FP32);
-    free(x), free(w), free(dy), free(y32), free(y16), free(dx32), free(dx16);
+    free(x), free(w), free(dy), free(y32), free(y16), free(dx32), free(dx16), free(bias);
 }
 
 int main(void) {
@@ -146,9 +149,9 @@ int main(void) {
     float *A = randv((size_t)M * K, 0), *B = randv((size_t)N * K, 0), *C1 = calloc((size_t)M * N, 4), *C2 = calloc((size_t)M * N, 4);
     int t0 = lorac_get_threads();
     lorac_set_threads(1);
-    op_gemm_bf16(1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+    op_gemm_bf16(1, M, N, K, 1.0f, A, K, B, K, 0.0f, NULL, C1, N);
     lorac_set_threads(2);
-    op_gemm_bf16(1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
+    op_gemm_bf16(1, M, N, K, 1.0f, A, K, B, K, 0.0f, NULL, C2, N);
     lorac_set_threads(t0);
     CHECK(!memcmp(C1, C2, (size_t)M * N * 4), "1 and 2 threads differ");
     free(A), free(B), free(C1), free(C2);

@@ -52,11 +52,12 @@ int op_bf16_supported(void);
 /* Returns 0, or -1 (setting unchanged) when bf16 is asked for and not supported. */
 int op_set_matmul_precision(op_precision p);
 op_precision op_matmul_precision(void);
-/* C (M,N) = alpha · A (M,K) · op(B) + beta · C with bf16 operands and fp32 accumulation;
- * A row-major (lda); op(B) = B (K,N) row-major for transb 0, Bᵀ with B stored (N,K) for transb 1.
- * beta 0 never reads C. Returns -1 (C untouched) when the CPU lacks AVX512-BF16 or memory runs out. */
+/* C (M,N) = alpha · A (M,K) · op(B) + beta · C + bias with bf16 operands and fp32 accumulation;
+ * A row-major (lda); op(B) = B (K,N) row-major for transb 0, Bᵀ with B stored (N,K) for transb 1;
+ * bias (N) is added to every row, or NULL. beta 0 never reads C. Returns -1 (C untouched) when the
+ * CPU lacks AVX512-BF16 or memory runs out. */
 int op_gemm_bf16(int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc);
+                 int ldb, float beta, const float *bias, float *C, int ldc);
 
 /* ---- bias add ---------------------------------------------------------------------------- */
 /* out (N,C) = inp (N,C) + bias (C); out may equal inp (in place). */

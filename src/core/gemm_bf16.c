@@ -104,9 +104,10 @@ TGT static inline void pack_pairs16(uint32_t *dst, int stride, const float *cons
     for (int q = 0; q < 16; q++) _mm512_mask_storeu_epi32(dst + (size_t)q * stride, m, r[q]);
 }
 
-/* C(mr x nr) = alpha * Apanel·Bpanel + beta * C; the panels hold kp pairs, zero-padded to MR / NR */
+/* C(mr x nr) = alpha * Apanel·Bpanel + beta * C (+ bias per column, if not NULL); the panels hold kp
+ * pairs, zero-padded to MR / NR */
 TGT static void kernel_14x32(int kp, const uint32_t *restrict a, const uint32_t *restrict b, float *c,
-                             int ldc, float alpha, float beta, int mr, int nr) {
+                             int ldc, float alpha, float beta, const float *bias, int mr, int nr) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
            c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00,
            c80 = c00, c81 = c00, c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00, cc0 = c00,
@@ -128,10 +129,14 @@ TGT static void kernel_14x32(int kp, const uint32_t *restrict a, const uint32_t 
                          {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}, {cc0, cc1}, {cd0, cd1}};
     __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
     __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), b0 = _mm512_setzero_ps(), b1 = b0;
+    if (bias) {
+        b0 = _mm512_maskz_loadu_ps(m0, bias);
+        b1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
     for (int i = 0; i < mr; i++) {
         float *ci = c + (size_t)i * ldc;
-        __m512 r0 = _mm512_mul_ps(acc[i][0], va), r1 = _mm512_mul_ps(acc[i][1], va);
+        __m512 r0 = _mm512_fmadd_ps(acc[i][0], va, b0), r1 = _mm512_fmadd_ps(acc[i][1], va, b1);
         if (beta != 0.0f) { /* beta 0 never reads C, which may hold garbage */
             r0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, ci), vb, r0);
             r1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, ci + 16), vb, r1);
@@ -218,7 +223,7 @@ static uint32_t *thread_buffer(int slot, size_t n) {
 }
 
 static int gemm_bf16_run(int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                         const float *B, int ldb, float beta, float *C, int ldc) {
+                         const float *B, int ldb, float beta, const float *bias, float *C, int ldc) {
     const int KPT = (K + 1) / 2;
     int ncmax = N < NC ? N : NC;
     ncmax = (ncmax + NR - 1) / NR * NR;
@@ -234,30 +239,34 @@ static int gemm_bf16_run(int transb, int M, int N, int K, float alpha, const flo
         }
 #pragma omp barrier
         int T = omp_get_num_threads();
-        /* equal row blocks, a multiple of the thread count, so no thread waits on a short tail */
-        int nblk = T * ((M + T * MC - 1) / (T * MC));
-        int mc_blk = ((M + nblk - 1) / nblk + MR - 1) / MR * MR;
-        nblk = (M + mc_blk - 1) / mc_blk;
+        /* row blocks of whole MR tiles, a multiple of the thread count and as equal as the tiles
+         * allow, so that no thread waits long at the end of a block loop */
+        int ntiles = (M + MR - 1) / MR;
+        int nblk = T * ((ntiles * MR + T * MC - 1) / (T * MC));
+        if (nblk > ntiles) nblk = ntiles;
         for (int jc = 0; jc < N && !fail; jc += NC) {
             int nc = N - jc < NC ? N - jc : NC, npan = (nc + NR - 1) / NR;
             for (int p = 0; p < KPT; p += KP) {
                 int kpc = KPT - p < KP ? KPT - p : KP;
                 float bet = p == 0 ? beta : 1.0f;
+                const float *bia = p == 0 ? bias : NULL;
 #pragma omp for schedule(static)
                 for (int q = 0; q < npan; q++) {
                     int jr = q * NR;
                     pack_b_panel(pb + (size_t)jr * kpc, B, ldb, transb, K, p, kpc, jc + jr,
                                  nc - jr < NR ? nc - jr : NR);
                 }
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static, 1)
                 for (int bi = 0; bi < nblk; bi++) {
-                    int ic = bi * mc_blk, mc = M - ic < mc_blk ? M - ic : mc_blk;
+                    int t0 = (int)((long)bi * ntiles / nblk), t1 = (int)((long)(bi + 1) * ntiles / nblk);
+                    int ic = t0 * MR, mc = (t1 * MR < M ? t1 * MR : M) - ic;
                     pack_a(pa, A, lda, K, ic, mc, p, kpc);
                     for (int jr = 0; jr < nc; jr += NR)
                         for (int ir = 0; ir < mc; ir += MR)
                             kernel_14x32(kpc, pa + (size_t)ir * kpc, pb + (size_t)jr * kpc,
                                          C + (size_t)(ic + ir) * ldc + jc + jr, ldc, alpha, bet,
-                                         mc - ir < MR ? mc - ir : MR, nc - jr < NR ? nc - jr : NR);
+                                         bia ? bia + jc + jr : NULL, mc - ir < MR ? mc - ir : MR,
+                                         nc - jr < NR ? nc - jr : NR);
                 }
             }
         }
@@ -267,19 +276,20 @@ static int gemm_bf16_run(int transb, int M, int N, int K, float alpha, const flo
 #endif
 
 int op_gemm_bf16(int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc) {
+                 int ldb, float beta, const float *bias, float *C, int ldc) {
 #ifdef LORAC_HAVE_BF16_KERNEL
     if (M <= 0 || N <= 0) return 0;
-    if (K <= 0) { /* nothing to multiply: C = beta * C */
+    if (K <= 0) { /* nothing to multiply: C = beta * C + bias */
         for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] = (beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j]) + (bias ? bias[j] : 0.0f);
         return 0;
     }
     if (!op_bf16_supported()) return -1;
-    return gemm_bf16_run(transb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return gemm_bf16_run(transb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
 #else
     (void)transb; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)B; (void)ldb;
-    (void)beta; (void)C; (void)ldc;
+    (void)beta; (void)bias; (void)C; (void)ldc;
     return -1;
 #endif
 }

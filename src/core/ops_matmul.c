@@ -16,13 +16,16 @@ op_precision op_matmul_precision(void) { return g_precision; }
 
 /* bf16 only where the packing pays for itself; returns 0 when it did the product */
 static int try_bf16(int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                    int ldb, float *C, int ldc) {
+                    int ldb, float beta, const float *bias, float *C, int ldc) {
     if (g_precision != OP_PREC_BF16 || M < 16 || N < 64 || K < 64) return -1;
-    return op_gemm_bf16(transb, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
+    return op_gemm_bf16(transb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
 }
 
 void op_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                        int N, int C, int OC, op_wlayout layout) {
+    /* bf16: the kernel adds the bias as it stores, out is never read */
+    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, 1.0f, inp, C, w, layout == OP_W_OUT_IN ? C : OC, 0.0f, bias, out, OC) == 0)
+        return;
     /* seed out with the bias (or zero) so the GEMM accumulates onto it */
     if (bias) {
         for (int n = 0; n < N; n++)
@@ -37,7 +40,7 @@ void op_matmul_forward_acc(float *out, const float *inp, const float *w, float a
                            int N, int C, int OC, op_wlayout layout) {
     if (N == 0 || OC == 0) return;
     /* out(N,OC) = inp(N,C) · op(W), op(W) = Wᵀ for (OC,C) storage, W for (C,OC) storage */
-    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, alpha, inp, C, w, layout == OP_W_OUT_IN ? C : OC, out, OC) == 0)
+    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, alpha, inp, C, w, layout == OP_W_OUT_IN ? C : OC, 1.0f, NULL, out, OC) == 0)
         return;
     if (layout == OP_W_OUT_IN)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, alpha, inp, C, w, C, 1.0f, out, OC);
@@ -50,7 +53,7 @@ void op_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
     if (N == 0) return;
     if (dinp) {
         /* dinp(N,C) += alpha · dout(N,OC) · W(OC,C)  [or W(C,OC)ᵀ] */
-        if (try_bf16(layout == OP_W_IN_OUT, N, C, OC, alpha, dout, OC, w, layout == OP_W_OUT_IN ? C : OC, dinp, C) == 0)
+        if (try_bf16(layout == OP_W_IN_OUT, N, C, OC, alpha, dout, OC, w, layout == OP_W_OUT_IN ? C : OC, 1.0f, NULL, dinp, C) == 0)
             ;
         else if (layout == OP_W_OUT_IN)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, alpha, dout, OC, w, C, 1.0f, dinp, C);
