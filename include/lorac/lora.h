@@ -217,6 +217,18 @@ int lora_merged_merge_to(lora_merged *L, float *buf, int keep_disabled, lorac_er
 /* ΔW (OC,C) (or (C,OC) with fan_in_fan_out) without scaling: loralib's merge_AB(). */
 void lora_merged_delta(const lora_merged *L, float *delta);
 
+/* ---------------------------------------------------------------- mixed-adapter rows */
+/* A batch of S sequence slots, each n_new rows, where slot q uses adapter ids[q] (-1: none).
+ * lora_rows_first_use: 1 when ids[slot] is an adapter not used by an earlier slot (so each adapter
+ * is run once). lora_rows_gather copies the rows (width C) of every slot q >= first with
+ * ids[q] == ids[first] into xg and returns how many rows it copied; lora_rows_scatter_add adds the
+ * matching rows of yg (width OC) back into out, in the same order. lora_rows_reserve grows *buf to
+ * rows x want columns (kept when *cols already >= want); -1 when out of memory (*buf unchanged). */
+int lora_rows_first_use(const int *ids, int slot);
+int lora_rows_gather(float *xg, const float *inp, const int *ids, int S, int first, int n_new, int C);
+void lora_rows_scatter_add(float *out, const float *yg, const int *ids, int S, int first, int n_new, int OC);
+int lora_rows_reserve(float **buf, int *cols, size_t rows, int want);
+
 /* ---------------------------------------------------------------- Embedding */
 
 /* As loralib: A (r, V) starts at zero, B (D, r) ~ N(0,1); out[n] = W0[id] + s·A[:,id]ᵀ·Bᵀ; no

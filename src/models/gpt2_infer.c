@@ -164,26 +164,16 @@ static int mixed_site(gpt2_session *s, int l, int site, float *out, const float 
     int E = c->n_embd, I = c->n_inner;
     int C = site == SITE_FCPROJ ? I : E, OC = site == SITE_ATTN ? 3 * E : site == SITE_FC ? I : E;
     for (int sl = 0; sl < S; sl++) {
-        int id = s->ids[sl], seen = 0;
-        for (int q = 0; q < sl && !seen; q++) seen = s->ids[q] == id;
-        if (id < 0 || seen) continue;
-        const gpt2_block_lora *b = &gpt2_adapter_set_layers(s->set, id, NULL)[l];
+        if (!lora_rows_first_use(s->ids, sl)) continue;
+        const gpt2_block_lora *b = &gpt2_adapter_set_layers(s->set, s->ids[sl], NULL)[l];
         lora_linear *ls[N_SITES] = {b->c_attn, b->attn_proj, b->mlp_fc, b->mlp_proj};
         const lora_linear *Lin = ls[site];
         const lora_merged *M = site == SITE_ATTN ? b->qkv : NULL;
         if (!Lin && !M) continue;
-        int r = Lin ? Lin->cfg.r : M->cfg.r, n = 0;
-        if (r > s->hg_r) {
-            float *h = realloc(s->hg, (size_t)s->rows * r * sizeof(float));
-            if (!h) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for mixed-adapter rows");
-            s->hg = h;
-            s->hg_r = r;
-        }
-        for (int q = sl; q < S; q++) /* gather the rows of every slot using this adapter */
-            if (s->ids[q] == id) {
-                memcpy(s->xg + (size_t)n * C, inp + (size_t)q * n_new * C, (size_t)n_new * C * sizeof(float));
-                n += n_new;
-            }
+        int r = Lin ? Lin->cfg.r : M->cfg.r;
+        if (lora_rows_reserve(&s->hg, &s->hg_r, (size_t)s->rows, r))
+            return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for mixed-adapter rows");
+        int n = lora_rows_gather(s->xg, inp, s->ids, S, sl, n_new, C);
         if (Lin) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, Lin->lora_A, C, 0.0f, s->hg, r);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, Lin->scaling, s->hg, r, Lin->lora_B, r, 0.0f,
@@ -200,14 +190,7 @@ static int mixed_site(gpt2_session *s, int l, int site, float *out, const float 
                 j++;
             }
         }
-        n = 0;
-        for (int q = sl; q < S; q++) /* scatter-add */
-            if (s->ids[q] == id) {
-                float *o = out + (size_t)q * n_new * OC;
-                const float *y = s->yg + (size_t)n * OC;
-                for (size_t i = 0; i < (size_t)n_new * OC; i++) o[i] += y[i];
-                n += n_new;
-            }
+        lora_rows_scatter_add(out, s->yg, s->ids, S, sl, n_new, OC);
     }
     return LORAC_OK;
 }

@@ -176,33 +176,16 @@ int llama_session_use_adapters(llama_session *s, const llama_adapter_set *set, c
  * hg = xg·Aᵀ, yg = s·hg·Bᵀ, scattered back. The base product is already in out. */
 static int mixed_site(llama_session *s, int l, int site, float *out, const float *inp, int S, int n_new, lorac_err *err) {
     for (int sl = 0; sl < S; sl++) {
-        int id = s->ids[sl], seen = 0, n = 0;
-        for (int q = 0; q < sl && !seen; q++) seen = s->ids[q] == id;
-        if (id < 0 || seen) continue;
-        const lora_linear *L = llama_adapter_set_layers(s->set, id)[l * LLAMA_N_SITES + site];
+        if (!lora_rows_first_use(s->ids, sl)) continue;
+        const lora_linear *L = llama_adapter_set_layers(s->set, s->ids[sl])[l * LLAMA_N_SITES + site];
         if (!L) continue;
         int C = L->C, OC = L->OC, r = L->cfg.r;
-        if (r > s->hg_r) {
-            float *h = realloc(s->hg, (size_t)s->rows * r * sizeof(float));
-            if (!h) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for mixed-adapter rows");
-            s->hg = h;
-            s->hg_r = r;
-        }
-        for (int q = sl; q < S; q++) /* gather the rows of every slot using this adapter */
-            if (s->ids[q] == id) {
-                memcpy(s->xg + (size_t)n * C, inp + (size_t)q * n_new * C, (size_t)n_new * C * sizeof(float));
-                n += n_new;
-            }
+        if (lora_rows_reserve(&s->hg, &s->hg_r, (size_t)s->rows, r))
+            return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for mixed-adapter rows");
+        int n = lora_rows_gather(s->xg, inp, s->ids, S, sl, n_new, C);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, L->lora_A, C, 0.0f, s->hg, r);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, L->scaling, s->hg, r, L->lora_B, r, 0.0f, s->yg, OC);
-        n = 0;
-        for (int q = sl; q < S; q++) /* scatter-add */
-            if (s->ids[q] == id) {
-                float *o = out + (size_t)q * n_new * OC;
-                const float *y = s->yg + (size_t)n * OC;
-                for (size_t i = 0; i < (size_t)n_new * OC; i++) o[i] += y[i];
-                n += n_new;
-            }
+        lora_rows_scatter_add(out, s->yg, s->ids, S, sl, n_new, OC);
     }
     return LORAC_OK;
 }

@@ -1,0 +1,44 @@
+/* Mixed-adapter batches (S-LoRA / Punica style): the rows of the sequence slots that use one adapter
+ * are gathered into one block, run through that adapter's low-rank product, and added back. The
+ * GPT-2 and Llama KV-cache sessions both use these. */
+#include "lorac/lora.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int lora_rows_first_use(const int *ids, int slot) {
+    if (ids[slot] < 0) return 0;
+    for (int q = 0; q < slot; q++)
+        if (ids[q] == ids[slot]) return 0;
+    return 1;
+}
+
+int lora_rows_gather(float *xg, const float *inp, const int *ids, int S, int first, int n_new, int C) {
+    int n = 0;
+    for (int q = first; q < S; q++)
+        if (ids[q] == ids[first]) {
+            memcpy(xg + (size_t)n * C, inp + (size_t)q * n_new * C, (size_t)n_new * C * sizeof(float));
+            n += n_new;
+        }
+    return n;
+}
+
+void lora_rows_scatter_add(float *out, const float *yg, const int *ids, int S, int first, int n_new, int OC) {
+    int n = 0;
+    for (int q = first; q < S; q++)
+        if (ids[q] == ids[first]) {
+            float *o = out + (size_t)q * n_new * OC;
+            const float *y = yg + (size_t)n * OC;
+            for (size_t i = 0; i < (size_t)n_new * OC; i++) o[i] += y[i];
+            n += n_new;
+        }
+}
+
+int lora_rows_reserve(float **buf, int *cols, size_t rows, int want) {
+    if (want <= *cols) return 0;
+    float *b = realloc(*buf, rows * (size_t)want * sizeof(float));
+    if (!b) return -1;
+    *buf = b;
+    *cols = want;
+    return 0;
+}
