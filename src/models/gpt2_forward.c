@@ -10,7 +10,8 @@
 
 /* Rows of the LM head + cross-entropy done at once in training: only a (LM_ROWS, V) slice of the
  * logits and of their gradient ever exists (39 MB for GPT-2's vocabulary, not (N,V));
- * more rows stream the head's weights fewer times but cost memory. */
+ * more rows stream the head's weights fewer times but cost memory. The slice shares memory with
+ * the backward's scratch, so when that scratch is larger (long batches) the slice takes all of it. */
 #define LM_ROWS 192
 
 /* Memory plan. Kept per layer for the backward: the residual entering the layer, the packed
@@ -38,7 +39,8 @@ struct gpt2_acts {
     float *lnf_mean, *lnf_rstd;
     float *dlnf;                          /* (N,C) the loss gradient at ln_f's output (training forward) */
     float *logits;                        /* (capN,V), allocated by the first forward that is not for a backward */
-    float *lm_chunk;                      /* (LM_ROWS,V) logits, then dlogits, of a slice of rows */
+    float *lm_chunk;                      /* (lm_rows,V) logits, then dlogits, of a slice of rows */
+    int lm_rows;                          /* >= LM_ROWS (or N): as many as the shared scratch holds */
     float *losses;                        /* (N) */
     int *targets;                         /* (N) */
     /* scratch */
@@ -106,6 +108,9 @@ static size_t acts_layout(gpt2_acts *a, const gpt2_config *c, float *base) {
     else ONE(dqkv, N * 3 * C);
     size_t end = off;
     off = shared;
+    size_t fit = (end - shared) / V; /* rows of logits the backward's scratch has room for */
+    if (fit > R) R = fit < N ? fit : N;
+    a->lm_rows = (int)R;
     ONE(lm_chunk, R * V);
 #undef ONE
     return off > end ? off : end;
@@ -167,11 +172,11 @@ static void ln_recompute(float *out, const float *x, const float *mean, const fl
     }
 }
 
-/* Training head: for each slice of LM_ROWS rows, logits = lnf·headᵀ, the fused cross-entropy
+/* Training head: for each slice of lm_rows rows, logits = lnf·headᵀ, the fused cross-entropy
  * turns them into dlogits in place, and dlnf = dlogits·head; returns the mean loss. */
 static float head_train(gpt2_acts *a, const float *lnf, const float *head, int N, int C, int V, float ls) {
-    for (int n0 = 0; n0 < N; n0 += LM_ROWS) {
-        int R = N - n0 < LM_ROWS ? N - n0 : LM_ROWS;
+    for (int n0 = 0; n0 < N; n0 += a->lm_rows) {
+        int R = N - n0 < a->lm_rows ? N - n0 : a->lm_rows;
         op_matmul_forward(a->lm_chunk, lnf + (size_t)n0 * C, head, NULL, R, C, V, OP_W_OUT_IN);
         op_crossentropy_fused(a->lm_chunk, a->losses + n0, a->targets + n0, R, V, ls, a->dloss);
         memset(a->dlnf + (size_t)n0 * C, 0, (size_t)R * C * sizeof(float));
