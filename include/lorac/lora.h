@@ -228,6 +228,10 @@ int lora_rows_first_use(const int *ids, int slot);
 int lora_rows_gather(float *xg, const float *inp, const int *ids, int S, int first, int n_new, int C);
 void lora_rows_scatter_add(float *out, const float *yg, const int *ids, int S, int first, int n_new, int OC);
 int lora_rows_reserve(float **buf, int *cols, size_t rows, int want);
+/* Checks a session's adapter ids (n of them, each -1..held-1, n <= n_slots when n_slots > 0) and stores
+ * a copy in *dst / *n_dst (the old array freed); on failure one error naming `who`, nothing changed. */
+int lora_rows_set_ids(int **dst, int *n_dst, const int *ids, int n, int held, int n_slots, const char *who,
+                      lorac_err *err);
 
 /* ---------------------------------------------------------------- Embedding */
 

@@ -42,3 +42,21 @@ int lora_rows_reserve(float **buf, int *cols, size_t rows, int want) {
     *cols = want;
     return 0;
 }
+
+int lora_rows_set_ids(int **dst, int *n_dst, const int *ids, int n, int held, int n_slots, const char *who,
+                      lorac_err *err) {
+    /* every check before anything changes: a refused call leaves the session as it was */
+    if (n < 1 || !ids) return lorac_fail(err, LORAC_EINVAL, "%s: adapters for %d slots", who, n);
+    if (n_slots > 0 && n > n_slots)
+        return lorac_fail(err, LORAC_EINVAL, "%s: adapters for %d slots, the session has %d", who, n, n_slots);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < -1 || ids[i] >= held)
+            return lorac_fail(err, LORAC_EINVAL, "%s: slot %d asks for adapter %d, the set holds %d", who, i, ids[i], held);
+    int *copy = malloc((size_t)n * sizeof *copy);
+    if (!copy) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", who);
+    memcpy(copy, ids, (size_t)n * sizeof *copy);
+    free(*dst);
+    *dst = copy;
+    *n_dst = n;
+    return LORAC_OK;
+}

@@ -125,19 +125,9 @@ int gpt2_session_use_adapters(gpt2_session *s, gpt2_adapter_set *set, const int 
         s->n_ids = 0;
         return LORAC_OK;
     }
-    if (n < 1) return lorac_fail(err, LORAC_EINVAL, "gpt2: adapters for %d slots", n);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < -1 || ids[i] >= gpt2_adapter_set_count(set))
-            return lorac_fail(err, LORAC_EINVAL, "gpt2: slot %d asks for adapter %d, the set holds %d", i, ids[i],
-                              gpt2_adapter_set_count(set));
-    int *copy = malloc((size_t)n * sizeof *copy);
-    if (!copy) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory");
-    memcpy(copy, ids, (size_t)n * sizeof *copy);
-    free(s->ids);
-    s->ids = copy;
-    s->n_ids = n;
-    s->set = set;
-    return LORAC_OK;
+    int rc = lora_rows_set_ids(&s->ids, &s->n_ids, ids, n, gpt2_adapter_set_count(set), s->n_slots, "gpt2", err);
+    if (!rc) s->set = set;
+    return rc;
 }
 
 /* x (R,C) += each slot's wte LoRA row s·B·A[:, token] (slots of adapters with a wte LoRA). */

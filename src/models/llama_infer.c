@@ -151,24 +151,12 @@ int llama_session_use_adapters(llama_session *s, const llama_adapter_set *set, c
     /* every check before anything changes: a refused call leaves the session as it was */
     if (llama_adapter_set_model(set) != s->m)
         return lorac_fail(err, LORAC_EINVAL, "llama: the adapter set belongs to another base model than the session's");
-    if (n < 1 || !ids) return lorac_fail(err, LORAC_EINVAL, "llama: adapters for %d slots", n);
-    if (s->n_slots > 0 && n > s->n_slots)
-        return lorac_fail(err, LORAC_EINVAL, "llama: adapters for %d slots, the session has %d", n, s->n_slots);
-    int held = llama_adapter_set_count(set);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < -1 || ids[i] >= held)
-            return lorac_fail(err, LORAC_EINVAL, "llama: slot %d asks for adapter %d, the set holds %d", i, ids[i], held);
     if (llama_adapter_set_active(set, NULL) >= 0)
         return lorac_fail(err, LORAC_EINVAL, "llama: a mixed-adapter session needs a set with no active adapter "
                           "(llama_adapter_set_activate(set, -1, ...))");
-    int *copy = malloc((size_t)n * sizeof *copy);
-    if (!copy) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory");
-    memcpy(copy, ids, (size_t)n * sizeof *copy);
-    free(s->ids);
-    s->ids = copy;
-    s->n_ids = n;
-    s->set = set;
-    return LORAC_OK;
+    int rc = lora_rows_set_ids(&s->ids, &s->n_ids, ids, n, llama_adapter_set_count(set), s->n_slots, "llama", err);
+    if (!rc) s->set = set;
+    return rc;
 }
 
 /* out (R,OC) += the low-rank product of every slot's own adapter at (l, site), one gathered pair of
