@@ -1,4 +1,5 @@
-/* Matmul through cblas, in both weight orientations, with bias; backward never touches a frozen W. */
+/* Matmul in both weight orientations, with bias: fp32 through cblas, or the bf16 kernel (gemm_bf16.c)
+ * when op_set_matmul_precision asked for it; backward never touches a frozen W. */
 #include "lorac/ops.h"
 
 #include <cblas.h>
@@ -21,10 +22,21 @@ static int try_bf16(int transb, int M, int N, int K, float alpha, const float *A
     return op_gemm_bf16(transb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
 }
 
+/* W's row stride: C for (OC,C) storage, OC for (C,OC) storage */
+static int w_ld(op_wlayout layout, int C, int OC) { return layout == OP_W_OUT_IN ? C : OC; }
+
+/* out(N,OC) += alpha · inp(N,C) · op(W) in fp32, op(W) = Wᵀ for (OC,C) storage, W for (C,OC) */
+static void forward_fp32(float *out, const float *inp, const float *w, float alpha, int N, int C, int OC,
+                         op_wlayout layout) {
+    if (N == 0 || OC == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, layout == OP_W_OUT_IN ? CblasTrans : CblasNoTrans, N, OC, C, alpha,
+                inp, C, w, w_ld(layout, C, OC), 1.0f, out, OC);
+}
+
 void op_matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                        int N, int C, int OC, op_wlayout layout) {
     /* bf16: the kernel adds the bias as it stores, out is never read */
-    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, 1.0f, inp, C, w, layout == OP_W_OUT_IN ? C : OC, 0.0f, bias, out, OC) == 0)
+    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, 1.0f, inp, C, w, w_ld(layout, C, OC), 0.0f, bias, out, OC) == 0)
         return;
     /* seed out with the bias (or zero) so the GEMM accumulates onto it */
     if (bias) {
@@ -33,33 +45,22 @@ void op_matmul_forward(float *out, const float *inp, const float *w, const float
     } else {
         for (size_t i = 0; i < (size_t)N * OC; i++) out[i] = 0.0f;
     }
-    op_matmul_forward_acc(out, inp, w, 1.0f, N, C, OC, layout);
+    forward_fp32(out, inp, w, 1.0f, N, C, OC, layout);
 }
 
 void op_matmul_forward_acc(float *out, const float *inp, const float *w, float alpha,
                            int N, int C, int OC, op_wlayout layout) {
-    if (N == 0 || OC == 0) return;
-    /* out(N,OC) = inp(N,C) · op(W), op(W) = Wᵀ for (OC,C) storage, W for (C,OC) storage */
-    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, alpha, inp, C, w, layout == OP_W_OUT_IN ? C : OC, 1.0f, NULL, out, OC) == 0)
-        return;
-    if (layout == OP_W_OUT_IN)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, alpha, inp, C, w, C, 1.0f, out, OC);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, alpha, inp, C, w, OC, 1.0f, out, OC);
+    if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, alpha, inp, C, w, w_ld(layout, C, OC), 1.0f, NULL, out, OC))
+        forward_fp32(out, inp, w, alpha, N, C, OC, layout);
 }
 
 void op_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                         const float *w, float alpha, int N, int C, int OC, op_wlayout layout) {
     if (N == 0) return;
-    if (dinp) {
-        /* dinp(N,C) += alpha · dout(N,OC) · W(OC,C)  [or W(C,OC)ᵀ] */
-        if (try_bf16(layout == OP_W_IN_OUT, N, C, OC, alpha, dout, OC, w, layout == OP_W_OUT_IN ? C : OC, 1.0f, NULL, dinp, C) == 0)
-            ;
-        else if (layout == OP_W_OUT_IN)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, alpha, dout, OC, w, C, 1.0f, dinp, C);
-        else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC, alpha, dout, OC, w, OC, 1.0f, dinp, C);
-    }
+    /* dinp(N,C) += alpha · dout(N,OC) · W(OC,C)  [or W(C,OC)ᵀ] */
+    if (dinp && try_bf16(layout == OP_W_IN_OUT, N, C, OC, alpha, dout, OC, w, w_ld(layout, C, OC), 1.0f, NULL, dinp, C))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, layout == OP_W_OUT_IN ? CblasNoTrans : CblasTrans, N, C, OC, alpha,
+                    dout, OC, w, w_ld(layout, C, OC), 1.0f, dinp, C);
     if (dw) {
         if (layout == OP_W_OUT_IN) /* dW(OC,C) += alpha · doutᵀ(OC,N) · inp(N,C) */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, alpha, dout, OC, inp, C, 1.0f, dw, C);
