@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "core/simd_avx512.h"
+#ifdef LORAC_HAVE_AVX512_KERNELS
 #define LORAC_HAVE_BF16_KERNEL 1
-#include <immintrin.h>
 #endif
 
 #define MR 14   /* rows of C per register tile: 14 x 2 zmm accumulators + 2 B vectors + 1 broadcast */
@@ -67,39 +67,12 @@ TGT static inline __m512i bf16_pairs_contig(const float *p) {
     return bf16_pair16(_mm512_permutex2var_ps(x, ev, y), _mm512_permutex2var_ps(x, od, y));
 }
 
-/* In-register transpose of a 16x16 block of 32-bit elements: r[i] lane j becomes r[j] lane i. */
-TGT static inline void transpose16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int a = 0; a < 8; a++) {
-        t[2 * a] = _mm512_unpacklo_epi32(r[2 * a], r[2 * a + 1]);
-        t[2 * a + 1] = _mm512_unpackhi_epi32(r[2 * a], r[2 * a + 1]);
-    }
-    /* u[4b+e]: in 128-bit block q, rows 4b..4b+3 at column 4q+e */
-    for (int b = 0; b < 4; b++) {
-        u[4 * b + 0] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
-        u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
-        u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
-        u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
-    }
-    /* for each e, a 4x4 transpose of 128-bit blocks gives columns e, 4+e, 8+e, 12+e */
-    for (int e = 0; e < 4; e++) {
-        __m512i x0 = _mm512_shuffle_i32x4(u[e], u[4 + e], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512i x1 = _mm512_shuffle_i32x4(u[e], u[4 + e], _MM_SHUFFLE(3, 2, 3, 2));
-        __m512i x2 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(1, 0, 1, 0));
-        __m512i x3 = _mm512_shuffle_i32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(3, 2, 3, 2));
-        r[e] = _mm512_shuffle_i32x4(x0, x2, _MM_SHUFFLE(2, 0, 2, 0));
-        r[4 + e] = _mm512_shuffle_i32x4(x0, x2, _MM_SHUFFLE(3, 1, 3, 1));
-        r[8 + e] = _mm512_shuffle_i32x4(x1, x3, _MM_SHUFFLE(2, 0, 2, 0));
-        r[12 + e] = _mm512_shuffle_i32x4(x1, x3, _MM_SHUFFLE(3, 1, 3, 1));
-    }
-}
-
 /* Rows src[0..n) (n <= 16, K-contiguous floats), pairs [g0, g0+16) of each, transposed into
  * dst[q * stride + i] for q < 16, i < n (lanes >= n are not written when n < 16). */
 TGT static inline void pack_pairs16(uint32_t *dst, int stride, const float *const *src, int n, int g0) {
     __m512i r[16];
     for (int i = 0; i < 16; i++) r[i] = i < n ? bf16_pairs_contig(src[i] + 2 * g0) : _mm512_setzero_si512();
-    transpose16(r);
+    simd_transpose16(r);
     __mmask16 m = (__mmask16)((1u << n) - 1);
     for (int q = 0; q < 16; q++) _mm512_mask_storeu_epi32(dst + (size_t)q * stride, m, r[q]);
 }

@@ -1,10 +1,14 @@
 /* Multi-head self-attention (causal or bidirectional, grouped-query, padding mask), tiled as in
- * FlashAttention-2: a tile of AT_BQ queries meets a tile of AT_BK keys through small cblas GEMMs
+ * FlashAttention-2: a tile of AT_BQ queries meets a tile of AT_BK keys through small tile products
  * (scores, then probabilities · values) with an online softmax, so at most one AT_BQ x AT_BK tile
  * of scores exists per thread; causal tiles above the diagonal are skipped. Only a log-sum-exp
- * per query row is kept for the backward, which recomputes the scores tile by tile.
- * Called inside an OpenMP region, OpenBLAS (OpenMP build) runs each tile GEMM single-threaded. */
+ * per query row is kept for the backward, which recomputes the scores tile by tile, once.
+ * The tile products are an AVX-512 kernel where the CPU has it (a 64x64x64 product is too small
+ * for OpenBLAS's blocking and its copies of transposed operands), cblas otherwise; both sum in
+ * the same order on any thread count. */
 #include "lorac/ops.h"
+
+#include "core/simd_avx512.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -12,6 +16,109 @@
 
 #define AT_BQ 64
 #define AT_BK 64
+
+/* ---- tile products ----
+ * C(m x n) = alpha·A·B + beta·C with A(i,p) = A[i·ars + p·acs] (a transposed A is only other
+ * strides: the kernel broadcasts A one element at a time) and B row-major (k x n, ldb). */
+#ifdef LORAC_HAVE_AVX512_KERNELS
+static int have_avx512_(void) {
+    static int known = -1; /* a benign race: every thread computes the same value */
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    }
+    return known;
+}
+
+/* 4 rows x 64 columns of C in 16 registers; n <= 64, lanes past n masked (never read or written) */
+LORAC_TGT_AVX512 static void tile_mm_avx512_(int m, int n, int k, float alpha, const float *A, int ars, int acs,
+                                             const float *B, int ldb, float beta, float *C, int ldc) {
+    const __mmask16 k0 = simd_mask16(n), k1 = simd_mask16(n - 16), k2 = simd_mask16(n - 32), k3 = simd_mask16(n - 48);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i0 = 0; i0 < m; i0 += 4) {
+        const int mr = m - i0 < 4 ? m - i0 : 4;
+        /* rows past mr repeat row 0: computed, never stored */
+        const float *a0 = A + (size_t)i0 * ars, *a1 = mr > 1 ? a0 + ars : a0, *a2 = mr > 2 ? a0 + 2 * (size_t)ars : a0,
+                    *a3 = mr > 3 ? a0 + 3 * (size_t)ars : a0;
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+               c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+        for (int p = 0; p < k; p++) {
+            const float *b = B + (size_t)p * ldb;
+            const __m512 b0 = _mm512_maskz_loadu_ps(k0, b), b1 = _mm512_maskz_loadu_ps(k1, b + 16),
+                         b2 = _mm512_maskz_loadu_ps(k2, b + 32), b3 = _mm512_maskz_loadu_ps(k3, b + 48);
+            const size_t pa = (size_t)p * acs;
+            __m512 x;
+#define AT_ROW(ap, r0, r1, r2, r3)            \
+    x = _mm512_set1_ps(ap[pa]);               \
+    r0 = _mm512_fmadd_ps(x, b0, r0);          \
+    r1 = _mm512_fmadd_ps(x, b1, r1);          \
+    r2 = _mm512_fmadd_ps(x, b2, r2);          \
+    r3 = _mm512_fmadd_ps(x, b3, r3);
+            AT_ROW(a0, c00, c01, c02, c03) AT_ROW(a1, c10, c11, c12, c13)
+            AT_ROW(a2, c20, c21, c22, c23) AT_ROW(a3, c30, c31, c32, c33)
+#undef AT_ROW
+        }
+        __m512 acc[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23}, {c30, c31, c32, c33}};
+        const __mmask16 km[4] = {k0, k1, k2, k3};
+        for (int i = 0; i < mr; i++) {
+            float *ci = C + (size_t)(i0 + i) * ldc;
+            for (int v = 0; v < 4; v++) {
+                __m512 r = _mm512_mul_ps(acc[i][v], va);
+                if (beta != 0.0f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km[v], ci + 16 * v), vb, r);
+                _mm512_mask_storeu_ps(ci + 16 * v, km[v], r);
+            }
+        }
+    }
+}
+
+/* dst (cols x AT_BK) = srcᵀ for src (rows x cols, lds), rows <= AT_BK, cols <= 64 */
+LORAC_TGT_AVX512 static void tile_transpose_avx512_(float *dst, const float *src, int lds, int rows, int cols) {
+    for (int j0 = 0; j0 < rows; j0 += 16)
+        for (int d0 = 0; d0 < cols; d0 += 16) {
+            const __mmask16 mc = simd_mask16(cols - d0);
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = j0 + i < rows ? _mm512_maskz_loadu_epi32(mc, src + (size_t)(j0 + i) * lds + d0) : _mm512_setzero_si512();
+            simd_transpose16(r);
+            const __mmask16 mr = simd_mask16(rows - j0);
+            for (int q = 0; q < 16 && d0 + q < cols; q++) _mm512_mask_storeu_epi32(dst + (size_t)(d0 + q) * AT_BK + j0, mr, r[q]);
+        }
+}
+#endif
+
+static void tile_mm_(int m, int n, int k, float alpha, const float *A, int ars, int acs, const float *B, int ldb,
+                     float beta, float *C, int ldc) {
+    if (m <= 0 || n <= 0) return;
+#ifdef LORAC_HAVE_AVX512_KERNELS
+    if (have_avx512_()) {
+        for (int j0 = 0; j0 < n; j0 += 64) /* head sizes past 64: column blocks */
+            tile_mm_avx512_(m, n - j0 < 64 ? n - j0 : 64, k, alpha, A, ars, acs, B + j0, ldb, beta, C + j0, ldc);
+        return;
+    }
+#endif
+    if (acs == 1)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, A, ars, B, ldb, beta, C, ldc);
+    else /* A stored transposed: A(i,p) at A[p·acs + i] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, alpha, A, acs, B, ldb, beta, C, ldc);
+}
+
+/* C(m x n) = alpha·A·Bᵀ + beta·C for A (m x k, lda) and B (n x k, ldb), n <= AT_BK: B is transposed
+ * into a stack tile 64 columns of k at a time, then multiplied as above. */
+static void tile_mm_nt_(int m, int n, int k, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                        float *C, int ldc) {
+    float bt[64 * AT_BK];
+    for (int d0 = 0; d0 < k; d0 += 64) {
+        const int dc = k - d0 < 64 ? k - d0 : 64;
+#ifdef LORAC_HAVE_AVX512_KERNELS
+        if (have_avx512_())
+            tile_transpose_avx512_(bt, B + d0, ldb, n, dc);
+        else
+#endif
+            for (int j = 0; j < n; j++)
+                for (int d = 0; d < dc; d++) bt[(size_t)d * AT_BK + j] = B[(size_t)j * ldb + d0 + d];
+        tile_mm_(m, n, dc, alpha, A + d0, lda, 1, bt, AT_BK, d0 ? 1.0f : beta, C, ldc);
+    }
+}
 
 /* Sets the scores of keys that query row t0+i cannot see to -inf; a tile wholly visible is left
  * alone. s is (nq, AT_BK). */
@@ -57,8 +164,7 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
                     const int nk = jend - j0 < AT_BK ? jend - j0 : AT_BK;
                     const float *kp = k + ((size_t)b * T + j0) * KC + (size_t)g * HS;
                     const float *vp = v + ((size_t)b * T + j0) * KC + (size_t)g * HS;
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, scale, qp, QC, kp, KC, 0.0f, s,
-                                AT_BK);
+                    tile_mm_nt_(nq, nk, HS, scale, qp, QC, kp, KC, 0.0f, s, AT_BK);
                     mask_tile_(s, pad, t0, nq, j0, nk, causal);
                     /* online softmax: o accumulates Σ exp(s_j - m)·v_j and l = Σ exp(s_j - m) */
                     for (int i = 0; i < nq; i++) {
@@ -74,8 +180,7 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
                             for (int d = 0; d < HS; d++) op[(size_t)i * OC + d] *= r;
                         m[i] = mnew;
                     }
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, 1.0f, s, AT_BK, vp, KC, 1.0f, op,
-                                OC);
+                    tile_mm_(nq, HS, nk, 1.0f, s, AT_BK, 1, vp, KC, 1.0f, op, OC);
                 }
                 float *ls = lse + ((size_t)b * NH + h) * T + t0;
                 for (int i = 0; i < nq; i++) {
@@ -97,7 +202,7 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
 static void probs_tile_(float *p, float *dp, const float *qp, const float *kp, const float *vp, const float *dop,
                         const float *ls, const float *Dv, const uint8_t *pad, int t0, int nq, int j0, int nk, int QC,
                         int OC, int KC, int HS, float scale, int causal) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, qp, QC, kp, KC, 0.0f, p, AT_BK);
+    tile_mm_nt_(nq, nk, HS, 1.0f, qp, QC, kp, KC, 0.0f, p, AT_BK);
     mask_tile_(p, pad, t0, nq, j0, nk, causal);
     for (int i = 0; i < nq; i++) {
         float *row = p + (size_t)i * AT_BK;
@@ -108,7 +213,7 @@ static void probs_tile_(float *p, float *dp, const float *qp, const float *kp, c
         op_vexp_sum(row, row, scale, ls[i], (size_t)nk);
     }
     if (!dp) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, HS, 1.0f, dop, OC, vp, KC, 0.0f, dp, AT_BK);
+    tile_mm_nt_(nq, nk, HS, 1.0f, dop, OC, vp, KC, 0.0f, dp, AT_BK);
     for (int i = 0; i < nq; i++) {
         const float *pr = p + (size_t)i * AT_BK;
         float *dr = dp + (size_t)i * AT_BK;
@@ -125,68 +230,43 @@ static void rowdot_(float *Dv, const float *dop, const float *op, int nq, int OC
     }
 }
 
+/* One pass: a task per (batch row, kv head) owns the dk and dv rows of that head and the dq rows of
+ * its query heads, so p and ds are computed once per (query tile, key tile) pair and feed all three
+ * gradients, and every sum has a fixed order (key tiles ascending for dq; query heads, then query
+ * tiles for dk and dv) whatever the thread count. */
 static void attention_backward_(float *dq, float *dk, float *dv, const float *dout, const float *out,
                                 const float *lse, const float *q, const float *k, const float *v,
                                 const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS, int causal, int QC,
                                 int OC, int KC) {
+    if (!dq && !dk && !dv) return;
     const int group = NH / NKV;
     const int NQT = (T + AT_BQ - 1) / AT_BQ, NKT = (T + AT_BK - 1) / AT_BK;
     const float scale = 1.0f / sqrtf((float)HS);
-    /* pass 1, dk and dv: a task per (b, kv head, key tile) owns those rows and walks its query
-     * heads and query tiles in order, so every sum has a fixed order (no atomics) */
-    if (dk || dv) {
-#pragma omp parallel for collapse(3) schedule(dynamic, 1)
-        for (int b = 0; b < B; b++) {
-            for (int g = 0; g < NKV; g++) {
-                for (int kj = 0; kj < NKT; kj++) {
-                    float p[AT_BQ * AT_BK], ds[AT_BQ * AT_BK], Dv[AT_BQ];
-                    const int j0 = kj * AT_BK, nk = T - j0 < AT_BK ? T - j0 : AT_BK;
-                    const uint8_t *pad = pad_mask ? pad_mask + (size_t)b * T : NULL;
-                    const size_t koff = ((size_t)b * T + j0) * KC + (size_t)g * HS;
-                    for (int h = g * group; h < (g + 1) * group; h++) {
-                        /* causal: query tiles that end before key j0 see none of these keys */
-                        for (int qi = causal ? j0 / AT_BQ : 0; qi < NQT; qi++) {
-                            const int t0 = qi * AT_BQ, nq = T - t0 < AT_BQ ? T - t0 : AT_BQ;
-                            const size_t qoff = ((size_t)b * T + t0) * QC + (size_t)h * HS;
-                            const size_t ooff = ((size_t)b * T + t0) * OC + (size_t)h * HS;
-                            const float *ls = lse + ((size_t)b * NH + h) * T + t0;
-                            if (dk) rowdot_(Dv, dout + ooff, out + ooff, nq, OC, HS);
-                            probs_tile_(p, dk ? ds : NULL, q + qoff, k + koff, v + koff, dout + ooff, ls, Dv, pad, t0,
-                                        nq, j0, nk, QC, OC, KC, HS, scale, causal);
-                            if (dv) /* dv += pᵀ · dout */
-                                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, 1.0f, p, AT_BK,
-                                            dout + ooff, OC, 1.0f, dv + koff, KC);
-                            if (dk) /* dk += scale · dsᵀ · q */
-                                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, HS, nq, scale, ds, AT_BK,
-                                            q + qoff, QC, 1.0f, dk + koff, KC);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    /* pass 2, dq: a task per (b, head, query tile) recomputes p and ds over its key tiles */
-    if (dq) {
-#pragma omp parallel for collapse(3) schedule(dynamic, 1)
-        for (int b = 0; b < B; b++) {
-            for (int h = 0; h < NH; h++) {
-                for (int qi = 0; qi < NQT; qi++) {
-                    float p[AT_BQ * AT_BK], ds[AT_BQ * AT_BK], Dv[AT_BQ];
-                    const int g = h / group, t0 = qi * AT_BQ, nq = T - t0 < AT_BQ ? T - t0 : AT_BQ;
-                    const uint8_t *pad = pad_mask ? pad_mask + (size_t)b * T : NULL;
-                    const size_t qoff = ((size_t)b * T + t0) * QC + (size_t)h * HS;
-                    const size_t ooff = ((size_t)b * T + t0) * OC + (size_t)h * HS;
-                    const float *ls = lse + ((size_t)b * NH + h) * T + t0;
-                    rowdot_(Dv, dout + ooff, out + ooff, nq, OC, HS);
-                    const int jend = key_end_(t0, nq, T, causal);
-                    for (int j0 = 0; j0 < jend; j0 += AT_BK) {
-                        const int nk = jend - j0 < AT_BK ? jend - j0 : AT_BK;
-                        const size_t koff = ((size_t)b * T + j0) * KC + (size_t)g * HS;
-                        probs_tile_(p, ds, q + qoff, k + koff, v + koff, dout + ooff, ls, Dv, pad, t0, nq, j0, nk, QC,
-                                    OC, KC, HS, scale, causal);
-                        /* dq += scale · ds · k */
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, HS, nk, scale, ds, AT_BK, k + koff,
-                                    KC, 1.0f, dq + qoff, QC);
+    const int want_ds = dq || dk;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++) {
+        for (int g = 0; g < NKV; g++) {
+            float p[AT_BQ * AT_BK], ds[AT_BQ * AT_BK], Dv[AT_BQ];
+            const uint8_t *pad = pad_mask ? pad_mask + (size_t)b * T : NULL;
+            for (int kj = 0; kj < NKT; kj++) {
+                const int j0 = kj * AT_BK, nk = T - j0 < AT_BK ? T - j0 : AT_BK;
+                const size_t koff = ((size_t)b * T + j0) * KC + (size_t)g * HS;
+                for (int h = g * group; h < (g + 1) * group; h++) {
+                    /* causal: query tiles that end before key j0 see none of these keys */
+                    for (int qi = causal ? j0 / AT_BQ : 0; qi < NQT; qi++) {
+                        const int t0 = qi * AT_BQ, nq = T - t0 < AT_BQ ? T - t0 : AT_BQ;
+                        const size_t qoff = ((size_t)b * T + t0) * QC + (size_t)h * HS;
+                        const size_t ooff = ((size_t)b * T + t0) * OC + (size_t)h * HS;
+                        const float *ls = lse + ((size_t)b * NH + h) * T + t0;
+                        if (want_ds) rowdot_(Dv, dout + ooff, out + ooff, nq, OC, HS);
+                        probs_tile_(p, want_ds ? ds : NULL, q + qoff, k + koff, v + koff, dout + ooff, ls, Dv, pad, t0,
+                                    nq, j0, nk, QC, OC, KC, HS, scale, causal);
+                        if (dv) /* dv += pᵀ · dout */
+                            tile_mm_(nk, HS, nq, 1.0f, p, 1, AT_BK, dout + ooff, OC, 1.0f, dv + koff, KC);
+                        if (dk) /* dk += scale · dsᵀ · q */
+                            tile_mm_(nk, HS, nq, scale, ds, 1, AT_BK, q + qoff, QC, 1.0f, dk + koff, KC);
+                        if (dq) /* dq += scale · ds · k */
+                            tile_mm_(nq, HS, nk, scale, ds, AT_BK, 1, k + koff, KC, 1.0f, dq + qoff, QC);
                     }
                 }
             }
