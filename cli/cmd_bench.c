@@ -106,6 +106,7 @@ static void bench_opts_default(bench_opts *o) {
     o->cfg.n_positions = 1024;
     o->cfg.layer_norm_epsilon = 1e-5;
     o->cfg.activation = GPT2_ACT_GELU_NEW;
+    o->cfg.tie_word_embeddings = 1; /* GPT-2 (124M) and the PyTorch reference tie the LM head to wte */
     gpt2_lora_opts_default(&o->lora);
     o->targets = "q,v";
     o->precision = "auto";

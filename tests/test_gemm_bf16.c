@@ -116,8 +116,38 @@ static void check_matmul_ops(void) {
     free(x), free(w), free(dy), free(y32), free(y16), free(dx32), free(dx16), free(bias);
 }
 
+/* A pre-packed B gives the bits of packing it per call: both storages, K odd and over one packed
+ * block (two pair blocks), N not a multiple of the 32-column panel and over one 3072-column block,
+ * bias and beta; and the padding words past N and K are zero (a stale word would reach C). */
+static void check_prepacked(void) {
+    static const int shapes[][3] = {{45, 3100, 1601}, {20, 33, 7}, {16, 768, 1537}, {3, 1, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int tb = 0; tb < 2; tb++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ldb = tb ? K + 1 : N + 2;
+            float *A = randv((size_t)M * K, 0), *B = randv((size_t)(tb ? N : K) * ldb, 0), *bias = randv((size_t)N, 0);
+            float *C1 = randv((size_t)M * N, 0), *C2 = malloc((size_t)M * N * 4);
+            memcpy(C2, C1, (size_t)M * N * 4);
+            size_t words = op_bf16_pack_words(K, N);
+            uint32_t *P = aligned_alloc(64, (words * 4 + 63) / 64 * 64);
+            for (size_t i = 0; i < words; i++) P[i] = 0xdeadbeefu; /* every word must be written */
+            CHECK(op_bf16_pack(P, tb, K, N, B, ldb) == 0, "op_bf16_pack failed");
+            CHECK(words == (size_t)((K + 1) / 2) * (size_t)((N + 31) / 32) * 32, "pack words %zu", words);
+            size_t stale = 0;
+            for (size_t i = 0; i < words; i++) stale += P[i] == 0xdeadbeefu;
+            CHECK(stale == 0, "tb%d %dx%d: %zu packed words never written", tb, K, N, stale);
+            float beta = s % 2 ? 0.0f : 0.5f;
+            const float *bi = s % 2 ? NULL : bias;
+            CHECK(op_gemm_bf16(tb, M, N, K, 0.75f, A, K, B, ldb, beta, bi, C1, N) == 0, "op_gemm_bf16 failed");
+            CHECK(op_gemm_bf16_packed(M, N, K, 0.75f, A, K, P, beta, bi, C2, N) == 0, "op_gemm_bf16_packed failed");
+            CHECK(!memcmp(C1, C2, (size_t)M * N * 4), "tb%d %dx%dx%d: pre-packed B differs from per-call packing", tb, M,
+                  N, K);
+            free(A), free(B), free(bias), free(C1), free(C2), free(P);
+        }
+}
+
 int main(void) {
     if (!op_bf16_supported()) {
+        CHECK(op_bf16_pack(NULL, 0, 4, 4, NULL, 4) == -1, "op_bf16_pack accepted on a CPU without it");
         CHECK(op_set_matmul_precision(OP_PREC_BF16) == -1, "bf16 accepted on a CPU without it");
         CHECK(op_matmul_precision() == OP_PREC_FP32, "precision changed after a refusal");
         printf("skip: this CPU (or build) has no AVX512-BF16; the fp32 fallback was checked\n");
@@ -157,5 +187,6 @@ int main(void) {
     free(A), free(B), free(C1), free(C2);
 
     check_matmul_ops();
+    check_prepacked();
     return check_summary();
 }

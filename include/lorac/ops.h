@@ -58,6 +58,15 @@ op_precision op_matmul_precision(void);
  * CPU lacks AVX512-BF16 or memory runs out. */
 int op_gemm_bf16(int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, const float *bias, float *C, int ldc);
+/* op(B) packed once into the kernel's bf16 layout, for a frozen B that many products read (the
+ * LM head): op_bf16_pack_words(K, N) 32-bit words at dst (op(B) is (K,N), stored as for
+ * op_gemm_bf16); op_gemm_bf16_packed then skips the per-call conversion. Both return -1 without
+ * AVX512-BF16. dst must be 64-byte aligned (aligned_alloc(64, ...)). The packed copy is a snapshot:
+ * repack after B changes. */
+size_t op_bf16_pack_words(int K, int N);
+int op_bf16_pack(uint32_t *dst, int transb, int K, int N, const float *B, int ldb);
+int op_gemm_bf16_packed(int M, int N, int K, float alpha, const float *A, int lda, const uint32_t *Bp, float beta,
+                        const float *bias, float *C, int ldc);
 
 /* ---- bias add ---------------------------------------------------------------------------- */
 /* out (N,C) = inp (N,C) + bias (C); out may equal inp (in place). */

@@ -195,13 +195,23 @@ static uint32_t *thread_buffer(int slot, size_t n) {
     return tl_buf[slot];
 }
 
+/* A pre-packed op(B) (op_bf16_pack) holds, for each block of KP pairs starting at pair p, all
+ * ceil(N/NR) panels of kpc x NR words: the block the driver below packs for (jc, p) starts at
+ * p·npan·NR + jc·kpc. */
+static size_t prepacked_block(int N, int p, int kpc, int jc) {
+    size_t npan = (size_t)(N + NR - 1) / NR;
+    return (size_t)p * npan * NR + (size_t)jc * kpc;
+}
+
+/* Bp: op(B) pre-packed (B, ldb, transb unused), or NULL to pack blocks of B as they are needed. */
 static int gemm_bf16_run(int transb, int M, int N, int K, float alpha, const float *A, int lda,
-                         const float *B, int ldb, float beta, const float *bias, float *C, int ldc) {
+                         const float *B, int ldb, const uint32_t *Bp, float beta, const float *bias, float *C,
+                         int ldc) {
     const int KPT = (K + 1) / 2;
     int ncmax = N < NC ? N : NC;
     ncmax = (ncmax + NR - 1) / NR * NR;
-    uint32_t *pb = thread_buffer(1, (size_t)KP * ncmax);
-    if (!pb) return -1;
+    uint32_t *pbuf = Bp ? NULL : thread_buffer(1, (size_t)KP * ncmax);
+    if (!Bp && !pbuf) return -1;
     int fail = 0;
 #pragma omp parallel if (!omp_in_parallel())
     {
@@ -223,11 +233,14 @@ static int gemm_bf16_run(int transb, int M, int N, int K, float alpha, const flo
                 int kpc = KPT - p < KP ? KPT - p : KP;
                 float bet = p == 0 ? beta : 1.0f;
                 const float *bia = p == 0 ? bias : NULL;
+                const uint32_t *pb = Bp ? Bp + prepacked_block(N, p, kpc, jc) : pbuf;
+                if (!Bp) {
 #pragma omp for schedule(static)
-                for (int q = 0; q < npan; q++) {
-                    int jr = q * NR;
-                    pack_b_panel(pb + (size_t)jr * kpc, B, ldb, transb, K, p, kpc, jc + jr,
-                                 nc - jr < NR ? nc - jr : NR);
+                    for (int q = 0; q < npan; q++) {
+                        int jr = q * NR;
+                        pack_b_panel(pbuf + (size_t)jr * kpc, B, ldb, transb, K, p, kpc, jc + jr,
+                                     nc - jr < NR ? nc - jr : NR);
+                    }
                 }
 #pragma omp for schedule(static, 1)
                 for (int bi = 0; bi < nblk; bi++) {
@@ -259,10 +272,49 @@ int op_gemm_bf16(int transb, int M, int N, int K, float alpha, const float *A, i
         return 0;
     }
     if (!op_bf16_supported()) return -1;
-    return gemm_bf16_run(transb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
+    return gemm_bf16_run(transb, M, N, K, alpha, A, lda, B, ldb, NULL, beta, bias, C, ldc);
 #else
     (void)transb; (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)B; (void)ldb;
     (void)beta; (void)bias; (void)C; (void)ldc;
+    return -1;
+#endif
+}
+
+size_t op_bf16_pack_words(int K, int N) {
+    if (K <= 0 || N <= 0) return 0;
+    return (size_t)((K + 1) / 2) * (size_t)((N + NR - 1) / NR) * NR;
+}
+
+int op_bf16_pack(uint32_t *dst, int transb, int K, int N, const float *B, int ldb) {
+#ifdef LORAC_HAVE_BF16_KERNEL
+    if (K <= 0 || N <= 0) return 0;
+    if (!op_bf16_supported()) return -1;
+    const int KPT = (K + 1) / 2, npan = (N + NR - 1) / NR;
+    /* every (pair block, panel) is independent; panels of one block are neighbours in memory */
+#pragma omp parallel for collapse(2) schedule(static) if (!omp_in_parallel())
+    for (int p = 0; p < KPT; p += KP) {
+        for (int q = 0; q < npan; q++) {
+            int kpc = KPT - p < KP ? KPT - p : KP, jr = q * NR;
+            pack_b_panel(dst + prepacked_block(N, p, kpc, jr), B, ldb, transb, K, p, kpc, jr,
+                         N - jr < NR ? N - jr : NR);
+        }
+    }
+    return 0;
+#else
+    (void)dst; (void)transb; (void)K; (void)N; (void)B; (void)ldb;
+    return -1;
+#endif
+}
+
+int op_gemm_bf16_packed(int M, int N, int K, float alpha, const float *A, int lda, const uint32_t *Bp, float beta,
+                        const float *bias, float *C, int ldc) {
+#ifdef LORAC_HAVE_BF16_KERNEL
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0) return op_gemm_bf16(0, M, N, K, alpha, A, lda, NULL, 0, beta, bias, C, ldc);
+    if (!op_bf16_supported()) return -1;
+    return gemm_bf16_run(0, M, N, K, alpha, A, lda, NULL, 0, Bp, beta, bias, C, ldc);
+#else
+    (void)M; (void)N; (void)K; (void)alpha; (void)A; (void)lda; (void)Bp; (void)beta; (void)bias; (void)C; (void)ldc;
     return -1;
 #endif
 }

@@ -40,6 +40,8 @@ struct gpt2_acts {
     float *dlnf;                          /* (N,C) the loss gradient at ln_f's output (training forward) */
     float *logits;                        /* (capN,V), allocated by the first forward that is not for a backward */
     float *lm_chunk;                      /* (lm_rows,V) logits, then dlogits, of a slice of rows */
+    uint32_t *head_bwd;                   /* bf16 training: the head packed for dlnf = dlogits·head */
+    uint32_t *head_fwd;                   /* ... and for logits = lnf·headᵀ (each NULL when not made) */
     int lm_rows;                          /* >= LM_ROWS (or N): as many as the shared scratch holds */
     float *losses;                        /* (N) */
     int *targets;                         /* (N) */
@@ -60,6 +62,8 @@ void gpt2_acts_free(gpt2_acts *a) {
     if (!a) return;
     free(a->arena);
     free(a->logits);
+    free(a->head_bwd);
+    free(a->head_fwd);
     free(a->res);
     free(a->targets);
     free(a->ids);
@@ -172,15 +176,33 @@ static void ln_recompute(float *out, const float *x, const float *mean, const fl
     }
 }
 
+/* bf16 training packs the head once per step in each orientation (bf16, V·C·2 bytes each) instead
+ * of once per slice and orientation: converting the 50k x 768 head is memory-bound and cost as much
+ * as the slice's multiply. 1 when both packed copies are ready. */
+static int head_pack(gpt2_acts *a, const float *head, int N, int C, int V) {
+    if (op_matmul_precision() != OP_PREC_BF16 || N < 16 || C < 64 || V < 64) return 0;
+    size_t wb = op_bf16_pack_words(V, C), wf = op_bf16_pack_words(C, V);
+    if (!a->head_bwd) a->head_bwd = aligned_alloc(64, (wb * sizeof(uint32_t) + 63) / 64 * 64);
+    if (!a->head_fwd) a->head_fwd = aligned_alloc(64, (wf * sizeof(uint32_t) + 63) / 64 * 64);
+    if (!a->head_bwd || !a->head_fwd) return 0; /* no memory for them: pack per slice as before */
+    /* dlnf = dlogits·head: op(B) = head (V,C); logits = lnf·headᵀ: op(B) = headᵀ, head stored (V,C) */
+    return op_bf16_pack(a->head_bwd, 0, V, C, head, C) == 0 && op_bf16_pack(a->head_fwd, 1, C, V, head, C) == 0;
+}
+
 /* Training head: for each slice of lm_rows rows, logits = lnf·headᵀ, the fused cross-entropy
  * turns them into dlogits in place, and dlnf = dlogits·head; returns the mean loss. */
 static float head_train(gpt2_acts *a, const float *lnf, const float *head, int N, int C, int V, float ls) {
+    int packed = head_pack(a, head, N, C, V);
     for (int n0 = 0; n0 < N; n0 += a->lm_rows) {
         int R = N - n0 < a->lm_rows ? N - n0 : a->lm_rows;
-        op_matmul_forward(a->lm_chunk, lnf + (size_t)n0 * C, head, NULL, R, C, V, OP_W_OUT_IN);
+        float *dx = a->dlnf + (size_t)n0 * C;
+        if (!packed || op_gemm_bf16_packed(R, V, C, 1.0f, lnf + (size_t)n0 * C, C, a->head_fwd, 0.0f, NULL, a->lm_chunk, V))
+            op_matmul_forward(a->lm_chunk, lnf + (size_t)n0 * C, head, NULL, R, C, V, OP_W_OUT_IN);
         op_crossentropy_fused(a->lm_chunk, a->losses + n0, a->targets + n0, R, V, ls, a->dloss);
-        memset(a->dlnf + (size_t)n0 * C, 0, (size_t)R * C * sizeof(float));
-        op_matmul_backward(a->dlnf + (size_t)n0 * C, NULL, NULL, a->lm_chunk, NULL, head, 1.0f, R, C, V, OP_W_OUT_IN);
+        if (!packed || op_gemm_bf16_packed(R, C, V, 1.0f, a->lm_chunk, V, a->head_bwd, 0.0f, NULL, dx, C)) {
+            memset(dx, 0, (size_t)R * C * sizeof(float));
+            op_matmul_backward(dx, NULL, NULL, a->lm_chunk, NULL, head, 1.0f, R, C, V, OP_W_OUT_IN);
+        }
     }
     double sum = 0.0; /* the mean over scored rows, summed in row order as op_crossentropy_forward does */
     int cnt = 0;
