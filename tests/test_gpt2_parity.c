@@ -102,10 +102,14 @@ static void wide_run(op_precision prec, double *logit_err, double *loss_rel, dou
     snprintf(path, sizeof path, "%s/adapter", fix);
     if (!rc) rc = gpt2_peft_load(&m, path, NULL, 0, &err);
     gpt2_acts *a = NULL;
+    /* set before the activations: under bf16 they keep the MLP pre-activation as bf16 */
+    CHECK(op_set_matmul_precision(prec) == 0, "precision %d refused", (int)prec);
     if (!rc) rc = gpt2_acts_alloc(&m, B, T, &a, &err);
     CHECK(rc == 0, "wide model: %s", err.msg);
-    if (rc) return;
-    CHECK(op_set_matmul_precision(prec) == 0, "precision %d refused", (int)prec);
+    if (rc) {
+        op_set_matmul_precision(OP_PREC_FP32);
+        return;
+    }
     float loss = 0;
     *logit_err = INFINITY;
     rc = gpt2_forward(&m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err); /* full logits */

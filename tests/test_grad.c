@@ -767,9 +767,55 @@ static void check_vmath(void) {
     free(x), free(y);
 }
 
+/* bf16 storage (op_f32_to_bf16 / op_bf16_to_f32) agrees bit for bit with the scalar conversions of
+ * base.h (round to nearest even: ties both ways, NaN, inf, overflow to inf, subnormals), round trips
+ * exactly, and the GELUs of a bf16 input give the bits of the fp32 GELUs of its widened values
+ * (so their gradients are the FD-checked ones above), over a parallel size with a tail. */
+static void check_bf16_storage(void) {
+    enum { N = 70001 };
+    float *x = malloc(N * sizeof(float)), *w = malloc(N * sizeof(float)), *d = malloc(N * sizeof(float));
+    float *y1 = malloc(N * sizeof(float)), *y2 = malloc(N * sizeof(float));
+    uint16_t *h = malloc(N * sizeof(uint16_t));
+    lorac_rng r;
+    lorac_rng_seed(&r, 17);
+    for (int i = 0; i < N; i++) x[i] = 4.0f * lorac_rng_normal(&r), d[i] = lorac_rng_normal(&r);
+    const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu, 0x7f800000u, 0xff800000u,
+                                0x7fc00000u, 0x7f800001u, 0xffffffffu, 0x00000001u, 0x80400000u, 0x00000000u};
+    for (int i = 0; i < (int)(sizeof special / sizeof *special); i++) memcpy(&x[i], &special[i], 4);
+    op_f32_to_bf16(h, x, N);
+    int same = 1;
+    for (int i = 0; i < N; i++) {
+        uint16_t want = lorac_f32_to_bf16(x[i]);
+        int nan = isnan(x[i]);
+        same &= nan ? isnan(lorac_bf16_to_f32(h[i])) : h[i] == want;
+    }
+    CHECK(same, "op_f32_to_bf16 differs from lorac_f32_to_bf16");
+    op_bf16_to_f32(w, h, N);
+    same = 1;
+    for (int i = 0; i < N; i++) {
+        float want = lorac_bf16_to_f32(h[i]);
+        same &= isnan(want) ? isnan(w[i]) != 0 : memcmp(&w[i], &want, 4) == 0;
+    }
+    CHECK(same, "op_bf16_to_f32 is not exact");
+    for (int i = 0; i < 12; i++) w[i] = x[i] = 0.5f; /* the GELUs on finite values */
+    op_f32_to_bf16(h, x, N);
+    op_bf16_to_f32(w, h, N);
+    for (int erf = 0; erf < 2; erf++) {
+        (erf ? op_gelu_erf_forward : op_gelu_tanh_forward)(y1, w, N);
+        (erf ? op_gelu_erf_forward_bf16 : op_gelu_tanh_forward_bf16)(y2, h, N);
+        CHECK(!memcmp(y1, y2, N * sizeof(float)), "gelu %s forward of a bf16 input", erf ? "erf" : "tanh");
+        for (int i = 0; i < N; i++) y1[i] = y2[i] = 0.25f;
+        (erf ? op_gelu_erf_backward : op_gelu_tanh_backward)(y1, d, w, N);
+        (erf ? op_gelu_erf_backward_bf16 : op_gelu_tanh_backward_bf16)(y2, d, h, N);
+        CHECK(!memcmp(y1, y2, N * sizeof(float)), "gelu %s backward of a bf16 input", erf ? "erf" : "tanh");
+    }
+    free(x), free(w), free(d), free(y1), free(y2), free(h);
+}
+
 int main(void) {
     check_inplace();
     check_vmath();
+    check_bf16_storage();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case(&cases[i]);
         check_threads(&cases[i], 0);

@@ -200,7 +200,9 @@ int gpt2_model_train_mode(gpt2_model *m, int mode, lorac_err *err);
 void gpt2_model_zero_grad(gpt2_model *m);
 void gpt2_model_free(gpt2_model *m);
 
-/* Per-request activations for batches of up to B x T tokens. */
+/* Per-request activations for batches of up to B x T tokens. Allocated while the matmul precision
+ * is bf16 (op_set_matmul_precision), they keep the MLP's pre-activation as bf16 (half the memory of
+ * the largest activation; GELU and its gradient then see the bf16-rounded values in every forward). */
 typedef struct gpt2_acts gpt2_acts;
 int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_err *err);
 void gpt2_acts_free(gpt2_acts *a);

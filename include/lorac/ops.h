@@ -102,6 +102,15 @@ void op_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, siz
 /* GELU, exact: 0.5·x·(1 + erf(x/√2)) (BERT, torch gelu default). */
 void op_gelu_erf_forward(float *out, const float *inp, size_t n);
 void op_gelu_erf_backward(float *dinp, const float *dout, const float *inp, size_t n);
+/* The same four with the input stored as bf16 (training under bf16 precision keeps the MLP's
+ * pre-activation so, in half the memory): the bits of widening inp and calling the fp32 op. */
+void op_gelu_tanh_forward_bf16(float *out, const uint16_t *inp, size_t n);
+void op_gelu_tanh_backward_bf16(float *dinp, const float *dout, const uint16_t *inp, size_t n);
+void op_gelu_erf_forward_bf16(float *out, const uint16_t *inp, size_t n);
+void op_gelu_erf_backward_bf16(float *dinp, const float *dout, const uint16_t *inp, size_t n);
+/* bf16 storage: round to nearest even (NaN stays NaN), and back (exact). */
+void op_f32_to_bf16(uint16_t *out, const float *inp, size_t n);
+void op_bf16_to_f32(float *out, const uint16_t *inp, size_t n);
 /* SiLU (swish): x·σ(x). */
 void op_silu_forward(float *out, const float *inp, size_t n);
 void op_silu_backward(float *dinp, const float *dout, const float *inp, size_t n);

@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define INV_SQRT2 0.7071067811865476f
@@ -12,59 +14,108 @@
 
 static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* GELU (tanh) works in blocks of GELU_BLK values: u for the block, then one vector tanh call. */
+/* The GELUs work in blocks of GELU_BLK values: a block of inputs (widened first when stored as
+ * bf16), u for the block, then one vector tanh call. */
 #define GELU_BLK 512
 
-static void gelu_tanh_u_(float *th, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) th[i] = GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]);
-    op_vtanh(th, th, n);
+static inline float bf16_widen_(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
-void op_gelu_tanh_forward(float *out, const float *inp, size_t n) {
-    // inp, out are (n)
-    size_t nblk = (n + GELU_BLK - 1) / GELU_BLK;
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t b = 0; b < nblk; b++) {
-        float th[GELU_BLK];
-        size_t i0 = b * GELU_BLK, m = n - i0 < GELU_BLK ? n - i0 : GELU_BLK;
-        gelu_tanh_u_(th, inp + i0, m);
-        for (size_t i = 0; i < m; i++) out[i0 + i] = 0.5f * inp[i0 + i] * (1.0f + th[i]);
-    }
+/* round to nearest even; a NaN stays a (quiet) NaN instead of carrying into the exponent */
+static inline uint16_t bf16_round_(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
 }
 
-void op_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-    size_t nblk = (n + GELU_BLK - 1) / GELU_BLK;
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t b = 0; b < nblk; b++) {
-        float th[GELU_BLK];
-        size_t i0 = b * GELU_BLK, m = n - i0 < GELU_BLK ? n - i0 : GELU_BLK;
-        gelu_tanh_u_(th, inp + i0, m);
-        for (size_t i = 0; i < m; i++) {
-            float x = inp[i0 + i], t = th[i];
-            float sech2 = 1.0f - t * t;
-            // out = 0.5·x·(1 + tanh(u)), du/dx = K·(1 + 3·0.044715·x²)
-            float d = 0.5f * (1.0f + t) + 0.5f * x * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
-            dinp[i0 + i] += d * dout[i0 + i];
-        }
-    }
+void op_f32_to_bf16(uint16_t *out, const float *inp, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > OPS_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = bf16_round_(inp[i]);
 }
 
-void op_gelu_erf_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
-    }
+void op_bf16_to_f32(float *out, const uint16_t *inp, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > OPS_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = bf16_widen_(inp[i]);
 }
 
-void op_gelu_erf_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        // out = x·Φ(x): d = Φ(x) + x·φ(x)
-        float d = 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+/* the block [i0, i0+m) of the input: x itself, or its bf16 copy widened into buf */
+static const float *gelu_in_(float *buf, const float *x, const uint16_t *x16, size_t i0, size_t m) {
+    if (x) return x + i0;
+    for (size_t i = 0; i < m; i++) buf[i] = bf16_widen_(x16[i0 + i]);
+    return buf;
+}
+
+/* th = tanh(√(2/π)·(x + 0.044715·x³)) */
+static void gelu_tanh_u_(float *th, const float *x, size_t m) {
+    float u[GELU_BLK];
+    for (size_t i = 0; i < GELU_BLK; i++) /* whole block: the tail's u is computed, never used */
+        u[i] = i < m ? GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]) : 0.0f;
+    op_vtanh(th, u, m);
+}
+
+static void gelu_tanh_fwd_blk_(float *out, const float *x, size_t m) {
+    float th[GELU_BLK];
+    gelu_tanh_u_(th, x, m);
+    for (size_t i = 0; i < m; i++) out[i] = 0.5f * x[i] * (1.0f + th[i]);
+}
+
+static void gelu_tanh_bwd_blk_(float *dinp, const float *dout, const float *x, size_t m) {
+    float th[GELU_BLK];
+    gelu_tanh_u_(th, x, m);
+    for (size_t i = 0; i < m; i++) {
+        float t = th[i], sech2 = 1.0f - t * t;
+        // out = 0.5·x·(1 + tanh(u)), du/dx = K·(1 + 3·0.044715·x²)
+        float d = 0.5f * (1.0f + t) + 0.5f * x[i] * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * x[i] * x[i]);
         dinp[i] += d * dout[i];
     }
+}
+
+static void gelu_erf_fwd_blk_(float *out, const float *x, size_t m) {
+    for (size_t i = 0; i < m; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+}
+
+static void gelu_erf_bwd_blk_(float *dinp, const float *dout, const float *x, size_t m) {
+    for (size_t i = 0; i < m; i++) {
+        // out = x·Φ(x): d = Φ(x) + x·φ(x)
+        float d = 0.5f * (1.0f + erff(x[i] * INV_SQRT2)) + x[i] * INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+        dinp[i] += d * dout[i];
+    }
+}
+
+/* out = gelu(x) (fwd) or dinp += gelu'(x)·dout (bwd), x = inp or its bf16 copy inp16 */
+static void gelu_run_(int erf, int bwd, float *o, const float *dout, const float *inp, const uint16_t *inp16,
+                      size_t n) {
+    size_t nblk = (n + GELU_BLK - 1) / GELU_BLK;
+#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
+    for (size_t b = 0; b < nblk; b++) {
+        float buf[GELU_BLK];
+        size_t i0 = b * GELU_BLK, m = n - i0 < GELU_BLK ? n - i0 : GELU_BLK;
+        const float *x = gelu_in_(buf, inp, inp16, i0, m);
+        if (bwd) (erf ? gelu_erf_bwd_blk_ : gelu_tanh_bwd_blk_)(o + i0, dout + i0, x, m);
+        else (erf ? gelu_erf_fwd_blk_ : gelu_tanh_fwd_blk_)(o + i0, x, m);
+    }
+}
+
+void op_gelu_tanh_forward(float *out, const float *inp, size_t n) { gelu_run_(0, 0, out, NULL, inp, NULL, n); }
+void op_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    gelu_run_(0, 1, dinp, dout, inp, NULL, n);
+}
+void op_gelu_erf_forward(float *out, const float *inp, size_t n) { gelu_run_(1, 0, out, NULL, inp, NULL, n); }
+void op_gelu_erf_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    gelu_run_(1, 1, dinp, dout, inp, NULL, n);
+}
+void op_gelu_tanh_forward_bf16(float *out, const uint16_t *inp, size_t n) { gelu_run_(0, 0, out, NULL, NULL, inp, n); }
+void op_gelu_tanh_backward_bf16(float *dinp, const float *dout, const uint16_t *inp, size_t n) {
+    gelu_run_(0, 1, dinp, dout, NULL, inp, n);
+}
+void op_gelu_erf_forward_bf16(float *out, const uint16_t *inp, size_t n) { gelu_run_(1, 0, out, NULL, NULL, inp, n); }
+void op_gelu_erf_backward_bf16(float *dinp, const float *dout, const uint16_t *inp, size_t n) {
+    gelu_run_(1, 1, dinp, dout, NULL, inp, n);
 }
 
 void op_silu_forward(float *out, const float *inp, size_t n) {

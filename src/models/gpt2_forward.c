@@ -18,7 +18,8 @@
  * c_attn output qkv (attention reads q, k, v in place), the attention output, the residual after
  * attention, the MLP pre-activation and the two LayerNorms' statistics. Recomputed in the
  * backward instead of stored: the LayerNorm outputs (from the residual and mean/rstd) and
- * GELU(fch) — cheap elementwise work that saves 6 (N,C) arrays per layer. */
+ * GELU(fch) — cheap elementwise work that saves 6 (N,C) arrays per layer. Under bf16 matmuls
+ * fch itself is kept as bf16 (fch_bf16): mlp_proj's GEMM rounds GELU(fch) to bf16 anyway. */
 struct gpt2_acts {
     int capB, capT;
     int n_layer;
@@ -35,7 +36,8 @@ struct gpt2_acts {
     float **att, **lse;                   /* (N,C), (B,NH,T) */
     float **res2;                         /* (N,C) res + attention */
     float **ln2_mean, **ln2_rstd;
-    float **fch;                          /* (N,I) pre-GELU */
+    float **fch;                          /* (N,I) pre-GELU: floats, or bf16 values (fch16) */
+    int fch_bf16;                         /* allocated under bf16 precision: fch holds uint16_t */
     float *lnf_mean, *lnf_rstd;
     float *dlnf;                          /* (N,C) the loss gradient at ln_f's output (training forward) */
     float *logits;                        /* (capN,V), allocated by the first forward that is not for a backward */
@@ -94,7 +96,7 @@ static size_t acts_layout(gpt2_acts *a, const gpt2_config *c, float *base) {
         PART(ln1_mean, N); PART(ln1_rstd, N);
         PART(qkv, N * 3 * C); PART(att, N * C); PART(lse, NHT); PART(res2, N * C);
         PART(ln2_mean, N); PART(ln2_rstd, N);
-        PART(fch, N * I);
+        PART(fch, a->fch_bf16 ? (N * I + 1) / 2 : N * I);
 #undef PART
     }
     float *p;
@@ -142,6 +144,9 @@ int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_er
     a->capB = B;
     a->capT = T;
     a->n_layer = c->n_layer;
+    /* bf16 matmuls round c_proj's input to bf16 anyway; keeping the pre-GELU values as bf16 halves
+     * the largest activation (N x 4C per layer) */
+    a->fch_bf16 = op_matmul_precision() == OP_PREC_BF16;
     size_t n = acts_layout(a, c, NULL), bytes;
     if (acts_tables(a, c->n_layer) || lorac_size_mul(n, sizeof(float), &bytes) || !(a->arena = malloc(bytes)) ||
         !(a->targets = malloc((size_t)B * T * sizeof(int))) || !(a->ids = malloc((size_t)B * T * sizeof(int32_t)))) {
@@ -159,9 +164,20 @@ static void add(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
-static void gelu(const gpt2_config *c, float *out, const float *inp, size_t n) {
-    if (c->activation == GPT2_ACT_GELU) op_gelu_erf_forward(out, inp, n);
-    else op_gelu_tanh_forward(out, inp, n);
+static uint16_t *fch16(const gpt2_acts *a, int l) { return (uint16_t *)(void *)a->fch[l]; }
+
+/* out = GELU(layer l's pre-activation), from its float or bf16 copy */
+static void gelu(const gpt2_config *c, const gpt2_acts *a, int l, float *out, size_t n) {
+    int erf = c->activation == GPT2_ACT_GELU;
+    if (a->fch_bf16) (erf ? op_gelu_erf_forward_bf16 : op_gelu_tanh_forward_bf16)(out, fch16(a, l), n);
+    else (erf ? op_gelu_erf_forward : op_gelu_tanh_forward)(out, a->fch[l], n);
+}
+
+/* dinp += GELU'(layer l's pre-activation) · dout */
+static void gelu_backward(const gpt2_config *c, const gpt2_acts *a, int l, float *dinp, const float *dout, size_t n) {
+    int erf = c->activation == GPT2_ACT_GELU;
+    if (a->fch_bf16) (erf ? op_gelu_erf_backward_bf16 : op_gelu_tanh_backward_bf16)(dinp, dout, fch16(a, l), n);
+    else (erf ? op_gelu_erf_backward : op_gelu_tanh_backward)(dinp, dout, a->fch[l], n);
 }
 
 /* The LayerNorm output from its input and saved statistics (the forward's own arithmetic, so
@@ -264,8 +280,11 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
         if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_PROJ], a->capB * a->capT, l, SITE_PROJ, a->dln, a->att[l], N, rng, err))) return rc; /* dln: scratch */
         add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
         op_layernorm_forward(a->ln, a->ln2_mean[l], a->ln2_rstd[l], a->res2[l], W->ln2_w, W->ln2_b, N, C, eps);
-        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FC], a->capB * a->capT, l, SITE_FC, a->fch[l], a->ln, N, rng, err))) return rc;
-        gelu(c, a->fchg, a->fch[l], (size_t)N * I);
+        /* bf16 storage: mlp_fc writes floats to fchg, kept rounded; GELU then reads what the backward will */
+        float *fc_out = a->fch_bf16 ? a->fchg : a->fch[l];
+        if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FC], a->capB * a->capT, l, SITE_FC, fc_out, a->ln, N, rng, err))) return rc;
+        if (a->fch_bf16) op_f32_to_bf16(fch16(a, l), a->fchg, (size_t)N * I);
+        gelu(c, a, l, a->fchg, (size_t)N * I);
         if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], a->capB * a->capT, l, SITE_FCPROJ, a->dln, a->fchg, N, rng, err))) return rc;
         add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
@@ -310,12 +329,12 @@ int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
     for (int l = L - 1; l >= 0; l--) {
         const gpt2_layer_weights *W = &m->w.layers[l];
         /* res[l+1] = res2 + mlp_proj(gelu(mlp_fc(ln2(res2)))) */
-        gelu(c, a->fchg, a->fch[l], NI); /* recomputed: a LoRA on mlp_proj reads its input */
+        /* recomputed for a LoRA on mlp_proj, which reads its input; the frozen map does not */
+        if (gpt2_site_reads_input(m, l, SITE_FCPROJ)) gelu(c, a, l, a->fchg, NI);
         memset(a->dfchg, 0, NI * sizeof(float));
         if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], l, SITE_FCPROJ, a->dfchg, a->dres, a->fchg, N, err))) return rc;
         memset(a->dfch, 0, NI * sizeof(float)); /* dfch is fchg's memory: mlp_proj's backward is done with it */
-        if (c->activation == GPT2_ACT_GELU) op_gelu_erf_backward(a->dfch, a->dfchg, a->fch[l], NI);
-        else op_gelu_tanh_backward(a->dfch, a->dfchg, a->fch[l], NI);
+        gelu_backward(c, a, l, a->dfch, a->dfchg, NI);
         ln_recompute(a->ln, a->res2[l], a->ln2_mean[l], a->ln2_rstd[l], W->ln2_w, W->ln2_b, N, C);
         memset(a->dln, 0, NC * sizeof(float));
         if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FC], l, SITE_FC, a->dln, a->dfch, a->ln, N, err))) return rc;

@@ -11,6 +11,8 @@ enum { SITE_ATTN = GPT2_SITE_C_ATTN, SITE_PROJ = GPT2_SITE_ATTN_PROJ, SITE_FC = 
  * LoRA record (allocated on first use for cap_N rows). */
 int gpt2_site_forward(gpt2_model *m, lora_act *act, int cap_N, int l, int site, float *out, const float *inp, int N,
                       lorac_rng *rng, lorac_err *err);
+/* 1 when the site's backward reads inp (a LoRA layer's A gradient); the frozen map's does not. */
+int gpt2_site_reads_input(const gpt2_model *m, int l, int site);
 /* dinp (N,C) += the input gradient (dinp may be NULL); the LoRA layer accumulates its own. */
 int gpt2_site_backward(gpt2_model *m, lora_act *act, int l, int site, float *dinp, const float *dout,
                        const float *inp, int N, lorac_err *err);

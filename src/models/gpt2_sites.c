@@ -53,6 +53,11 @@ int gpt2_site_forward(gpt2_model *m, lora_act *act, int cap_N, int l, int site, 
     return LORAC_OK;
 }
 
+/* 1 when the site's backward reads its input (a LoRA layer's A gradient); the frozen map's does not. */
+int gpt2_site_reads_input(const gpt2_model *m, int l, int site) {
+    return site_lora(m, l, site) != NULL || (site == SITE_ATTN && m->has_lora && m->blocks[l].qkv);
+}
+
 /* dinp (N,C) += ∂/∂inp; the LoRA layer (if any) accumulates its own gradients. */
 int gpt2_site_backward(gpt2_model *m, lora_act *act, int l, int site, float *dinp, const float *dout,
                        const float *inp, int N, lorac_err *err) {
