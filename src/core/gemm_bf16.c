@@ -41,37 +41,11 @@ int op_bf16_supported(void) {
 #ifdef LORAC_HAVE_BF16_KERNEL
 #define TGT __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
-/* two floats -> one 32-bit pair (bf16(lo) | bf16(hi) << 16), rounded to nearest even */
-static inline uint32_t bf16_pair(float lo, float hi) {
-    uint32_t a, b;
-    memcpy(&a, &lo, 4);
-    memcpy(&b, &hi, 4);
-    a += 0x7fffu + ((a >> 16) & 1u);
-    b += 0x7fffu + ((b >> 16) & 1u);
-    return (a >> 16) | (b & 0xffff0000u);
-}
-
-TGT static inline __m512i bf16_pair16(__m512 lo, __m512 hi) {
-    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-    __m512i a = _mm512_castps_si512(lo), b = _mm512_castps_si512(hi);
-    a = _mm512_add_epi32(a, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(a, 16), one)));
-    b = _mm512_add_epi32(b, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(b, 16), one)));
-    return _mm512_or_si512(_mm512_srli_epi32(a, 16), _mm512_and_si512(b, _mm512_set1_epi32((int)0xffff0000u)));
-}
-
-/* 32 consecutive floats p[0..31] -> 16 pairs (p[0],p[1]), (p[2],p[3]), ... */
-TGT static inline __m512i bf16_pairs_contig(const float *p) {
-    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    __m512 x = _mm512_loadu_ps(p), y = _mm512_loadu_ps(p + 16);
-    return bf16_pair16(_mm512_permutex2var_ps(x, ev, y), _mm512_permutex2var_ps(x, od, y));
-}
-
 /* Rows src[0..n) (n <= 16, K-contiguous floats), pairs [g0, g0+16) of each, transposed into
  * dst[q * stride + i] for q < 16, i < n (lanes >= n are not written when n < 16). */
 TGT static inline void pack_pairs16(uint32_t *dst, int stride, const float *const *src, int n, int g0) {
     __m512i r[16];
-    for (int i = 0; i < 16; i++) r[i] = i < n ? bf16_pairs_contig(src[i] + 2 * g0) : _mm512_setzero_si512();
+    for (int i = 0; i < 16; i++) r[i] = i < n ? simd_bf16_pairs_contig(src[i] + 2 * g0) : _mm512_setzero_si512();
     simd_transpose16(r);
     __mmask16 m = (__mmask16)((1u << n) - 1);
     for (int q = 0; q < 16; q++) _mm512_mask_storeu_epi32(dst + (size_t)q * stride, m, r[q]);
@@ -136,7 +110,7 @@ TGT static void pack_a(uint32_t *pa, const float *A, int lda, int K, int i0, int
         for (; k < kpc; k++) {
             int g = 2 * (p0 + k);
             for (int i = 0; i < MR; i++)
-                pa[(size_t)k * MR + i] = i < mr ? bf16_pair(g < K ? rows[i][g] : 0.0f, g + 1 < K ? rows[i][g + 1] : 0.0f) : 0;
+                pa[(size_t)k * MR + i] = i < mr ? simd_bf16_pair(g < K ? rows[i][g] : 0.0f, g + 1 < K ? rows[i][g + 1] : 0.0f) : 0;
         }
     }
 }
@@ -155,7 +129,7 @@ TGT static void pack_b_panel(uint32_t *pb, const float *B, int ldb, int transb, 
                 __mmask16 m = (__mmask16)((1u << n) - 1);
                 __m512 lo = _mm512_maskz_loadu_ps(m, r0 + 16 * h);
                 __m512 hi = g + 1 < K ? _mm512_maskz_loadu_ps(m, r1 + 16 * h) : _mm512_setzero_ps();
-                _mm512_store_si512(pb + k * NR + 16 * h, bf16_pair16(lo, hi));
+                _mm512_store_si512(pb + k * NR + 16 * h, simd_bf16_pair16(lo, hi));
             }
         }
         return;
@@ -173,7 +147,7 @@ TGT static void pack_b_panel(uint32_t *pb, const float *B, int ldb, int transb, 
             int g = 2 * (p0 + k);
             for (int j = 0; j < 16; j++)
                 pb[(size_t)k * NR + h + j] =
-                    j < n ? bf16_pair(g < K ? cols[h + j][g] : 0.0f, g + 1 < K ? cols[h + j][g + 1] : 0.0f) : 0;
+                    j < n ? simd_bf16_pair(g < K ? cols[h + j][g] : 0.0f, g + 1 < K ? cols[h + j][g + 1] : 0.0f) : 0;
         }
     }
 }

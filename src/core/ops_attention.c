@@ -5,17 +5,19 @@
  * per query row is kept for the backward, which recomputes the scores tile by tile, once.
  * The tile products are an AVX-512 kernel where the CPU has it (a 64x64x64 product is too small
  * for OpenBLAS's blocking and its copies of transposed operands), cblas otherwise; both sum in
- * the same order on any thread count. */
+ * the same order on any thread count. Under bf16 matmul precision they are bf16 products
+ * (attention_bf16.c) of operands paired into words tile by tile. */
 #include "lorac/ops.h"
 
+#include "core/attention_tiles.h"
 #include "core/simd_avx512.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stddef.h>
 
-#define AT_BQ 64
-#define AT_BK 64
+/* words of one bf16 tile operand: the largest is (AT_BK / 2) x AT_BF16_MAXHS or HSP x AT_BK */
+#define AT_WORDS (AT_BK * AT_BF16_MAXHS / 2)
 
 /* ---- tile products ----
  * C(m x n) = alpha·A·B + beta·C with A(i,p) = A[i·ars + p·acs] (a transposed A is only other
@@ -138,11 +140,19 @@ static void mask_tile_(float *s, const uint8_t *pad, int t0, int nq, int j0, int
 /* Keys [0, end) are what query rows t0..t0+nq-1 can see at most. */
 static int key_end_(int t0, int nq, int T, int causal) { return causal ? t0 + nq : T; }
 
+/* bf16: a key (or value) tile (nk x HS, stride KC) as the B operand of q·kᵀ: pair words along HS
+ * (via tmp), transposed to HSP x AT_BK. */
+static void keys_t_bf16_(uint32_t *kt, uint32_t *tmp, const float *kp, int KC, int nk, int HS) {
+    const int HSP = (HS + 1) / 2;
+    at_rows_pairs(tmp, HSP, kp, KC, nk, HS);
+    at_words_transpose(kt, AT_BK, tmp, HSP, nk, HSP);
+}
+
 /* Row strides: QC for q (and dq), OC for out (and dout), KC for k and v (and dk, dv). */
 static void attention_forward_(float *out, float *lse, const float *q, const float *k, const float *v,
                                const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS, int causal, int QC,
                                int OC, int KC) {
-    const int group = NH / NKV, NQT = (T + AT_BQ - 1) / AT_BQ;
+    const int group = NH / NKV, NQT = (T + AT_BQ - 1) / AT_BQ, bf = at_bf16_ready(HS), HSP = (HS + 1) / 2;
     const float scale = 1.0f / sqrtf((float)HS);
     /* tasks (b, h, query tile) are independent; causal tiles differ in work, hence dynamic */
 #pragma omp parallel for collapse(3) schedule(dynamic, 1)
@@ -150,6 +160,7 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
         for (int h = 0; h < NH; h++) {
             for (int qi = 0; qi < NQT; qi++) {
                 float s[AT_BQ * AT_BK], m[AT_BQ], l[AT_BQ];
+                uint32_t qw[AT_WORDS], kt[AT_WORDS], tw[AT_WORDS], vw[AT_WORDS]; /* bf16 operands */
                 const int g = h / group, t0 = qi * AT_BQ, nq = T - t0 < AT_BQ ? T - t0 : AT_BQ;
                 const uint8_t *pad = pad_mask ? pad_mask + (size_t)b * T : NULL;
                 const float *qp = q + ((size_t)b * T + t0) * QC + (size_t)h * HS;
@@ -159,12 +170,18 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
                     m[i] = -INFINITY;
                     l[i] = 0.0f;
                 }
+                if (bf) at_rows_pairs(qw, HSP, qp, QC, nq, HS);
                 const int jend = key_end_(t0, nq, T, causal);
                 for (int j0 = 0; j0 < jend; j0 += AT_BK) {
                     const int nk = jend - j0 < AT_BK ? jend - j0 : AT_BK;
                     const float *kp = k + ((size_t)b * T + j0) * KC + (size_t)g * HS;
                     const float *vp = v + ((size_t)b * T + j0) * KC + (size_t)g * HS;
-                    tile_mm_nt_(nq, nk, HS, scale, qp, QC, kp, KC, 0.0f, s, AT_BK);
+                    if (bf) {
+                        keys_t_bf16_(kt, tw, kp, KC, nk, HS);
+                        at_tile_bf16(nq, nk, HSP, scale, qw, HSP, 1, kt, AT_BK, 0.0f, s, AT_BK);
+                    } else {
+                        tile_mm_nt_(nq, nk, HS, scale, qp, QC, kp, KC, 0.0f, s, AT_BK);
+                    }
                     mask_tile_(s, pad, t0, nq, j0, nk, causal);
                     /* online softmax: o accumulates Σ exp(s_j - m)·v_j and l = Σ exp(s_j - m) */
                     for (int i = 0; i < nq; i++) {
@@ -180,7 +197,13 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
                             for (int d = 0; d < HS; d++) op[(size_t)i * OC + d] *= r;
                         m[i] = mnew;
                     }
-                    tile_mm_(nq, HS, nk, 1.0f, s, AT_BK, 1, vp, KC, 1.0f, op, OC);
+                    if (bf) { /* o += p·v, pairs along the keys */
+                        at_rows_pairs(tw, AT_BK / 2, s, AT_BK, nq, nk);
+                        at_cols_pairs(vw, HS, vp, KC, nk, HS);
+                        at_tile_bf16(nq, HS, (nk + 1) / 2, 1.0f, tw, AT_BK / 2, 1, vw, HS, 1.0f, op, OC);
+                    } else {
+                        tile_mm_(nq, HS, nk, 1.0f, s, AT_BK, 1, vp, KC, 1.0f, op, OC);
+                    }
                 }
                 float *ls = lse + ((size_t)b * NH + h) * T + t0;
                 for (int i = 0; i < nq; i++) {
@@ -198,11 +221,19 @@ static void attention_forward_(float *out, float *lse, const float *q, const flo
 }
 
 /* The probabilities p = exp(s - lse) of a (query tile, key tile) pair into p (nq, AT_BK), and
- * when dp is given, ds = p·(dout·vᵀ - D) into dp, D = rowsum(dout·out) (so dp becomes ds). */
+ * when dp is given, ds = p·(dout·vᵀ - D) into dp, D = rowsum(dout·out) (so dp becomes ds).
+ * bf16 when kt is given: kt, vt are the key and value tiles from keys_t_bf16_, tw scratch. */
 static void probs_tile_(float *p, float *dp, const float *qp, const float *kp, const float *vp, const float *dop,
-                        const float *ls, const float *Dv, const uint8_t *pad, int t0, int nq, int j0, int nk, int QC,
-                        int OC, int KC, int HS, float scale, int causal) {
-    tile_mm_nt_(nq, nk, HS, 1.0f, qp, QC, kp, KC, 0.0f, p, AT_BK);
+                        const uint32_t *kt, const uint32_t *vt, uint32_t *tw, const float *ls, const float *Dv,
+                        const uint8_t *pad, int t0, int nq, int j0, int nk, int QC, int OC, int KC, int HS, float scale,
+                        int causal) {
+    const int HSP = (HS + 1) / 2;
+    if (kt) {
+        at_rows_pairs(tw, HSP, qp, QC, nq, HS);
+        at_tile_bf16(nq, nk, HSP, 1.0f, tw, HSP, 1, kt, AT_BK, 0.0f, p, AT_BK);
+    } else {
+        tile_mm_nt_(nq, nk, HS, 1.0f, qp, QC, kp, KC, 0.0f, p, AT_BK);
+    }
     mask_tile_(p, pad, t0, nq, j0, nk, causal);
     for (int i = 0; i < nq; i++) {
         float *row = p + (size_t)i * AT_BK;
@@ -213,7 +244,12 @@ static void probs_tile_(float *p, float *dp, const float *qp, const float *kp, c
         op_vexp_sum(row, row, scale, ls[i], (size_t)nk);
     }
     if (!dp) return;
-    tile_mm_nt_(nq, nk, HS, 1.0f, dop, OC, vp, KC, 0.0f, dp, AT_BK);
+    if (kt) {
+        at_rows_pairs(tw, HSP, dop, OC, nq, HS);
+        at_tile_bf16(nq, nk, HSP, 1.0f, tw, HSP, 1, vt, AT_BK, 0.0f, dp, AT_BK);
+    } else {
+        tile_mm_nt_(nq, nk, HS, 1.0f, dop, OC, vp, KC, 0.0f, dp, AT_BK);
+    }
     for (int i = 0; i < nq; i++) {
         const float *pr = p + (size_t)i * AT_BK;
         float *dr = dp + (size_t)i * AT_BK;
@@ -242,15 +278,21 @@ static void attention_backward_(float *dq, float *dk, float *dv, const float *do
     const int group = NH / NKV;
     const int NQT = (T + AT_BQ - 1) / AT_BQ, NKT = (T + AT_BK - 1) / AT_BK;
     const float scale = 1.0f / sqrtf((float)HS);
-    const int want_ds = dq || dk;
+    const int want_ds = dq || dk, bf = at_bf16_ready(HS);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++) {
         for (int g = 0; g < NKV; g++) {
             float p[AT_BQ * AT_BK], ds[AT_BQ * AT_BK], Dv[AT_BQ];
+            uint32_t kt[AT_WORDS], vt[AT_WORDS], kw[AT_WORDS], tw[AT_WORDS], cw[AT_WORDS]; /* bf16 operands */
             const uint8_t *pad = pad_mask ? pad_mask + (size_t)b * T : NULL;
             for (int kj = 0; kj < NKT; kj++) {
                 const int j0 = kj * AT_BK, nk = T - j0 < AT_BK ? T - j0 : AT_BK;
                 const size_t koff = ((size_t)b * T + j0) * KC + (size_t)g * HS;
+                if (bf) { /* the key tile's operands, for all query heads and tiles below */
+                    keys_t_bf16_(kt, tw, k + koff, KC, nk, HS);
+                    keys_t_bf16_(vt, tw, v + koff, KC, nk, HS);
+                    if (dq) at_cols_pairs(kw, HS, k + koff, KC, nk, HS);
+                }
                 for (int h = g * group; h < (g + 1) * group; h++) {
                     /* causal: query tiles that end before key j0 see none of these keys */
                     for (int qi = causal ? j0 / AT_BQ : 0; qi < NQT; qi++) {
@@ -259,14 +301,29 @@ static void attention_backward_(float *dq, float *dk, float *dv, const float *do
                         const size_t ooff = ((size_t)b * T + t0) * OC + (size_t)h * HS;
                         const float *ls = lse + ((size_t)b * NH + h) * T + t0;
                         if (want_ds) rowdot_(Dv, dout + ooff, out + ooff, nq, OC, HS);
-                        probs_tile_(p, want_ds ? ds : NULL, q + qoff, k + koff, v + koff, dout + ooff, ls, Dv, pad, t0,
-                                    nq, j0, nk, QC, OC, KC, HS, scale, causal);
-                        if (dv) /* dv += pᵀ · dout */
+                        probs_tile_(p, want_ds ? ds : NULL, q + qoff, k + koff, v + koff, dout + ooff, bf ? kt : NULL, vt,
+                                    tw, ls, Dv, pad, t0, nq, j0, nk, QC, OC, KC, HS, scale, causal);
+                        const int qp2 = (nq + 1) / 2, kp2 = (nk + 1) / 2; /* bf16: pairs of queries, of keys */
+                        if (dv && bf) { /* dv += pᵀ · dout, pairs along the queries */
+                            at_cols_pairs(tw, AT_BK, p, AT_BK, nq, nk);
+                            at_cols_pairs(cw, HS, dout + ooff, OC, nq, HS);
+                            at_tile_bf16(nk, HS, qp2, 1.0f, tw, 1, AT_BK, cw, HS, 1.0f, dv + koff, KC);
+                        } else if (dv) {
                             tile_mm_(nk, HS, nq, 1.0f, p, 1, AT_BK, dout + ooff, OC, 1.0f, dv + koff, KC);
-                        if (dk) /* dk += scale · dsᵀ · q */
+                        }
+                        if (dk && bf) { /* dk += scale · dsᵀ · q */
+                            at_cols_pairs(tw, AT_BK, ds, AT_BK, nq, nk);
+                            at_cols_pairs(cw, HS, q + qoff, QC, nq, HS);
+                            at_tile_bf16(nk, HS, qp2, scale, tw, 1, AT_BK, cw, HS, 1.0f, dk + koff, KC);
+                        } else if (dk) {
                             tile_mm_(nk, HS, nq, scale, ds, 1, AT_BK, q + qoff, QC, 1.0f, dk + koff, KC);
-                        if (dq) /* dq += scale · ds · k */
+                        }
+                        if (dq && bf) { /* dq += scale · ds · k, pairs along the keys */
+                            at_rows_pairs(tw, AT_BK / 2, ds, AT_BK, nq, nk);
+                            at_tile_bf16(nq, HS, kp2, scale, tw, AT_BK / 2, 1, kw, HS, 1.0f, dq + qoff, QC);
+                        } else if (dq) {
                             tile_mm_(nq, HS, nk, scale, ds, AT_BK, 1, k + koff, KC, 1.0f, dq + qoff, QC);
+                        }
                     }
                 }
             }

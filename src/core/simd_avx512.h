@@ -7,6 +7,8 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LORAC_HAVE_AVX512_KERNELS 1
 #include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
 
 #define LORAC_TGT_AVX512 __attribute__((target("avx512f")))
 
@@ -35,6 +37,34 @@ LORAC_TGT_AVX512 static inline void simd_transpose16(__m512i r[16]) {
         r[8 + e] = _mm512_shuffle_i32x4(x1, x3, _MM_SHUFFLE(2, 0, 2, 0));
         r[12 + e] = _mm512_shuffle_i32x4(x1, x3, _MM_SHUFFLE(3, 1, 3, 1));
     }
+}
+
+/* two floats -> one 32-bit pair (bf16(lo) | bf16(hi) << 16), rounded to nearest even: the operand
+ * word of VDPBF16PS, which multiplies lane pairs */
+static inline uint32_t simd_bf16_pair(float lo, float hi) {
+    uint32_t a, b;
+    memcpy(&a, &lo, 4);
+    memcpy(&b, &hi, 4);
+    a += 0x7fffu + ((a >> 16) & 1u);
+    b += 0x7fffu + ((b >> 16) & 1u);
+    return (a >> 16) | (b & 0xffff0000u);
+}
+
+/* 16 lanes at once */
+LORAC_TGT_AVX512 static inline __m512i simd_bf16_pair16(__m512 lo, __m512 hi) {
+    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    __m512i a = _mm512_castps_si512(lo), b = _mm512_castps_si512(hi);
+    a = _mm512_add_epi32(a, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(a, 16), one)));
+    b = _mm512_add_epi32(b, _mm512_add_epi32(half, _mm512_and_si512(_mm512_srli_epi32(b, 16), one)));
+    return _mm512_or_si512(_mm512_srli_epi32(a, 16), _mm512_and_si512(b, _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* 32 consecutive floats p[0..31] -> 16 pairs (p[0],p[1]), (p[2],p[3]), ... */
+LORAC_TGT_AVX512 static inline __m512i simd_bf16_pairs_contig(const float *p) {
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    __m512 x = _mm512_loadu_ps(p), y = _mm512_loadu_ps(p + 16);
+    return simd_bf16_pair16(_mm512_permutex2var_ps(x, ev, y), _mm512_permutex2var_ps(x, od, y));
 }
 
 /* lanes [0, n) of a 16-lane mask, n clamped to [0, 16] */
