@@ -853,10 +853,31 @@ static void check_bf16_storage(void) {
     free(x), free(w), free(d), free(y1), free(y2), free(h);
 }
 
+/* op_add (in place too) and op_zero over a parallel size with a tail: exact, and nothing past n. */
+static void check_add_zero(void) {
+    enum { N = 100003 };
+    lorac_rng r;
+    lorac_rng_seed(&r, 23);
+    float *a = rand_floats(&r, N + 1, 1.0f), *b = rand_floats(&r, N, 1.0f), *o = malloc((N + 1) * sizeof(float));
+    o[N] = a[N] = 7.0f;
+    op_add(o, a, b, N);
+    int ok = o[N] == 7.0f;
+    for (int i = 0; i < N; i++) ok &= o[i] == a[i] + b[i];
+    op_add(a, a, b, N);
+    ok &= memcmp(a, o, N * sizeof(float)) == 0;
+    CHECK(ok, "op_add");
+    op_zero(o, N);
+    ok = o[N] == 7.0f;
+    for (int i = 0; i < N; i++) ok &= o[i] == 0.0f;
+    CHECK(ok, "op_zero");
+    free(a), free(b), free(o);
+}
+
 int main(void) {
     check_inplace();
     check_vmath();
     check_bf16_storage();
+    check_add_zero();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         check_case(&cases[i]);
         check_threads(&cases[i], 0);

@@ -71,6 +71,10 @@ int op_gemm_bf16_packed(int M, int N, int K, float alpha, const float *A, int ld
 /* ---- bias add ---------------------------------------------------------------------------- */
 /* out (N,C) = inp (N,C) + bias (C); out may equal inp (in place). */
 void op_bias_add_forward(float *out, const float *inp, const float *bias, int N, int C);
+/* out (n) = a + b (out may equal a or b): the residual add; op_zero: x (n) = 0. Both parallel,
+ * for the large activation buffers a training step adds and clears. */
+void op_add(float *out, const float *a, const float *b, size_t n);
+void op_zero(float *x, size_t n);
 /* dinp (N,C) += dout; dbias (C) += Σ_n dout. Either may be NULL. */
 void op_bias_add_backward(float *dinp, float *dbias, const float *dout, int N, int C);
 

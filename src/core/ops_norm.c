@@ -1,6 +1,8 @@
 /* Bias add, LayerNorm and RMSNorm: row-parallel forwards, fixed-order parameter gradients. */
 #include "lorac/ops.h"
 
+#include <string.h>
+
 #include <math.h>
 #include <stddef.h>
 
@@ -15,6 +17,21 @@ void op_bias_add_forward(float *out, const float *inp, const float *bias, int N,
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         for (int c = 0; c < C; c++) o[c] = x[c] + bias[c];
+    }
+}
+
+void op_add(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void op_zero(float *x, size_t n) {
+    /* chunks of 16 Ki floats, so each thread clears whole cache lines with memset */
+    size_t nch = (n + 16383) / 16384;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t c = 0; c < nch; c++) {
+        size_t i0 = c * 16384, m = n - i0 < 16384 ? n - i0 : 16384;
+        memset(x + i0, 0, m * sizeof(float));
     }
 }
 

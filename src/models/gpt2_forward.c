@@ -160,10 +160,6 @@ int gpt2_acts_alloc(const gpt2_model *m, int B, int T, gpt2_acts **out, lorac_er
 
 /* ---------------------------------------------------------------- forward */
 
-static void add(float *out, const float *a, const float *b, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 static uint16_t *fch16(const gpt2_acts *a, int l) { return (uint16_t *)(void *)a->fch[l]; }
 
 /* out = GELU(layer l's pre-activation), from its float or bf16 copy */
@@ -266,19 +262,15 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
     } else {
         op_embedding_forward(a->res[0], (const int *)ids, m->w.wte, N, C, V);
     }
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) {
-            float *x = a->res[0] + ((size_t)b * T + t) * C;
-            const float *p = m->w.wpe + (size_t)t * C;
-            for (int i = 0; i < C; i++) x[i] += p[i];
-        }
+    for (int b = 0; b < B; b++) /* + wpe rows 0..T-1, one contiguous block per sequence */
+        op_add(a->res[0] + (size_t)b * T * C, a->res[0] + (size_t)b * T * C, m->w.wpe, (size_t)T * C);
     for (int l = 0; l < L; l++) {
         const gpt2_layer_weights *W = &m->w.layers[l];
         op_layernorm_forward(a->ln, a->ln1_mean[l], a->ln1_rstd[l], a->res[l], W->ln1_w, W->ln1_b, N, C, eps);
         if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_ATTN], a->capB * a->capT, l, SITE_ATTN, a->qkv[l], a->ln, N, rng, err))) return rc;
         op_attention_qkv_forward(a->att[l], a->lse[l], a->qkv[l], NULL, B, T, NH, NH, HS, 1);
         if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_PROJ], a->capB * a->capT, l, SITE_PROJ, a->dln, a->att[l], N, rng, err))) return rc; /* dln: scratch */
-        add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
+        op_add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
         op_layernorm_forward(a->ln, a->ln2_mean[l], a->ln2_rstd[l], a->res2[l], W->ln2_w, W->ln2_b, N, C, eps);
         /* bf16 storage: mlp_fc writes floats to fchg, kept rounded; GELU then reads what the backward will */
         float *fc_out = a->fch_bf16 ? a->fchg : a->fch[l];
@@ -286,7 +278,7 @@ int gpt2_forward(gpt2_model *m, gpt2_acts *a, const int32_t *ids, const int32_t 
         if (a->fch_bf16) op_f32_to_bf16(fch16(a, l), a->fchg, (size_t)N * I);
         gelu(c, a, l, a->fchg, (size_t)N * I);
         if ((rc = gpt2_site_forward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], a->capB * a->capT, l, SITE_FCPROJ, a->dln, a->fchg, N, rng, err))) return rc;
-        add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
+        op_add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
     op_layernorm_forward(a->ln, a->lnf_mean, a->lnf_rstd, a->res[L], m->w.lnf_w, m->w.lnf_b, N, C, eps);
     /* logits = lnf · headᵀ: the head is tied to the token embedding's W0 unless the config unties it */
@@ -324,31 +316,31 @@ int gpt2_backward(gpt2_model *m, gpt2_acts *a, lorac_err *err) {
     int B = a->B, T = a->T, N = B * T, rc;
     size_t NC = (size_t)N * C, NI = (size_t)N * I;
     /* the forward left dlnf (the LM head's backward ran slice by slice with the loss) */
-    memset(a->dres, 0, NC * sizeof(float));
+    op_zero(a->dres, NC);
     op_layernorm_backward(a->dres, NULL, NULL, a->dlnf, a->res[L], m->w.lnf_w, a->lnf_mean, a->lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
         const gpt2_layer_weights *W = &m->w.layers[l];
         /* res[l+1] = res2 + mlp_proj(gelu(mlp_fc(ln2(res2)))) */
         /* recomputed for a LoRA on mlp_proj, which reads its input; the frozen map does not */
         if (gpt2_site_reads_input(m, l, SITE_FCPROJ)) gelu(c, a, l, a->fchg, NI);
-        memset(a->dfchg, 0, NI * sizeof(float));
+        op_zero(a->dfchg, NI);
         if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FCPROJ], l, SITE_FCPROJ, a->dfchg, a->dres, a->fchg, N, err))) return rc;
-        memset(a->dfch, 0, NI * sizeof(float)); /* dfch is fchg's memory: mlp_proj's backward is done with it */
+        op_zero(a->dfch, NI); /* dfch is fchg's memory: mlp_proj's backward is done with it */
         gelu_backward(c, a, l, a->dfch, a->dfchg, NI);
         ln_recompute(a->ln, a->res2[l], a->ln2_mean[l], a->ln2_rstd[l], W->ln2_w, W->ln2_b, N, C);
-        memset(a->dln, 0, NC * sizeof(float));
+        op_zero(a->dln, NC);
         if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_FC], l, SITE_FC, a->dln, a->dfch, a->ln, N, err))) return rc;
         /* dres becomes the gradient at res2 (the residual passes it through; ln2 adds its part) */
         op_layernorm_backward(a->dres, NULL, NULL, a->dln, a->res2[l], W->ln2_w, a->ln2_mean[l], a->ln2_rstd[l], N, C);
         /* res2 = res + attn_proj(attention(c_attn(ln1(res)))) */
-        memset(a->datt, 0, NC * sizeof(float));
+        op_zero(a->datt, NC);
         if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_PROJ], l, SITE_PROJ, a->datt, a->dres, a->att[l], N, err))) return rc;
-        memset(a->dqkv, 0, 3 * NC * sizeof(float));
+        op_zero(a->dqkv, 3 * NC);
         op_attention_qkv_backward(a->dqkv, a->datt, a->att[l], a->lse[l], a->qkv[l], NULL, B, T, NH, NH, HS, 1);
         ln_recompute(a->ln, a->res[l], a->ln1_mean[l], a->ln1_rstd[l], W->ln1_w, W->ln1_b, N, C);
         /* below layer 0 only a LoRA on wte wants the gradient: skip the c_attn input GEMM there */
         int need_dx = l > 0 || m->wte_lora;
-        if (need_dx) memset(a->dln, 0, NC * sizeof(float));
+        if (need_dx) op_zero(a->dln, NC);
         if ((rc = gpt2_site_backward(m, &a->lacts[l * N_SITES + SITE_ATTN], l, SITE_ATTN, need_dx ? a->dln : NULL, a->dqkv, a->ln, N, err))) return rc;
         if (!need_dx) break;
         /* dres becomes the gradient at res[l] */
