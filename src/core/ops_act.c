@@ -46,6 +46,7 @@ void op_bf16_to_f32(float *out, const uint16_t *inp, size_t n) {
 /* the block [i0, i0+m) of the input: x itself, or its bf16 copy widened into buf */
 static const float *gelu_in_(float *buf, const float *x, const uint16_t *x16, size_t i0, size_t m) {
     if (x) return x + i0;
+#pragma omp simd
     for (size_t i = 0; i < m; i++) buf[i] = bf16_widen_(x16[i0 + i]);
     return buf;
 }
@@ -53,6 +54,7 @@ static const float *gelu_in_(float *buf, const float *x, const uint16_t *x16, si
 /* th = tanh(√(2/π)·(x + 0.044715·x³)) */
 static void gelu_tanh_u_(float *th, const float *x, size_t m) {
     float u[GELU_BLK];
+#pragma omp simd
     for (size_t i = 0; i < GELU_BLK; i++) /* whole block: the tail's u is computed, never used */
         u[i] = i < m ? GELU_K * (x[i] + 0.044715f * x[i] * x[i] * x[i]) : 0.0f;
     op_vtanh(th, u, m);
@@ -61,12 +63,14 @@ static void gelu_tanh_u_(float *th, const float *x, size_t m) {
 static void gelu_tanh_fwd_blk_(float *out, const float *x, size_t m) {
     float th[GELU_BLK];
     gelu_tanh_u_(th, x, m);
+#pragma omp simd
     for (size_t i = 0; i < m; i++) out[i] = 0.5f * x[i] * (1.0f + th[i]);
 }
 
 static void gelu_tanh_bwd_blk_(float *dinp, const float *dout, const float *x, size_t m) {
     float th[GELU_BLK];
     gelu_tanh_u_(th, x, m);
+#pragma omp simd
     for (size_t i = 0; i < m; i++) {
         float t = th[i], sech2 = 1.0f - t * t;
         // out = 0.5·x·(1 + tanh(u)), du/dx = K·(1 + 3·0.044715·x²)

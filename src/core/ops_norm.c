@@ -60,11 +60,14 @@ void op_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        /* two passes in double: the mean, then the biased variance about it */
+        /* two passes in double: the mean, then the biased variance about it (vector sums: a
+         * fixed order for a given C, independent of threads) */
         double m = 0.0;
+#pragma omp simd reduction(+ : m)
         for (int c = 0; c < C; c++) m += x[c];
         m /= C;
         double v = 0.0;
+#pragma omp simd reduction(+ : v)
         for (int c = 0; c < C; c++) {
             double d = x[c] - m;
             v += d * d;
@@ -72,6 +75,7 @@ void op_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
         v /= C;
         float s = (float)(1.0 / sqrt(v + (double)eps));
         float mf = (float)m;
+#pragma omp simd
         for (int c = 0; c < C; c++) {
             float y = (x[c] - mf) * s;
             if (gamma) y *= gamma[c];
@@ -96,12 +100,14 @@ void op_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float
             float m = mean[n], s = rstd[n];
             /* xhat = (x-m)·s, g = dy·gamma: dx = s·(g - mean(g) - xhat·mean(g·xhat)) */
             double gsum = 0.0, gxsum = 0.0;
+#pragma omp simd reduction(+ : gsum, gxsum)
             for (int c = 0; c < C; c++) {
                 float g = gamma ? dy[c] * gamma[c] : dy[c];
                 gsum += g;
                 gxsum += (double)g * ((x[c] - m) * s);
             }
             float gmean = (float)(gsum / C), gxmean = (float)(gxsum / C);
+#pragma omp simd
             for (int c = 0; c < C; c++) {
                 float g = gamma ? dy[c] * gamma[c] : dy[c];
                 float xhat = (x[c] - m) * s;

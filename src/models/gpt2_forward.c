@@ -184,6 +184,7 @@ static void ln_recompute(float *out, const float *x, const float *mean, const fl
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
+#pragma omp simd
         for (int i = 0; i < C; i++) o[i] = (xr[i] - mean[n]) * rstd[n] * g[i] + b[i];
     }
 }
