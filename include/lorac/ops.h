@@ -220,8 +220,8 @@ void op_vtanh(float *out, const float *inp, size_t n);
 float op_vmax(const float *inp, size_t n);
 
 /* ---- dropout ------------------------------------------------------------------------------------ */
-/* Inverted dropout on n values: mask[i] ~ Bernoulli(1-p) drawn from rng in index order (so the
- * result does not depend on threads), out = inp * mask / (1-p). p == 0 copies and leaves mask
+/* Inverted dropout on n values: mask[i] ~ Bernoulli(1-p) from a counter-based stream keyed by one
+ * draw from rng (so the result does not depend on threads), out = inp * mask / (1-p). p == 0 copies and leaves mask
  * untouched (it may be NULL then). */
 void op_dropout_forward(float *out, uint8_t *mask, const float *inp, float p, size_t n, lorac_rng *rng);
 /* dinp += dout * mask / (1-p) (dout when p == 0). */
