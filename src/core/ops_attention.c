@@ -36,7 +36,6 @@ static int have_avx512_(void) {
 LORAC_TGT_AVX512 static void tile_mm_avx512_(int m, int n, int k, float alpha, const float *A, int ars, int acs,
                                              const float *B, int ldb, float beta, float *C, int ldc) {
     const __mmask16 k0 = simd_mask16(n), k1 = simd_mask16(n - 16), k2 = simd_mask16(n - 32), k3 = simd_mask16(n - 48);
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     for (int i0 = 0; i0 < m; i0 += 4) {
         const int mr = m - i0 < 4 ? m - i0 : 4;
         /* rows past mr repeat row 0: computed, never stored */
@@ -62,14 +61,7 @@ LORAC_TGT_AVX512 static void tile_mm_avx512_(int m, int n, int k, float alpha, c
         }
         __m512 acc[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23}, {c30, c31, c32, c33}};
         const __mmask16 km[4] = {k0, k1, k2, k3};
-        for (int i = 0; i < mr; i++) {
-            float *ci = C + (size_t)(i0 + i) * ldc;
-            for (int v = 0; v < 4; v++) {
-                __m512 r = _mm512_mul_ps(acc[i][v], va);
-                if (beta != 0.0f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km[v], ci + 16 * v), vb, r);
-                _mm512_mask_storeu_ps(ci + 16 * v, km[v], r);
-            }
-        }
+        simd_store_tile4x64(C + (size_t)i0 * ldc, ldc, mr, acc, km, alpha, beta);
     }
 }
 

@@ -7,6 +7,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define LORAC_HAVE_AVX512_KERNELS 1
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -65,6 +66,21 @@ LORAC_TGT_AVX512 static inline __m512i simd_bf16_pairs_contig(const float *p) {
     const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
     __m512 x = _mm512_loadu_ps(p), y = _mm512_loadu_ps(p + 16);
     return simd_bf16_pair16(_mm512_permutex2var_ps(x, ev, y), _mm512_permutex2var_ps(x, od, y));
+}
+
+/* The store of a 4-row x 64-column register tile (the attention tile kernels): rows [0, mr) of C,
+ * lanes masked by km, C = alpha·acc + beta·C; beta 0 never reads C. */
+LORAC_TGT_AVX512 static inline void simd_store_tile4x64(float *C, int ldc, int mr, __m512 acc[4][4],
+                                                        const __mmask16 km[4], float alpha, float beta) {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < mr; i++) {
+        float *ci = C + (size_t)i * ldc;
+        for (int v = 0; v < 4; v++) {
+            __m512 r = _mm512_mul_ps(acc[i][v], va);
+            if (beta != 0.0f) r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(km[v], ci + 16 * v), vb, r);
+            _mm512_mask_storeu_ps(ci + 16 * v, km[v], r);
+        }
+    }
 }
 
 /* lanes [0, n) of a 16-lane mask, n clamped to [0, 16] */
