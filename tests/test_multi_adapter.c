@@ -189,6 +189,16 @@ static void test_mixed(gpt2_model *m, gpt2_adapter_set *set) {
     CHECK(gpt2_session_new(m, &s, &err) == 0 && gpt2_session_begin(s, SLOTS, 16, &err) == 0, "session: %s", err.msg);
     int bad[1] = {7};
     CHECK(gpt2_session_use_adapters(s, set, bad, 1, &err) == LORAC_EINVAL, "bad adapter id: %s", err.msg);
+    /* a set made over another model (same shape) is refused, and the session keeps no set */
+    gpt2_config c2 = m->cfg;
+    gpt2_model other;
+    gpt2_adapter_set *oset = NULL;
+    CHECK(gpt2_model_random(&c2, 8, &other, &err) == 0 && gpt2_adapter_set_new(&other, &oset, &err) == 0, "other: %s", err.msg);
+    err.msg[0] = 0;
+    CHECK(gpt2_session_use_adapters(s, oset, slot_ids, 1, &err) == LORAC_EINVAL && strstr(err.msg, "another base model"),
+          "another model's set: %s", err.msg);
+    gpt2_adapter_set_free(oset);
+    gpt2_model_free(&other);
     CHECK(gpt2_session_use_adapters(s, set, slot_ids, SLOTS, &err) == 0, "use: %s", err.msg);
     CHECK(gpt2_session_step(s, prompt, SLOTS, P, got, &err) == 0, "mixed prefill: %s", err.msg);
     char what[64];

@@ -183,6 +183,8 @@ int gpt2_adapter_set_new(gpt2_model *m, gpt2_adapter_set **out, lorac_err *err);
 /* Attaches a (as gpt2_peft_attach) as adapter *id (0, 1, ...); the active adapter stays active. */
 int gpt2_adapter_set_add(gpt2_adapter_set *s, const struct peft_adapter *a, int *id, lorac_err *err);
 int gpt2_adapter_set_count(const gpt2_adapter_set *s);
+/* The base model the set was made over (gpt2_adapter_set_new). */
+const gpt2_model *gpt2_adapter_set_model(const gpt2_adapter_set *s);
 /* Makes adapter id (-1: none) the model's LoRA, merged or not. */
 int gpt2_adapter_set_activate(gpt2_adapter_set *s, int id, int merge, lorac_err *err);
 /* on = 1: every adapter keeps its own merged weights once it has been activated merged (memory:

@@ -40,6 +40,8 @@ int gpt2_adapter_set_new(gpt2_model *m, gpt2_adapter_set **out, lorac_err *err) 
 
 int gpt2_adapter_set_count(const gpt2_adapter_set *s) { return s->n; }
 
+const gpt2_model *gpt2_adapter_set_model(const gpt2_adapter_set *s) { return s->m; }
+
 /* Every LoRA layer of one adapter back to unmerged inference (merged copies dropped; the
  * set's buffers are borrowed, so nothing is freed). */
 static void set_unmerge(const gpt2_model *m, gpt2_block_lora *blocks, lora_embedding *wte) {

@@ -125,6 +125,9 @@ int gpt2_session_use_adapters(gpt2_session *s, gpt2_adapter_set *set, const int 
         s->n_ids = 0;
         return LORAC_OK;
     }
+    /* every check before anything changes: a refused call leaves the session as it was */
+    if (gpt2_adapter_set_model(set) != s->m)
+        return lorac_fail(err, LORAC_EINVAL, "gpt2: the adapter set belongs to another base model than the session's");
     int rc = lora_rows_set_ids(&s->ids, &s->n_ids, ids, n, gpt2_adapter_set_count(set), s->n_slots, "gpt2", err);
     if (!rc) s->set = set;
     return rc;
