@@ -232,6 +232,11 @@ int lora_rows_reserve(float **buf, int *cols, size_t rows, int want);
  * a copy in *dst / *n_dst (the old array freed); on failure one error naming `who`, nothing changed. */
 int lora_rows_set_ids(int **dst, int *n_dst, const int *ids, int n, int held, int n_slots, const char *who,
                       lorac_err *err);
+/* yg (n,OC) = s·(xg (n,C)·Aᵀ)·Bᵀ through hg (n,r): one adapter's low-rank product on gathered rows. */
+void lora_rows_lowrank(const lora_linear *L, const float *xg, float *hg, float *yg, int n);
+/* After a KV-cache reorder (slot i becomes a copy of slot src[i], i < n_seq): slot i takes the
+ * adapter of slot src[i] (-1 past n_ids). Nothing to do when n_seq > n_ids. */
+int lora_rows_reorder_ids(int *ids, int n_ids, const int32_t *src, int n_seq, const char *who, lorac_err *err);
 
 /* ---------------------------------------------------------------- Embedding */
 

@@ -3,6 +3,7 @@
  * GPT-2 and Llama KV-cache sessions both use these. */
 #include "lorac/lora.h"
 
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,5 +59,21 @@ int lora_rows_set_ids(int **dst, int *n_dst, const int *ids, int n, int held, in
     free(*dst);
     *dst = copy;
     *n_dst = n;
+    return LORAC_OK;
+}
+
+void lora_rows_lowrank(const lora_linear *L, const float *xg, float *hg, float *yg, int n) {
+    int C = L->C, OC = L->OC, r = L->cfg.r;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, xg, C, L->lora_A, C, 0.0f, hg, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, L->scaling, hg, r, L->lora_B, r, 0.0f, yg, OC);
+}
+
+int lora_rows_reorder_ids(int *ids, int n_ids, const int32_t *src, int n_seq, const char *who, lorac_err *err) {
+    if (n_seq > n_ids) return LORAC_OK;
+    int *tmp = malloc((size_t)n_seq * sizeof *tmp);
+    if (!tmp) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory reordering adapters", who);
+    for (int i = 0; i < n_seq; i++) tmp[i] = src[i] < n_ids ? ids[src[i]] : -1;
+    memcpy(ids, tmp, (size_t)n_seq * sizeof *tmp);
+    free(tmp);
     return LORAC_OK;
 }

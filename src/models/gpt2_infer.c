@@ -168,9 +168,7 @@ static int mixed_site(gpt2_session *s, int l, int site, float *out, const float 
             return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory for mixed-adapter rows");
         int n = lora_rows_gather(s->xg, inp, s->ids, S, sl, n_new, C);
         if (Lin) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, Lin->lora_A, C, 0.0f, s->hg, r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, Lin->scaling, s->hg, r, Lin->lora_B, r, 0.0f,
-                        s->yg, OC);
+            lora_rows_lowrank(Lin, s->xg, s->hg, s->yg, n);
         } else {
             int OCg = OC / M->n_groups;
             memset(s->yg, 0, (size_t)n * OC * sizeof(float));
@@ -275,12 +273,6 @@ int gpt2_session_reorder(gpt2_session *s, const int32_t *src, int n_seq, lorac_e
             for (int i = 0; i < n_seq; i++) memcpy(base + i * slot, tmp + i * used, used * sizeof(float));
         }
     free(tmp);
-    if (s->set && n_seq <= s->n_ids) { /* each slot keeps its sequence's adapter */
-        int *ids = malloc((size_t)n_seq * sizeof *ids);
-        if (!ids) return lorac_fail(err, LORAC_ENOMEM, "gpt2: out of memory reordering adapters");
-        for (int i = 0; i < n_seq; i++) ids[i] = src[i] < s->n_ids ? s->ids[src[i]] : -1;
-        memcpy(s->ids, ids, (size_t)n_seq * sizeof *ids);
-        free(ids);
-    }
-    return LORAC_OK;
+    /* each slot keeps its sequence's adapter */
+    return s->set ? lora_rows_reorder_ids(s->ids, s->n_ids, src, n_seq, "gpt2", err) : LORAC_OK;
 }

@@ -3,8 +3,6 @@
  * never needs rotating again. Grouped-query attention: the cache holds NKV heads per token.
  * Shapes: S slots, n_new new tokens each, R = S*n_new rows, C = hidden, I = intermediate,
  * QD = NH*HS, KD = NKV*HS, cap = max_len. */
-#include <cblas.h>
-#undef I /* OpenBLAS's cblas.h pulls in <complex.h>; this file's I is the MLP width */
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,13 +165,11 @@ static int mixed_site(llama_session *s, int l, int site, float *out, const float
         if (!lora_rows_first_use(s->ids, sl)) continue;
         const lora_linear *L = llama_adapter_set_layers(s->set, s->ids[sl])[l * LLAMA_N_SITES + site];
         if (!L) continue;
-        int C = L->C, OC = L->OC, r = L->cfg.r;
-        if (lora_rows_reserve(&s->hg, &s->hg_r, (size_t)s->rows, r))
+        if (lora_rows_reserve(&s->hg, &s->hg_r, (size_t)s->rows, L->cfg.r))
             return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory for mixed-adapter rows");
-        int n = lora_rows_gather(s->xg, inp, s->ids, S, sl, n_new, C);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, s->xg, C, L->lora_A, C, 0.0f, s->hg, r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, L->scaling, s->hg, r, L->lora_B, r, 0.0f, s->yg, OC);
-        lora_rows_scatter_add(out, s->yg, s->ids, S, sl, n_new, OC);
+        int n = lora_rows_gather(s->xg, inp, s->ids, S, sl, n_new, L->C);
+        lora_rows_lowrank(L, s->xg, s->hg, s->yg, n);
+        lora_rows_scatter_add(out, s->yg, s->ids, S, sl, n_new, L->OC);
     }
     return LORAC_OK;
 }
@@ -195,10 +191,6 @@ static int site_forward(llama_session *s, int l, int site, float *out, const flo
     if (!rc && L) rc = lora_linear_delta_forward(L, act, out, inp, R, NULL, err);
     if (!rc && s->set) rc = mixed_site(s, l, site, out, inp, S, n_new, err);
     return rc;
-}
-
-static void add_to(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 int llama_session_step(llama_session *s, const int32_t *tokens, int S, int n_new, float *logits, lorac_err *err) {
@@ -242,7 +234,7 @@ int llama_session_step(llama_session *s, const int32_t *tokens, int S, int n_new
         }
         op_attention_cached_forward(s->att, s->q, kc, vc, S, n_new, s->len, s->cap, NH, NKV, HS, s->scores);
         if ((rc = site_forward(s, l, LLAMA_SITE_O, s->tmp, s->att, S, n_new, err))) return rc;
-        add_to(s->x, s->tmp, (size_t)R * C);
+        op_add(s->x, s->x, s->tmp, (size_t)R * C);
         /* x += down_proj(silu(gate_proj(n2)) · up_proj(n2)) */
         op_rmsnorm_forward(s->ln, s->rstd, s->x, W->mlp_norm, R, C, eps);
         if ((rc = site_forward(s, l, LLAMA_SITE_GATE, s->gate, s->ln, S, n_new, err)) ||
@@ -250,7 +242,7 @@ int llama_session_step(llama_session *s, const int32_t *tokens, int S, int n_new
             return rc;
         op_swiglu_forward(s->gate, s->gate, s->up, R, I);
         if ((rc = site_forward(s, l, LLAMA_SITE_DOWN, s->tmp, s->gate, S, n_new, err))) return rc;
-        add_to(s->x, s->tmp, (size_t)R * C);
+        op_add(s->x, s->x, s->tmp, (size_t)R * C);
     }
     /* logits only for the last new token of each slot */
     for (int sl = 0; sl < S; sl++)
@@ -276,14 +268,8 @@ int llama_session_reorder(llama_session *s, const int32_t *src, int n_seq, lorac
             for (int i = 0; i < n_seq; i++) memcpy(base + i * slot, tmp + i * used, used * sizeof(float));
         }
     free(tmp);
-    if (s->set && n_seq <= s->n_ids) { /* each slot keeps its sequence's adapter */
-        int *ids = malloc((size_t)n_seq * sizeof *ids);
-        if (!ids) return lorac_fail(err, LORAC_ENOMEM, "llama: out of memory reordering adapters");
-        for (int i = 0; i < n_seq; i++) ids[i] = src[i] < s->n_ids ? s->ids[src[i]] : -1;
-        memcpy(s->ids, ids, (size_t)n_seq * sizeof *ids);
-        free(ids);
-    }
-    return LORAC_OK;
+    /* each slot keeps its sequence's adapter */
+    return s->set ? lora_rows_reorder_ids(s->ids, s->n_ids, src, n_seq, "llama", err) : LORAC_OK;
 }
 
 int llama_session_len(const llama_session *s) { return s->len; }
