@@ -52,6 +52,9 @@ int op_bf16_supported(void);
 /* Returns 0, or -1 (setting unchanged) when bf16 is asked for and not supported. */
 int op_set_matmul_precision(op_precision p);
 op_precision op_matmul_precision(void);
+/* 1 when a product of M rows, N columns and depth K runs in bf16 now (the precision and the sizes
+ * above: bf16 only where packing pays for itself). */
+int op_matmul_bf16_applies(int M, int N, int K);
 /* C (M,N) = alpha · A (M,K) · op(B) + beta · C + bias with bf16 operands and fp32 accumulation;
  * A row-major (lda); op(B) = B (K,N) row-major for transb 0, Bᵀ with B stored (N,K) for transb 1;
  * bias (N) is added to every row, or NULL. beta 0 never reads C. Returns -1 (C untouched) when the

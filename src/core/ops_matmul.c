@@ -15,10 +15,12 @@ int op_set_matmul_precision(op_precision p) {
 
 op_precision op_matmul_precision(void) { return g_precision; }
 
-/* bf16 only where the packing pays for itself; returns 0 when it did the product */
+int op_matmul_bf16_applies(int M, int N, int K) { return g_precision == OP_PREC_BF16 && M >= 16 && N >= 64 && K >= 64; }
+
+/* returns 0 when the bf16 kernel did the product */
 static int try_bf16(int transb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                     int ldb, float beta, const float *bias, float *C, int ldc) {
-    if (g_precision != OP_PREC_BF16 || M < 16 || N < 64 || K < 64) return -1;
+    if (!op_matmul_bf16_applies(M, N, K)) return -1;
     return op_gemm_bf16(transb, M, N, K, alpha, A, lda, B, ldb, beta, bias, C, ldc);
 }
 

@@ -193,7 +193,7 @@ static void ln_recompute(float *out, const float *x, const float *mean, const fl
  * of once per slice and orientation: converting the 50k x 768 head is memory-bound and cost as much
  * as the slice's multiply. 1 when both packed copies are ready. */
 static int head_pack(gpt2_acts *a, const float *head, int N, int C, int V) {
-    if (op_matmul_precision() != OP_PREC_BF16 || N < 16 || C < 64 || V < 64) return 0;
+    if (!op_matmul_bf16_applies(N, V, C)) return 0; /* as op_matmul_forward decides (and its backward) */
     size_t wb = op_bf16_pack_words(V, C), wf = op_bf16_pack_words(C, V);
     if (!a->head_bwd) a->head_bwd = aligned_alloc(64, (wb * sizeof(uint32_t) + 63) / 64 * 64);
     if (!a->head_fwd) a->head_fwd = aligned_alloc(64, (wf * sizeof(uint32_t) + 63) / 64 * 64);

@@ -156,10 +156,6 @@ static void embed_lookup(float *out, const int32_t *ids, const qmat *e, int N) {
     for (int n = 0; n < N; n++) qmat_row_f32(e, ids[n], out + (size_t)n * e->cols);
 }
 
-static void add(float *out, const float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = x[i] + y[i];
-}
-
 /* ---------------------------------------------------------------- forward */
 
 int llama_forward(llama_model *m, llama_acts *a, const int32_t *ids, const int32_t *targets, int B, int T,
@@ -202,7 +198,7 @@ int llama_forward(llama_model *m, llama_acts *a, const int32_t *ids, const int32
         op_rope_freqs_forward(a->k[l], a->k[l], NULL, 0, B, T, NKV, HS, m->inv_freq);
         op_attention_forward(a->att[l], a->lse[l], a->q[l], a->k[l], a->v[l], NULL, B, T, NH, NKV, HS, 1);
         if ((rc = site_forward(m, a, l, LLAMA_SITE_O, a->dln, a->att[l], N, rng, err))) return rc; /* dln: scratch */
-        add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
+        op_add(a->res2[l], a->res[l], a->dln, (size_t)N * C);
         /* res[l+1] = res2 + down_proj(silu(gate_proj(n2)) · up_proj(n2)), n2 = rmsnorm(res2) */
         op_rmsnorm_forward(a->ln2[l], a->rstd2[l], a->res2[l], W->mlp_norm, N, C, eps);
         if ((rc = site_forward(m, a, l, LLAMA_SITE_GATE, a->gate[l], a->ln2[l], N, rng, err)) ||
@@ -210,7 +206,7 @@ int llama_forward(llama_model *m, llama_acts *a, const int32_t *ids, const int32
             return rc;
         op_swiglu_forward(a->h[l], a->gate[l], a->up[l], N, I);
         if ((rc = site_forward(m, a, l, LLAMA_SITE_DOWN, a->dln, a->h[l], N, rng, err))) return rc;
-        add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
+        op_add(a->res[l + 1], a->res2[l], a->dln, (size_t)N * C);
     }
     op_rmsnorm_forward(a->lnf, a->rstdf, a->res[L], m->w.norm, N, C, eps);
     if ((rc = qmat_matmul_forward(a->logits, a->lnf, &m->w.lm_head, NULL, N, err))) return rc;
