@@ -47,7 +47,7 @@ TGT static inline void pack_pairs16(uint32_t *dst, int stride, const float *cons
     __m512i r[16];
     for (int i = 0; i < 16; i++) r[i] = i < n ? simd_bf16_pairs_contig(src[i] + 2 * g0) : _mm512_setzero_si512();
     simd_transpose16(r);
-    __mmask16 m = (__mmask16)((1u << n) - 1);
+    const __mmask16 m = simd_mask16(n);
     for (int q = 0; q < 16; q++) _mm512_mask_storeu_epi32(dst + (size_t)q * stride, m, r[q]);
 }
 
@@ -74,8 +74,7 @@ TGT static void kernel_14x32(int kp, const uint32_t *restrict a, const uint32_t 
     }
     __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61},
                          {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}, {cc0, cc1}, {cd0, cd1}};
-    __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    const __mmask16 m0 = simd_mask16(nr), m1 = simd_mask16(nr - 16);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta), b0 = _mm512_setzero_ps(), b1 = b0;
     if (bias) {
         b0 = _mm512_maskz_loadu_ps(m0, bias);
@@ -124,9 +123,7 @@ TGT static void pack_b_panel(uint32_t *pb, const float *B, int ldb, int transb, 
             int g = 2 * (p0 + k);
             const float *r0 = B + (size_t)g * ldb + j0, *r1 = r0 + ldb;
             for (int h = 0; h < 2; h++) {
-                int n = nr - 16 * h;
-                n = n < 0 ? 0 : n > 16 ? 16 : n;
-                __mmask16 m = (__mmask16)((1u << n) - 1);
+                const __mmask16 m = simd_mask16(nr - 16 * h);
                 __m512 lo = _mm512_maskz_loadu_ps(m, r0 + 16 * h);
                 __m512 hi = g + 1 < K ? _mm512_maskz_loadu_ps(m, r1 + 16 * h) : _mm512_setzero_ps();
                 _mm512_store_si512(pb + k * NR + 16 * h, simd_bf16_pair16(lo, hi));
