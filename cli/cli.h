@@ -20,9 +20,14 @@ int cli_opt_str(int argc, char **argv, int *i, const char **out);
 int cli_opt_int(int argc, char **argv, int *i, long *out);
 int cli_opt_float(int argc, char **argv, int *i, double *out);
 
-/* 1 when the arguments hold `--task glue-<name>` (train and eval hand those to cmd_train_glue /
- * cmd_eval_glue). */
-int cli_is_glue_task(int argc, char **argv);
+/* The value of `--task` among the arguments, or NULL (train and eval take their defaults from it). */
+const char *cli_task_arg(int argc, char **argv);
+/* The GLUE task named by --task (NULL when none is given); 1 after printing an error for an unknown one. */
+int cli_glue_task(const char *name, const glue_task **out);
+/* A model with its adapters ("PATH[:SCALE]" each, see model_attach_adapters); warnings printed. */
+int cli_open_model(const char *path, const char *const *adapters, int n_adapters, const model_load_opts *o, model **out);
+/* The scores of a GLUE evaluation as one line (or one JSON object). */
+void cli_print_glue(const glue_task *t, const ft_eval_result *r, const char *split, int json);
 /* --precision fp32|bf16|auto (cli_common.c): 0, or an error already printed */
 int cli_set_precision(const char *arg);
 const char *cli_precision_name(void);
@@ -42,7 +47,5 @@ int cmd_bench(int argc, char **argv);
 /* Added this session, each owned by one part of the work (see the file named): */
 int cmd_combine(int argc, char **argv);        /* cli/cmd_combine.c: adapter arithmetic */
 int cmd_bench_adapters(int argc, char **argv); /* cli/cmd_bench_adapters.c: switch / mixed batch */
-int cmd_train_glue(int argc, char **argv);     /* cli/cmd_glue.c: `lorac train --task glue-*` */
-int cmd_eval_glue(int argc, char **argv);      /* cli/cmd_glue.c: `lorac eval --task glue-*` */
 
 #endif

@@ -1,4 +1,5 @@
-/* lorac bench: training-step and generation throughput of a GPT-2 shape with random weights.
+/* lorac bench: training-step and generation throughput of any family: a model's real weights
+ * (--model DIR|FILE.gguf) or a random shape (a GPT-2 small shape by default).
  *
  *   lorac bench train     forward (for backward) + backward + AdamW over the LoRA params, as
  *                         `lorac train` does a step; median tokens/s after a warm-up, peak RSS.
@@ -6,8 +7,7 @@
  *                         merged adapter and an unmerged one; the time to switch adapters
  *                         (merge + unmerge of every LoRA layer).
  *
- * No checkpoint is read: gpt2_model_random gives the shape. bench/run.sh runs these beside the
- * PyTorch + loralib reference (bench/torch_train.py). The OpenBLAS kernel that ran is printed,
+ * bench/run.sh runs these beside the PyTorch + loralib / PEFT reference (bench/torch_train.py). The OpenBLAS kernel that ran is printed,
  * since it decides most of the speed (OPENBLAS_CORETYPE forces one). */
 #include <math.h>
 #include <stdlib.h>
@@ -86,11 +86,11 @@ static void print_env_json(void) {
     bench_json_str(stdout, env_or("GOMP_SPINCOUNT", ""));
 }
 
-/* Options shared by both benchmarks: the model shape and the adapter. */
+/* Options shared by both benchmarks: the model (real, or a random shape) and the adapter. */
 typedef struct bench_opts {
-    gpt2_config cfg;
-    gpt2_lora_opts lora;
-    const char *targets;
+    const char *model_path, *model_type;
+    long layers, embd, heads, kv_heads, vocab, positions, inner;
+    model_lora_opts lora;
     const char *precision;
     long threads;
     long seed;
@@ -99,16 +99,9 @@ typedef struct bench_opts {
 
 static void bench_opts_default(bench_opts *o) {
     memset(o, 0, sizeof *o);
-    o->cfg.n_layer = 12;
-    o->cfg.n_embd = 768;
-    o->cfg.n_head = 12;
-    o->cfg.vocab_size = 50257;
-    o->cfg.n_positions = 1024;
-    o->cfg.layer_norm_epsilon = 1e-5;
-    o->cfg.activation = GPT2_ACT_GELU_NEW;
-    o->cfg.tie_word_embeddings = 1; /* GPT-2 (124M) and the PyTorch reference tie the LM head to wte */
-    gpt2_lora_opts_default(&o->lora);
-    o->targets = "q,v";
+    o->model_type = "gpt2";
+    o->layers = 12, o->embd = 768, o->heads = 12, o->vocab = 50257, o->positions = 1024;
+    model_lora_opts_init(&o->lora);
     o->precision = "auto";
     o->seed = 1234;
 }
@@ -119,12 +112,13 @@ static int bench_opt_parse(bench_opts *o, int argc, char **argv, int *i) {
     long n;
     double d;
 #define BINT(flag, dst) if (!strcmp(f, flag)) { if (cli_opt_int(argc, argv, i, &n)) return -1; dst = n; return 1; }
-    BINT("--layers", o->cfg.n_layer)
-    BINT("--embd", o->cfg.n_embd)
-    BINT("--heads", o->cfg.n_head)
-    BINT("--vocab", o->cfg.vocab_size)
-    BINT("--positions", o->cfg.n_positions)
-    BINT("--inner", o->cfg.n_inner)
+    BINT("--layers", o->layers)
+    BINT("--embd", o->embd)
+    BINT("--heads", o->heads)
+    BINT("--kv-heads", o->kv_heads)
+    BINT("--vocab", o->vocab)
+    BINT("--positions", o->positions)
+    BINT("--inner", o->inner)
     BINT("--rank", o->lora.r)
     BINT("--threads", o->threads)
     BINT("--seed", o->seed)
@@ -134,7 +128,14 @@ static int bench_opt_parse(bench_opts *o, int argc, char **argv, int *i) {
         o->lora.alpha = (float)d;
         return 1;
     }
-    if (!strcmp(f, "--targets")) return cli_opt_str(argc, argv, i, &o->targets) ? -1 : 1;
+    if (!strcmp(f, "--targets")) {
+        const char *t;
+        if (cli_opt_str(argc, argv, i, &t)) return -1;
+        snprintf(o->lora.targets, sizeof o->lora.targets, "%s", t);
+        return 1;
+    }
+    if (!strcmp(f, "--model")) return cli_opt_str(argc, argv, i, &o->model_path) ? -1 : 1;
+    if (!strcmp(f, "--model-type")) return cli_opt_str(argc, argv, i, &o->model_type) ? -1 : 1;
     if (!strcmp(f, "--precision")) return cli_opt_str(argc, argv, i, &o->precision) ? -1 : 1;
     if (!strcmp(f, "--json")) {
         o->json = 1;
@@ -143,27 +144,41 @@ static int bench_opt_parse(bench_opts *o, int argc, char **argv, int *i) {
     return 0;
 }
 
-/* Checks the shape, sets threads and the adapter targets; max_T is the longest sequence. */
-static int bench_opts_finish(bench_opts *o, int max_T) {
-    gpt2_config *c = &o->cfg;
-    if (c->n_layer < 1 || c->n_embd < 1 || c->n_head < 1 || c->vocab_size < 2 || c->n_embd % c->n_head)
-        return cli_error("bench: --layers, --embd, --heads >= 1, --vocab >= 2 and --embd divisible by --heads");
-    if (o->lora.r < 1) return cli_error("bench: --rank must be >= 1");
-    if (c->n_positions < max_T) c->n_positions = max_T;
-    if (c->n_inner < 0) return cli_error("bench: --inner must be >= 1");
-    if (c->n_inner == 0) c->n_inner = 4 * c->n_embd; /* GPT-2's default */
-    c->eos_token_id = c->bos_token_id = c->vocab_size - 1;
+/* The model: loaded, or a random one of the shape (GPT-2's head tied to wte, as GPT-2 small and the
+ * PyTorch reference); then threads, precision and the checked LoRA options. max_T is the longest
+ * sequence. */
+static int bench_model(bench_opts *o, int max_T, model **m) {
     lorac_err err = {0};
-    if (gpt2_lora_targets_parse(o->targets, &o->lora, &err)) return cli_fail(&err);
+    model_config c;
+    if (o->lora.r < 0) return cli_error("bench: --rank must be >= 1");
     if (o->threads < 0) return cli_error("bench: --threads must be >= 1");
     if (o->threads > 0) lorac_set_threads((int)o->threads);
-    return cli_set_precision(o->precision) ? 1 : 0;
+    if (cli_set_precision(o->precision)) return 1;
+    if (o->model_path) {
+        model_load_opts lo = {0, (uint64_t)o->seed, 1};
+        if (model_load(o->model_path, &lo, m, &err)) return cli_fail(&err);
+    } else {
+        if (o->layers < 1 || o->embd < 1 || o->heads < 1 || o->vocab < 2 || o->embd % o->heads || o->inner < 0 || o->kv_heads < 0)
+            return cli_error("bench: --layers, --embd, --heads >= 1, --vocab >= 2 and --embd divisible by --heads");
+        if (model_config_default(o->model_type, &c, &err)) return cli_fail(&err);
+        c.n_layer = (int)o->layers, c.n_embd = (int)o->embd, c.n_head = (int)o->heads, c.head_dim = (int)(o->embd / o->heads);
+        c.n_kv_head = o->kv_heads ? (int)o->kv_heads : c.n_head, c.vocab_size = (int)o->vocab;
+        c.n_positions = o->positions < max_T ? max_T : (int)o->positions;
+        c.n_inner = o->inner ? (int)o->inner : 4 * c.n_embd;
+        if (c.head == MODEL_HEAD_LM) c.eos_token_id = c.bos_token_id = c.vocab_size - 1;
+        if (model_random(&c, (uint64_t)o->seed, m, &err)) return cli_fail(&err);
+    }
+    if (max_T > model_max_len(*m)) return cli_error("bench: %d tokens exceed the model's %d", max_T, model_max_len(*m));
+    model_lora_opts_resolve(*m, &o->lora);
+    if (model_lora_check(*m, &o->lora, &err)) return cli_fail(&err);
+    return 0;
 }
 
-static void bench_shape_human(const bench_opts *o) {
-    const gpt2_config *c = &o->cfg;
-    printf("shape: layers %d, embd %d, heads %d, vocab %d | LoRA r %d alpha %g targets %s\n", c->n_layer, c->n_embd,
-           c->n_head, c->vocab_size, o->lora.r, (double)o->lora.alpha, o->targets);
+static void bench_shape_human(const bench_opts *o, const model *m) {
+    const model_config *c = model_cfg(m);
+    printf("model: %s %s, layers %d, embd %d, heads %d/%d, vocab %d | LoRA r %d alpha %g targets %s\n", c->model_type,
+           o->model_path ? o->model_path : "(random)", c->n_layer, c->n_embd, c->n_head, c->n_kv_head, c->vocab_size, o->lora.r,
+           (double)o->lora.alpha, o->lora.targets);
 }
 
 /* ---------------------------------------------------------------- bench train */
@@ -180,48 +195,6 @@ static void train_usage(FILE *f) {
             "times N training steps (forward, backward, AdamW on the LoRA params) after the warm-up;\n"
             "prints the median tokens/s (B*T / median step), the phases, and the peak RSS.\n"
             "--json: {\"tokens_per_s\", \"ms_per_step\", \"peak_rss_mb\", ...}\n");
-}
-
-/* The trainable tensors, gathered into one flat buffer for AdamW as `lorac train` does. */
-typedef struct flat_params {
-    lora_param **p;
-    int n;
-    size_t total;
-    float *params, *grads;
-} flat_params;
-
-static int flat_params_init(flat_params *f, gpt2_model *m) {
-    memset(f, 0, sizeof *f);
-    f->p = calloc(m->reg.n + 1, sizeof *f->p);
-    if (!f->p) return 1;
-    for (size_t i = 0; i < m->reg.n; i++)
-        if (lora_param_requires_grad(&m->reg.params[i]) && m->reg.params[i].grad) {
-            f->p[f->n++] = &m->reg.params[i];
-            f->total += m->reg.params[i].numel;
-        }
-    f->params = malloc(f->total * sizeof(float) + 1);
-    f->grads = malloc(f->total * sizeof(float) + 1);
-    return !f->params || !f->grads;
-}
-
-static void flat_params_free(flat_params *f) {
-    free(f->p);
-    free(f->params);
-    free(f->grads);
-}
-
-static void flat_params_copy(flat_params *f, int to_flat) {
-    size_t off = 0;
-    for (int i = 0; i < f->n; i++) {
-        size_t bytes = f->p[i]->numel * sizeof(float);
-        if (to_flat) {
-            memcpy(f->params + off, f->p[i]->data, bytes);
-            memcpy(f->grads + off, f->p[i]->grad, bytes);
-        } else {
-            memcpy(f->p[i]->data, f->params + off, bytes);
-        }
-        off += f->p[i]->numel;
-    }
 }
 
 static int bench_train(int argc, char **argv) {
@@ -253,53 +226,51 @@ static int bench_train(int argc, char **argv) {
     if (B < 1 || T < 1 || B * T > (1L << 24) || steps < 1 || warmup < 0 || T > (1L << 20))
         return cli_error("bench train: --batch, --seq, --steps must be >= 1 (B*T <= 2^24) and --warmup >= 0");
     if (dropout < 0 || dropout >= 1) return cli_error("bench train: --lora-dropout must be in [0, 1)");
-    if (bench_opts_finish(&o, (int)T)) return 1;
     o.lora.dropout = (float)dropout;
-
+    model *m = NULL;
+    if (bench_model(&o, (int)T, &m)) return 1;
     lorac_err err = {0};
-    gpt2_model m;
-    memset(&m, 0, sizeof m);
-    gpt2_acts *acts = NULL;
+    model_acts *acts = NULL;
     adamw_state opt;
+    train_params fl;
     memset(&opt, 0, sizeof opt);
-    flat_params fl;
     memset(&fl, 0, sizeof fl);
+    const model_config *c = model_cfg(m);
     size_t BT = (size_t)B * (size_t)T;
     int32_t *ids = malloc(BT * sizeof *ids), *targets = malloc(BT * sizeof *targets);
     double *t_step = calloc((size_t)steps, sizeof(double)), *t_fwd = calloc((size_t)steps, sizeof(double));
     double *t_bwd = calloc((size_t)steps, sizeof(double)), *t_opt = calloc((size_t)steps, sizeof(double));
-    int rc = !ids || !targets || !t_step || !t_fwd || !t_bwd || !t_opt;
-    if (rc) cli_error("bench train: out of memory");
+    int rc = !ids || !targets || !t_step || !t_fwd || !t_bwd || !t_opt ? lorac_fail(&err, LORAC_ENOMEM, "out of memory") : 0;
     double t_setup = now_s();
-    if (!rc && (rc = gpt2_model_random(&o.cfg, (uint64_t)o.seed, &m, &err))) cli_fail(&err);
-    if (!rc && (rc = gpt2_model_add_lora(&m, &o.lora, (uint64_t)o.seed + 1, &err))) cli_fail(&err);
-    if (!rc && (rc = gpt2_model_train_mode(&m, 1, &err))) cli_fail(&err);
-    if (!rc && (rc = gpt2_acts_alloc(&m, (int)B, (int)T, &acts, &err))) cli_fail(&err);
-    if (!rc && (rc = flat_params_init(&fl, &m))) cli_error("bench train: out of memory");
-    if (!rc && (rc = adamw_init(&opt, fl.total, &err))) cli_fail(&err);
+    if (!rc) rc = model_add_lora(m, &o.lora, (uint64_t)o.seed + 1, &err);
+    if (!rc) rc = model_train_mode(m, 1, &err);
+    if (!rc) rc = model_acts_alloc(m, (int)B, (int)T, &acts, &err);
+    if (!rc) rc = train_params_init(&fl, model_registry(m), &err);
+    if (!rc) rc = adamw_init(&opt, fl.total, &err);
     t_setup = now_s() - t_setup;
     lorac_rng rng;
     lorac_rng_seed(&rng, (uint64_t)o.seed + 2);
+    int lm = c->head == MODEL_HEAD_LM; /* a classifier gets random labels of its head */
     for (size_t i = 0; !rc && i < BT; i++) {
-        ids[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)o.cfg.vocab_size);
-        targets[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)o.cfg.vocab_size);
+        ids[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)c->vocab_size);
+        targets[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)(lm ? c->vocab_size : c->num_labels));
     }
+    float *scores = (float *)t_opt; /* regression targets: any values (overwritten by timings after) */
+    model_batch mb = {(int)B, (int)T, ids, NULL, NULL, lm ? targets : NULL, !lm && c->num_labels > 1 ? targets : NULL,
+                      !lm && c->num_labels == 1 ? scores : NULL};
     adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
     float loss = 0.0f;
     for (long s = 0; !rc && s < warmup + steps; s++) {
         double t0 = now_s();
-        gpt2_model_zero_grad(&m);
-        rc = gpt2_forward(&m, acts, ids, targets, (int)B, (int)T, (float)smoothing, 1, &rng, &loss, NULL, &err);
+        model_zero_grad(m);
+        rc = model_forward(m, acts, &mb, (float)smoothing, 1, &rng, &loss, NULL, &err);
         double t1 = now_s();
-        if (!rc) rc = gpt2_backward(&m, acts, &err);
+        if (!rc) rc = model_backward(m, acts, &err);
         double t2 = now_s();
-        if (rc) {
-            cli_fail(&err);
-            break;
-        }
-        flat_params_copy(&fl, 1);
-        adamw_update(&opt, &ac, 2e-4, fl.params, fl.grads, NULL);
-        flat_params_copy(&fl, 0);
+        if (rc) break;
+        train_params_gather(&fl, 1);
+        adamw_update(&opt, &ac, 2e-4, fl.params, fl.grads, fl.decay);
+        train_params_scatter(&fl);
         double t3 = now_s();
         if (!o.json) fprintf(stderr, "%s %ld: %.1f ms (loss %.4f)\n", s < warmup ? "warm-up" : "step", s < warmup ? s + 1 : s - warmup + 1,
                              1e3 * (t3 - t0), (double)loss);
@@ -310,19 +281,20 @@ static int bench_train(int argc, char **argv) {
             t_opt[s - warmup] = t3 - t2;
         }
     }
-    if (!rc && !isfinite(loss)) rc = cli_error("bench train: the loss is not finite (%g)", (double)loss);
+    if (rc) cli_fail(&err);
+    else if (!isfinite(loss)) rc = cli_error("bench train: the loss is not finite (%g)", (double)loss);
     if (!rc) {
         double med = median(t_step, (int)steps), fwd = median(t_fwd, (int)steps), bwd = median(t_bwd, (int)steps),
                opt_s = median(t_opt, (int)steps), rss = peak_rss_mb(), tps = (double)BT / med;
         if (o.json) {
             printf("{\"tokens_per_s\": %.2f, \"ms_per_step\": %.2f, \"peak_rss_mb\": %.1f, \"forward_ms\": %.2f, "
                    "\"backward_ms\": %.2f, \"adamw_ms\": %.3f, \"batch\": %ld, \"seq\": %ld, \"steps\": %ld, \"warmup\": %ld, "
-                   "\"trainable_params\": %zu, \"loss\": %.4f, ",
-                   tps, 1e3 * med, rss, 1e3 * fwd, 1e3 * bwd, 1e3 * opt_s, B, T, steps, warmup, fl.total, (double)loss);
+                   "\"trainable_params\": %zu, \"loss\": %.4f, \"model_type\": \"%s\", ",
+                   tps, 1e3 * med, rss, 1e3 * fwd, 1e3 * bwd, 1e3 * opt_s, B, T, steps, warmup, fl.total, (double)loss, c->model_type);
             print_env_json();
             printf("}\n");
         } else {
-            bench_shape_human(&o);
+            bench_shape_human(&o, m);
             print_env_human();
             printf("batch %ld x seq %ld, %ld steps after %ld warm-up, %zu trainable params, setup %.2f s\n", B, T, steps,
                    warmup, fl.total, t_setup);
@@ -332,9 +304,9 @@ static int bench_train(int argc, char **argv) {
         }
     }
     adamw_free(&opt);
-    flat_params_free(&fl);
-    gpt2_acts_free(acts);
-    gpt2_model_free(&m);
+    train_params_free(&fl);
+    model_acts_free(acts);
+    model_free(m);
     free(ids);
     free(targets);
     free(t_step);
@@ -370,20 +342,21 @@ static int argmax(const float *x, int n) {
 }
 
 /* Median prefill and decode speed of m as it is now (base, merged or unmerged). */
-static int bench_decode(gpt2_model *m, const int32_t *prompt, int P, int N, int reps, bench_speed *out, lorac_err *err) {
-    gpt2_session *s = NULL;
-    float *logits = malloc((size_t)m->cfg.vocab_size * sizeof(float));
+static int bench_decode(model *m, const int32_t *prompt, int P, int N, int reps, bench_speed *out, lorac_err *err) {
+    model_session *s = NULL;
+    int V = model_cfg(m)->vocab_size;
+    float *logits = malloc((size_t)V * sizeof(float));
     double *tp = calloc((size_t)reps, sizeof(double)), *td = calloc((size_t)reps, sizeof(double));
     int rc = !logits || !tp || !td ? lorac_fail(err, LORAC_ENOMEM, "bench: out of memory") : LORAC_OK;
-    if (!rc) rc = gpt2_session_new(m, &s, err);
+    if (!rc) rc = model_session_new(m, &s, err);
     for (int r = 0; !rc && r < reps; r++) {
-        rc = gpt2_session_begin(s, 1, P + N, err);
+        rc = model_session_begin(s, 1, P + N, err);
         double t0 = now_s();
-        if (!rc) rc = gpt2_session_step(s, prompt, 1, P, logits, err);
+        if (!rc) rc = model_session_step(s, prompt, 1, P, logits, err);
         double t1 = now_s();
         for (int i = 0; !rc && i < N; i++) {
-            int32_t tok = argmax(logits, m->cfg.vocab_size);
-            rc = gpt2_session_step(s, &tok, 1, 1, logits, err);
+            int32_t tok = argmax(logits, V);
+            rc = model_session_step(s, &tok, 1, 1, logits, err);
         }
         double t2 = now_s();
         tp[r] = t1 - t0;
@@ -393,7 +366,7 @@ static int bench_decode(gpt2_model *m, const int32_t *prompt, int P, int N, int 
         out->prefill_tps = (double)P / median(tp, reps);
         out->decode_tps = (double)N / median(td, reps);
     }
-    gpt2_session_free(s);
+    model_session_free(s);
     free(logits);
     free(tp);
     free(td);
@@ -402,9 +375,10 @@ static int bench_decode(gpt2_model *m, const int32_t *prompt, int P, int N, int 
 
 /* Gives every lora_B a small random value, so that the adapter changes the output and merging it
  * is real work (fresh adapters have B = 0). */
-static void randomize_lora_B(gpt2_model *m, lorac_rng *rng) {
-    for (size_t i = 0; i < m->reg.n; i++) {
-        lora_param *p = &m->reg.params[i];
+static void randomize_lora_B(model *m, lorac_rng *rng) {
+    lora_registry *reg = model_registry(m);
+    for (size_t i = 0; i < reg->n; i++) {
+        lora_param *p = &reg->params[i];
         size_t len = strlen(p->name);
         if (len >= 6 && !strcmp(p->name + len - 6, "lora_B"))
             for (size_t j = 0; j < p->numel; j++) p->data[j] = 0.02f * lorac_rng_normal(rng);
@@ -435,40 +409,36 @@ static int bench_generate(int argc, char **argv) {
     }
     if (P < 1 || N < 1 || reps < 1 || P + N > (1L << 20))
         return cli_error("bench generate: --prompt, --new and --reps must be >= 1");
-    if (bench_opts_finish(&o, (int)(P + N))) return 1;
     o.lora.dropout = 0.0f; /* the unmerged adapter runs in training mode: no dropout there */
-
+    model *m = NULL;
+    if (bench_model(&o, (int)(P + N), &m)) return 1;
     lorac_err err = {0};
-    gpt2_model m;
-    memset(&m, 0, sizeof m);
     int32_t *prompt = malloc((size_t)P * sizeof *prompt);
     double *tsw = calloc((size_t)reps, sizeof(double));
     bench_speed base = {0, 0}, merged = {0, 0}, unmerged = {0, 0};
     double switch_ms = 0.0;
     lorac_rng rng;
     lorac_rng_seed(&rng, (uint64_t)o.seed + 3);
-    int rc = !prompt || !tsw;
-    if (rc) cli_error("bench generate: out of memory");
-    for (long i = 0; !rc && i < P; i++) prompt[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)o.cfg.vocab_size);
-    if (!rc) rc = gpt2_model_random(&o.cfg, (uint64_t)o.seed, &m, &err);
-    if (!rc) rc = bench_decode(&m, prompt, (int)P, (int)N, (int)reps, &base, &err);
-    if (!rc) rc = gpt2_model_add_lora(&m, &o.lora, (uint64_t)o.seed + 1, &err);
+    int rc = !prompt || !tsw ? lorac_fail(&err, LORAC_ENOMEM, "out of memory") : 0;
+    for (long i = 0; !rc && i < P; i++) prompt[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)model_cfg(m)->vocab_size);
+    if (!rc) rc = bench_decode(m, prompt, (int)P, (int)N, (int)reps, &base, &err);
+    if (!rc) rc = model_add_lora(m, &o.lora, (uint64_t)o.seed + 1, &err);
     if (!rc) {
-        rc = gpt2_model_train_mode(&m, 1, &err); /* B is changed only while unmerged */
-        randomize_lora_B(&m, &rng);
+        rc = model_train_mode(m, 1, &err); /* B is changed only while unmerged */
+        randomize_lora_B(m, &rng);
     }
-    if (!rc) rc = gpt2_model_train_mode(&m, 0, &err);
-    if (!rc) rc = bench_decode(&m, prompt, (int)P, (int)N, (int)reps, &merged, &err);
-    if (!rc) rc = gpt2_model_train_mode(&m, 1, &err);
-    if (!rc) rc = bench_decode(&m, prompt, (int)P, (int)N, (int)reps, &unmerged, &err);
+    if (!rc) rc = model_train_mode(m, 0, &err);
+    if (!rc) rc = bench_decode(m, prompt, (int)P, (int)N, (int)reps, &merged, &err);
+    if (!rc) rc = model_train_mode(m, 1, &err);
+    if (!rc) rc = bench_decode(m, prompt, (int)P, (int)N, (int)reps, &unmerged, &err);
     for (long r = 0; !rc && r < reps; r++) {
         double t0 = now_s();
-        rc = gpt2_model_train_mode(&m, 0, &err);
-        if (!rc) rc = gpt2_model_train_mode(&m, 1, &err);
+        rc = model_train_mode(m, 0, &err);
+        if (!rc) rc = model_train_mode(m, 1, &err);
         tsw[r] = now_s() - t0;
     }
     if (rc) {
-        if (prompt && tsw) cli_fail(&err);
+        cli_fail(&err);
     } else {
         switch_ms = 1e3 * median(tsw, (int)reps);
         double rss = peak_rss_mb();
@@ -484,7 +454,7 @@ static int bench_generate(int argc, char **argv) {
             print_env_json();
             printf("}\n");
         } else {
-            bench_shape_human(&o);
+            bench_shape_human(&o, m);
             print_env_human();
             printf("prompt %ld tokens, %ld new tokens (greedy, 1 sequence), median of %ld\n", P, N, reps);
             printf("%-10s %16s %16s\n", "model", "prefill tok/s", "decode tok/s");
@@ -494,7 +464,7 @@ static int bench_generate(int argc, char **argv) {
             printf("adapter switch (merge + unmerge, every layer): %.3f ms | peak RSS %.1f MiB\n", switch_ms, rss);
         }
     }
-    gpt2_model_free(&m);
+    model_free(m);
     free(prompt);
     free(tsw);
     return rc ? 1 : 0;

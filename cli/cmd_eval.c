@@ -1,53 +1,66 @@
-/* lorac eval: teacher-forced loss and perplexity on the completion tokens of a data file. */
+/* lorac eval: a causal LM's teacher-forced loss and perplexity on the completion tokens of a data
+ * file, or a classifier's loss and metrics on a GLUE task's dev set. */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
+static void eval_usage(void) {
+    printf("usage: lorac eval --model DIR|FILE.gguf [--adapter DIR[:SCALE]]... --data FILE [--task glue-NAME] [--json]\n"
+           "       [--batch-size N] [--max-seq-len N] [--max-eval N] [--threads N]\n"
+           "a causal LM: the mean negative log-likelihood per scored token (E2E `context||completion`: the\n"
+           "completion; JSONL {\"text\"}: every token; {\"messages\"}: the assistant turns) and the perplexity;\n"
+           "--task glue-NAME: a classifier's loss and the task's metrics on a TSV (or the task's folder: its dev\n"
+           "set); several --adapter add their scaled deltas\n");
+}
+
 int cmd_eval(int argc, char **argv) {
-    if (cli_is_glue_task(argc, argv)) return cmd_eval_glue(argc, argv);
-    const char *model = NULL, *adapters[16], *data = NULL;
-    int n_adapters = 0;
-    long batch = 8, max_len = 0, threads = 0;
-    int json = 0;
+    const char *model_arg = NULL, *adapters[16], *data = NULL, *task_name = NULL;
+    int n_adapters = 0, json = 0;
+    long batch = 0, max_len = 0, threads = 0, max_eval = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
+        int bad = 0;
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            printf("usage: lorac eval --model DIR|FILE.gguf [--adapter DIR[:SCALE]]... --data FILE [--json] [--batch-size N] "
-                   "[--max-seq-len N] [--threads N]\n"
-                   "mean negative log-likelihood per scored token (E2E `context||completion`: the completion; JSONL\n"
-                   "{\"text\"}: every token; {\"messages\"}: the assistant turns), and perplexity; several --adapter\n"
-                   "add their scaled deltas\n");
+            eval_usage();
             return 0;
-        } else if (!strcmp(f, "--model")) { if (cli_opt_str(argc, argv, &i, &model)) return 2; }
+        } else if (!strcmp(f, "--model")) bad = cli_opt_str(argc, argv, &i, &model_arg);
         else if (!strcmp(f, "--adapter")) {
             if (n_adapters == 16) return cli_error("eval: at most 16 --adapter");
-            if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
-        }
-        else if (!strcmp(f, "--data")) { if (cli_opt_str(argc, argv, &i, &data)) return 2; }
-        else if (!strcmp(f, "--batch-size")) { if (cli_opt_int(argc, argv, &i, &batch)) return 2; }
-        else if (!strcmp(f, "--max-seq-len")) { if (cli_opt_int(argc, argv, &i, &max_len)) return 2; }
-        else if (!strcmp(f, "--threads")) { if (cli_opt_int(argc, argv, &i, &threads)) return 2; }
+            bad = cli_opt_str(argc, argv, &i, &adapters[n_adapters++]);
+        } else if (!strcmp(f, "--data")) bad = cli_opt_str(argc, argv, &i, &data);
+        else if (!strcmp(f, "--task")) bad = cli_opt_str(argc, argv, &i, &task_name);
+        else if (!strcmp(f, "--batch-size") || !strcmp(f, "--batch")) bad = cli_opt_int(argc, argv, &i, &batch);
+        else if (!strcmp(f, "--max-seq-len")) bad = cli_opt_int(argc, argv, &i, &max_len);
+        else if (!strcmp(f, "--max-eval")) bad = cli_opt_int(argc, argv, &i, &max_eval);
+        else if (!strcmp(f, "--threads")) bad = cli_opt_int(argc, argv, &i, &threads);
         else if (!strcmp(f, "--json")) json = 1;
-        else {
-            cli_error("eval: unknown option '%s' (see `lorac eval --help`)", f);
-            return 2;
-        }
+        else return cli_error("eval: unknown option '%s' (see `lorac eval --help`)", f), 2;
+        if (bad) return 2;
     }
-    if (!model || !data) {
-        cli_error("eval: --model and --data are required");
-        return 2;
-    }
+    const glue_task *task = NULL;
+    if (!model_arg || !data) return cli_error("eval: --model and --data are required"), 2;
+    if (cli_glue_task(task_name, &task)) return 2;
+    if (batch < 0 || max_len < 0 || max_eval < 0 || threads < 0)
+        return cli_error("eval: --batch-size, --max-seq-len, --max-eval and --threads must be >= 0"), 2;
     lorac_set_threads((int)threads);
-    lm m;
-    lorac_err err = {0};
-    char warn[2048] = "";
-    if (lm_open(model, adapters, n_adapters, 1, &m, warn, sizeof warn, &err)) return cli_fail(&err);
-    if (warn[0]) fprintf(stderr, "lorac: warning: %s", warn);
+    char dev[4200];
+    struct stat st;
+    if (task && !stat(data, &st) && S_ISDIR(st.st_mode)) {
+        snprintf(dev, sizeof dev, "%s/%s", data, task->dev_file);
+        data = dev;
+    }
+    model *m = NULL;
+    model_load_opts lo = {task ? task->num_labels : 0, 0, 0};
+    if (cli_open_model(model_arg, adapters, n_adapters, &lo, &m)) return 1;
     ft_eval_result r;
-    int rc = ft_eval(&m, data, (int)batch, (int)max_len, &r, &err);
-    lm_free(&m);
+    lorac_err err = {0};
+    int rc = ft_eval(m, task, data, batch ? (int)batch : task ? 32 : 8, (int)max_len, max_eval, &r, &err);
+    model_free(m);
     if (rc) return cli_fail(&err);
-    if (json) printf("{\"loss\": %.9g, \"ppl\": %.9g, \"tokens\": %zu}\n", r.loss, r.ppl, r.tokens);
+    if (task) cli_print_glue(task, &r, data, json);
+    else if (json) printf("{\"loss\": %.9g, \"ppl\": %.9g, \"tokens\": %zu}\n", r.loss, r.ppl, r.tokens);
     else printf("loss %.6f  ppl %.4f  tokens %zu\n", r.loss, r.ppl, r.tokens);
     return 0;
 }

@@ -11,25 +11,26 @@ static void gen_usage(void) {
            "  --max-new-tokens N (64)  --sample  --temperature T  --top-k K  --top-p P  --seed S\n"
            "  --beams N  --length-penalty X  --no-repeat-ngram N  --repetition-penalty X  --min-new-tokens N\n"
            "  --preset e2e   the LoRA paper's E2E decoding (its own beam search: 10 beams, length penalty 0.8,\n"
-           "                 no-repeat-ngram 4, 64 tokens, stop at <|endoftext|> or \"\\n\\n\")\n"
+           "                 no-repeat-ngram 4, 64 tokens, stop at end-of-text or \"\\n\\n\" when it is one token)\n"
            "  --threads N\n"
            "with --data, the prompt of each distinct context is context + end-of-text (the paper's recipe; with\n"
            "--chat, the context as a user message), and one line is printed per distinct context, in order\n");
 }
 
 /* Decodes one prompt and prints the generated text (without end-of-text tokens) on one line. */
-static int decode_one(lm *m, const gen_config *gc, const int32_t *ids, size_t n, int one_line, lorac_err *err) {
+static int decode_one(const model *m, model_session *s, const gen_config *gc, const int32_t *ids, size_t n, int one_line,
+                      lorac_err *err) {
     gen_model gm;
     gen_result res;
-    int rc = lm_gen_model(m, &gm, err);
-    if (!rc) rc = gen_generate(&gm, gc, ids, (int)n, &res, err);
+    gen_model_session(&gm, m, s);
+    int rc = gen_generate(&gm, gc, ids, (int)n, &res, err);
     if (rc) return rc;
     const gen_hyp *h = &res.hyps[0];
     int nt = h->n_tokens;
     if (h->finished && nt > 0) nt--; /* the eos itself is not text */
     char *text = NULL;
     size_t len = 0;
-    rc = lm_decode(m, h->tokens, (size_t)nt, 1, &text, &len, err);
+    rc = model_decode(m, h->tokens, (size_t)nt, 1, &text, &len, err);
     if (!rc) {
         const char *p = text;
         if (one_line) { /* the completion follows " " in the paper's recipe; keep each output on one line */
@@ -48,7 +49,7 @@ static int decode_one(lm *m, const gen_config *gc, const int32_t *ids, size_t n,
 
 /* The prompt's tokens: bos (when the tokenizer adds one), then the text, or with chat the template
  * around it as a user message; plain prompts of the paper's recipe end with end-of-text (eos). */
-static int prompt_ids(lm *m, const char *text, size_t len, int chat, const char *system, int add_eos, int32_t **ids,
+static int prompt_ids(const model *m, const char *text, size_t len, int chat, const char *system, int add_eos, int32_t **ids,
                       size_t *n, lorac_err *err) {
     char *buf = NULL, *chat_text = NULL;
     size_t cl = 0;
@@ -59,21 +60,22 @@ static int prompt_ids(lm *m, const char *text, size_t len, int chat, const char 
         if (!(buf = malloc(len + 1))) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
         memcpy(buf, text, len);
         buf[len] = 0;
-        lm_chat_msg msgs[2] = {{"system", system}, {"user", buf}};
-        rc = system ? lm_chat_format(m, msgs, 2, 1, &chat_text, &cl, err) : lm_chat_format(m, msgs + 1, 1, 1, &chat_text, &cl, err);
+        model_chat_msg msgs[2] = {{"system", system}, {"user", buf}};
+        rc = model_chat_format(m, system ? msgs : msgs + 1, system ? 2 : 1, 1, &chat_text, &cl, err);
         text = chat_text;
         len = cl;
     }
     int32_t *body = NULL;
     size_t nb = 0;
-    if (!rc) rc = lm_encode(m, text, len, chat, &body, &nb, err);
-    int bos = m->add_bos && m->bos_id >= 0, eos = add_eos && !chat;
+    if (!rc) rc = model_encode(m, text, len, chat, &body, &nb, err);
+    const model_tokens *k = model_tok(m);
+    int bos = k->add_bos && k->bos >= 0, eos = add_eos && !chat;
     int32_t *all = rc ? NULL : malloc((nb + 2) * sizeof *all);
     if (!rc && !all) rc = lorac_fail(err, LORAC_ENOMEM, "out of memory");
     if (!rc) {
-        if (bos) all[0] = m->bos_id;
+        if (bos) all[0] = k->bos;
         if (nb) memcpy(all + bos, body, nb * sizeof *body);
-        if (eos) all[bos + nb] = m->eos_id;
+        if (eos) all[bos + nb] = k->eos;
         *ids = all;
         *n = (size_t)bos + nb + (size_t)eos;
     }
@@ -83,8 +85,57 @@ static int prompt_ids(lm *m, const char *text, size_t len, int chat, const char 
     return rc;
 }
 
+/* The LoRA paper's E2E decoding; it stops at the model's end-of-text and at "\n\n" when that is one
+ * token of the vocabulary (GPT-2's 628, as the paper's --eos_token_id 628). */
+static void preset_e2e(const model *m, gen_config *gc) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    gen_config_e2e(gc);
+    gen_model_eos(m, gc);
+    if (!model_encode(m, "\n\n", 2, 0, &ids, &n, NULL) && n == 1 && gc->n_eos < GEN_MAX_EOS) gc->eos[gc->n_eos++] = ids[0];
+    free(ids);
+}
+
+static int generate_prompt(const model *m, model_session *s, const gen_config *gc, const char *prompt, int chat,
+                           const char *system, lorac_err *err) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = prompt[0] ? LORAC_OK : lorac_fail(err, LORAC_EINVAL, "--prompt is empty");
+    if (!rc) rc = prompt_ids(m, prompt, strlen(prompt), chat, system, 0, &ids, &n, err);
+    if (!rc && n == 0) rc = lorac_fail(err, LORAC_EINVAL, "--prompt is empty");
+    if (!rc) rc = decode_one(m, s, gc, ids, n, 0, err);
+    free(ids);
+    return rc;
+}
+
+/* One line per distinct context of a data file, in the order of first occurrence. */
+static int generate_data(const model *m, model_session *s, const gen_config *gc, const char *data, int chat,
+                         const char *system, lorac_err *err) {
+    train_examples ex;
+    int rc = train_examples_read(data, TRAIN_FORMAT_AUTO, &ex, err), read = !rc;
+    for (size_t i = 0; !rc && i < ex.n; i++) {
+        const train_example *e = &ex.ex[i];
+        const char *ctx = e->context ? e->context : e->completion;
+        size_t cl = e->context ? e->context_len : e->completion_len;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++) {
+            const train_example *o = &ex.ex[j];
+            size_t ol = o->context ? o->context_len : o->completion_len;
+            seen = ol == cl && !memcmp(o->context ? o->context : o->completion, ctx, cl);
+        }
+        if (seen) continue;
+        int32_t *ids = NULL;
+        size_t n = 0;
+        rc = prompt_ids(m, ctx, cl, chat, system, model_tok(m)->eos >= 0, &ids, &n, err);
+        if (!rc) rc = decode_one(m, s, gc, ids, n, 1, err);
+        free(ids);
+    }
+    if (read) train_examples_free(&ex);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *adapters[16], *prompt = NULL, *data = NULL, *system = NULL;
+    const char *model_arg = NULL, *adapters[16], *prompt = NULL, *data = NULL, *system = NULL;
     int n_adapters = 0, chat = 0;
     long threads = 0;
     gen_config gc;
@@ -102,7 +153,7 @@ int cmd_generate(int argc, char **argv) {
 #define STR(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_str(argc, argv, &i, &dst)) return 2; }
 #define NUM(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_float(argc, argv, &i, &d)) return 2; dst = d; }
 #define INT(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_int(argc, argv, &i, &n)) return 2; dst = n; }
-        STR("--model", model)
+        STR("--model", model_arg)
         STR("--prompt", prompt)
         STR("--data", data)
         STR("--system", system)
@@ -135,53 +186,24 @@ int cmd_generate(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model || (!prompt == !data)) {
+    if (!model_arg || (!prompt == !data)) {
         cli_error("generate: --model and exactly one of --prompt and --data are required");
         return 2;
     }
     if (system && !chat) return cli_error("generate: --system needs --chat");
     lorac_set_threads((int)threads);
-    lm m;
+    model *m = NULL;
+    model_session *sess = NULL;
     lorac_err err = {0};
-    char warn[2048] = "";
-    if (lm_open(model, adapters, n_adapters, 1, &m, warn, sizeof warn, &err)) return cli_fail(&err);
-    if (warn[0]) fprintf(stderr, "lorac: warning: %s", warn);
-    int rc = LORAC_OK;
-    if (preset && m.arch != LM_GPT2) rc = lorac_fail(&err, LORAC_EINVAL, "--preset e2e is GPT-2's decoding (its vocabulary)");
-    if (!rc && preset) gen_config_e2e(&gc);
-    if (!preset) lm_gen_eos(&m, &gc); /* the model's own end-of-text (and end of turn) */
-    if (!rc) rc = gen_config_check(&gc, m.vocab_size, &err);
-    if (!rc) rc = lm_train_mode(&m, 0, &err); /* merged: decoding costs what the base costs */
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (!rc && prompt) {
-        if (!prompt[0]) rc = lorac_fail(&err, LORAC_EINVAL, "--prompt is empty");
-        if (!rc) rc = prompt_ids(&m, prompt, strlen(prompt), chat, system, 0, &ids, &n, &err);
-        if (!rc && n == 0) rc = lorac_fail(&err, LORAC_EINVAL, "--prompt is empty");
-        if (!rc) rc = decode_one(&m, &gc, ids, n, 0, &err);
-        free(ids);
-    } else if (!rc) {
-        train_examples ex;
-        rc = train_examples_read(data, TRAIN_FORMAT_AUTO, &ex, &err);
-        for (size_t i = 0; !rc && i < ex.n; i++) {
-            const train_example *e = &ex.ex[i];
-            const char *ctx = e->context ? e->context : e->completion;
-            size_t cl = e->context ? e->context_len : e->completion_len;
-            int seen = 0; /* distinct contexts, first occurrence order */
-            for (size_t j = 0; j < i && !seen; j++) {
-                const train_example *o = &ex.ex[j];
-                const char *oc = o->context ? o->context : o->completion;
-                size_t ol = o->context ? o->context_len : o->completion_len;
-                seen = ol == cl && !memcmp(oc, ctx, cl);
-            }
-            if (seen) continue;
-            rc = prompt_ids(&m, ctx, cl, chat, system, m.eos_id >= 0, &ids, &n, &err);
-            if (!rc) rc = decode_one(&m, &gc, ids, n, 1, &err);
-            free(ids);
-            ids = NULL;
-        }
-        if (ex.ex || ex.text) train_examples_free(&ex);
-    }
-    lm_free(&m);
+    if (cli_open_model(model_arg, adapters, n_adapters, NULL, &m)) return 1;
+    int rc = model_session_new(m, &sess, &err);
+    if (!rc && preset) preset_e2e(m, &gc);
+    if (!preset) gen_model_eos(m, &gc); /* the model's own end-of-text (and end of turn) */
+    if (!rc) rc = gen_config_check(&gc, model_cfg(m)->vocab_size, &err);
+    if (!rc) rc = model_train_mode(m, 0, &err); /* merged: decoding costs what the base costs */
+    if (!rc && prompt) rc = generate_prompt(m, sess, &gc, prompt, chat, system, &err);
+    else if (!rc) rc = generate_data(m, sess, &gc, data, chat, system, &err);
+    model_session_free(sess);
+    model_free(m);
     return rc ? cli_fail(&err) : 0;
 }

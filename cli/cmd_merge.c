@@ -23,7 +23,7 @@ static int parse_type(const char *s, int *type) {
 }
 
 int cmd_merge(int argc, char **argv) {
-    const char *model = NULL, *adapters[16], *out = NULL, *type_s = "same";
+    const char *model_arg = NULL, *adapters[16], *out = NULL, *type_s = "same";
     int n_adapters = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
@@ -31,10 +31,10 @@ int cmd_merge(int argc, char **argv) {
             printf("usage: lorac merge --model DIR|FILE.gguf --adapter DIR[:SCALE] [--adapter ...] --out DIR|FILE.gguf "
                    "[--type same|f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
                    "DIR: config.json, model.safetensors (F32, W0 + s·BA) and the tokenizer files;\n"
-                   "FILE.gguf (Llama family): the base's metadata and tokenizer, weights of --type (same: the base's\n"
+                   "FILE.gguf (families with a GGUF form: Llama, Qwen2): the base's metadata and tokenizer, weights of --type (same: the base's\n"
                    "own type, re-quantized after merging)\n");
             return 0;
-        } else if (!strcmp(f, "--model")) { if (cli_opt_str(argc, argv, &i, &model)) return 2; }
+        } else if (!strcmp(f, "--model")) { if (cli_opt_str(argc, argv, &i, &model_arg)) return 2; }
         else if (!strcmp(f, "--adapter")) {
             if (n_adapters == 16) return cli_error("merge: at most 16 --adapter");
             if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
@@ -46,7 +46,7 @@ int cmd_merge(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model || !n_adapters || !out) {
+    if (!model_arg || !n_adapters || !out) {
         cli_error("merge: --model, --adapter and --out are required");
         return 2;
     }
@@ -55,13 +55,12 @@ int cmd_merge(int argc, char **argv) {
     size_t ol = strlen(out);
     if (type != -1 && (ol < 5 || strcmp(out + ol - 5, ".gguf")))
         return cli_error("merge: --type applies to a .gguf --out (a directory is written in F32)");
-    lm m;
+    model *m = NULL;
     lorac_err err = {0};
-    char warn[2048] = "";
-    if (lm_open(model, adapters, n_adapters, 0, &m, warn, sizeof warn, &err)) return cli_fail(&err);
-    if (warn[0]) fprintf(stderr, "lorac: warning: %s", warn);
-    int rc = lm_save_merged(&m, out, type, &err);
-    lm_free(&m);
+    model_load_opts lo = {0, 0, 1}; /* the tokenizer files are copied, not read */
+    if (cli_open_model(model_arg, adapters, n_adapters, &lo, &m)) return 1;
+    int rc = model_save_merged(m, out, type, &err);
+    model_free(m);
     if (rc) return cli_fail(&err);
     fprintf(stderr, "merged model written to %s\n", out);
     return 0;

@@ -1,26 +1,36 @@
-/* lorac train: fine-tune a LoRA adapter on a GPT-2 or Llama-family checkpoint (HF directory or GGUF). */
+/* lorac train: fine-tune any family (HF directory or GGUF): a causal LM on E2E / JSONL / chat data,
+ * or an encoder with a classification head on a GLUE task; LoRA, head only or full fine-tuning. */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 static void train_usage(FILE *f) {
     fprintf(f,
-            "usage: lorac train --model DIR|FILE.gguf --data FILE --out ADAPTER_DIR [options]\n"
+            "usage: lorac train --model DIR|FILE.gguf --data FILE --out DIR [options]\n"
             "  data: E2E lines `context||completion` or JSONL ({\"prompt\"|\"context\",\"completion\"}, {\"text\"}, or\n"
             "    {\"messages\":[{\"role\",\"content\"},...]}: the model's ChatML template, loss on assistant turns)\n"
-            "  --rank R  --alpha A  (GPT-2: 4, 32; Llama: 8, 16)  --lora-dropout P (0.1)  --rslora  --gaussian-init\n"
-            "  --targets LIST  GPT-2 (q,v): q, k, v, c_attn, attn.c_proj, c_fc, mlp.c_proj, c_proj, all-linear;\n"
-            "                  Llama (q_proj,v_proj): q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, all-linear\n"
-            "  --lr (2e-4)  --warmup STEPS (500)  --weight-decay (0.01)  --label-smoothing (0.1)\n"
-            "  --batch-size (8)  --grad-accum (1)  --max-seq-len (512)  --clip NORM (0 = off)\n"
-            "  --epochs (5) | --steps N  --seed (110)  --threads N (all cores)\n"
+            "  --task glue-NAME  a GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte) on a BERT/RoBERTa\n"
+            "                  classifier: --data is the task's TSV or its folder (train.tsv; dev set evaluated)\n"
+            "  --rank R  --alpha A  (GPT-2: 4, 32; Llama and BERT: 8, 16)  --lora-dropout P  --rslora  --gaussian-init\n"
+            "  --targets LIST  PEFT module names as suffixes, or all-linear; GPT-2 (q,v): q, k, v, c_attn, attn.c_proj,\n"
+            "                  c_fc, mlp.c_proj, c_proj, wte; Llama (q_proj,v_proj): q_proj ... down_proj, embed_tokens;\n"
+            "                  BERT (query,value): query, key, value, attention.output.dense, intermediate.dense, output.dense\n"
+            "  --head-only | --full-ft  train the classification head alone, or every weight (no LoRA)\n"
+            "  --hidden-dropout P  (the model's hidden_dropout_prob; 0 for causal LMs)\n"
+            "  --lr (LM 2e-4; classifier: LoRA 5e-4, head 2e-3, full 5e-5)  --warmup STEPS (LM 500) | --warmup-ratio R\n"
+            "  (classifier 0.06)  --weight-decay (0.01)  --label-smoothing (LM 0.1)  --clip NORM (classifier 1)\n"
+            "  --batch-size (LM 8, classifier 32)  --grad-accum (1)  --max-seq-len (LM: the model's; classifier 128)\n"
+            "  --epochs (LM 5, classifier 3) | --steps N  --max-train N  --seed (LM 110, classifier 42)  --threads N\n"
             "  --precision fp32|bf16|auto (auto)  frozen-weight matmuls in bf16 (fp32 accumulation) where the\n"
             "                  CPU has AVX512-BF16: about 1.7x faster steps; the adapter and its gradients stay fp32\n"
-            "  --eval-data FILE  --eval-every N  --save-every N  --resume  --stop-after N (checkpoint and stop)  --quiet\n"
+            "  --eval-data FILE  --eval-every N  --save-every N  --resume  --stop-after N (checkpoint and stop)\n"
+            "  --quiet  --json (a task's final eval scores as JSON)\n"
             "  --gguf-adapter FILE.gguf  also write the adapter for llama.cpp's --lora (Llama family)\n"
-            "writes ADAPTER_DIR/{adapter_config.json, adapter_model.safetensors} (PEFT layout),\n"
-            "train_log.jsonl, loss.svg and checkpoint.safetensors (for --resume)\n");
+            "writes DIR/{adapter_config.json, adapter_model.safetensors} (PEFT layout; with --full-ft a whole\n"
+            "model directory), train_log.jsonl, loss.svg and checkpoint.safetensors (for --resume)\n");
 }
 
 typedef struct progress_ctx {
@@ -48,77 +58,94 @@ static void on_progress(void *ctx, const ft_progress *p) {
     }
 }
 
-int cmd_train(int argc, char **argv) {
-    if (cli_is_glue_task(argc, argv)) return cmd_train_glue(argc, argv);
+typedef struct train_cli {
     ft_args a;
-    memset(&a, 0, sizeof a);
-    train_options_default(&a.opt);
-    long threads = 0;
-    const char *precision = "auto";
-    progress_ctx pc = {isatty(2), 0, 0};
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        double d;
-        long n;
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            train_usage(stdout);
-            return 0;
-        }
-#define STR(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_str(argc, argv, &i, &dst)) return 2; }
-#define NUM(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_float(argc, argv, &i, &d)) return 2; dst = d; }
-#define INT(flag, dst) else if (!strcmp(f, flag)) { if (cli_opt_int(argc, argv, &i, &n)) return 2; dst = n; }
-        STR("--model", a.model_dir)
-        STR("--data", a.data_path)
-        STR("--out", a.out_dir)
-        STR("--eval-data", a.eval_path)
-        STR("--gguf-adapter", a.gguf_adapter)
-        STR("--precision", precision)
-        INT("--rank", a.lora.r)
-        NUM("--alpha", a.lora.alpha)
-        NUM("--lora-dropout", a.opt.lora_dropout)
-        NUM("--lr", a.opt.lr)
-        INT("--warmup", a.opt.warmup_steps)
-        NUM("--weight-decay", a.opt.weight_decay)
-        NUM("--label-smoothing", a.opt.label_smoothing)
-        INT("--batch-size", a.opt.batch_size)
-        INT("--grad-accum", a.opt.grad_accum)
-        INT("--max-seq-len", a.opt.max_seq_len)
-        NUM("--clip", a.opt.max_grad_norm)
-        INT("--epochs", a.opt.epochs)
-        INT("--steps", a.opt.max_steps)
-        INT("--seed", a.opt.seed)
-        INT("--threads", threads)
-        INT("--eval-every", a.opt.eval_every)
-        INT("--save-every", a.opt.save_every)
-        INT("--stop-after", a.stop_after)
+    const char *task, *precision;
+    long threads;
+    int json;
+    progress_ctx pc;
+} train_cli;
+
+/* A flag and its value, checked where it is parsed: 1 consumed, 0 not a flag of train, -1 bad. */
+static int train_flag(train_cli *t, int argc, char **argv, int *i) {
+    const char *f = argv[*i];
+    train_options *o = &t->a.opt;
+    double d;
+    long n;
+#define STR(flag, dst) if (!strcmp(f, flag)) return cli_opt_str(argc, argv, i, &dst) ? -1 : 1;
+#define NUM(flag, dst, ok, what) \
+    if (!strcmp(f, flag)) { if (cli_opt_float(argc, argv, i, &d)) return -1; if (!(ok)) return cli_error("%s must be %s", flag, what), -1; dst = d; return 1; }
+#define INT(flag, dst, ok, what) \
+    if (!strcmp(f, flag)) { if (cli_opt_int(argc, argv, i, &n)) return -1; if (!(ok)) return cli_error("%s must be %s", flag, what), -1; dst = n; return 1; }
+    STR("--model", t->a.model_path) STR("--data", t->a.data_path) STR("--out", t->a.out_dir) STR("--eval-data", t->a.eval_path)
+    STR("--gguf-adapter", t->a.gguf_adapter) STR("--precision", t->precision) STR("--task", t->task)
+    INT("--rank", o->lora.r, n >= 1, ">= 1") NUM("--alpha", o->lora.alpha, d > 0, "> 0")
+    NUM("--lora-dropout", o->lora.dropout, d >= 0 && d < 1, "in [0, 1)") NUM("--hidden-dropout", o->hidden_dropout, d >= 0 && d < 1, "in [0, 1)")
+    NUM("--lr", o->lr, d > 0, "> 0") INT("--warmup", o->warmup_steps, n >= 0, ">= 0") NUM("--warmup-ratio", o->warmup_ratio, d >= 0 && d <= 1, "in [0, 1]")
+    NUM("--weight-decay", o->weight_decay, d >= 0, ">= 0") NUM("--label-smoothing", o->label_smoothing, d >= 0 && d < 1, "in [0, 1)")
+    INT("--batch-size", o->batch_size, n >= 1, ">= 1") INT("--batch", o->batch_size, n >= 1, ">= 1")
+    INT("--grad-accum", o->grad_accum, n >= 1, ">= 1") INT("--max-seq-len", o->max_seq_len, n >= 2, ">= 2")
+    NUM("--clip", o->max_grad_norm, d >= 0, ">= 0") INT("--epochs", o->epochs, n >= 1, ">= 1") INT("--steps", o->max_steps, n >= 1, ">= 1")
+    INT("--max-train", o->max_train, n >= 1, ">= 1") INT("--seed", o->seed, 1, "") INT("--threads", t->threads, n >= 0, ">= 0")
+    INT("--eval-every", o->eval_every, n >= 0, ">= 0") INT("--save-every", o->save_every, n >= 0, ">= 0")
+    INT("--stop-after", t->a.stop_after, n >= 1, ">= 1")
 #undef STR
 #undef NUM
 #undef INT
-        else if (!strcmp(f, "--targets")) {
-            const char *t;
-            if (cli_opt_str(argc, argv, &i, &t)) return 2;
-            if (!t[0] || strlen(t) >= sizeof a.lora.targets) return cli_error("--targets: bad list \"%s\"", t);
-            memcpy(a.lora.targets, t, strlen(t) + 1); /* checked against the model's names once it is loaded */
-        } else if (!strcmp(f, "--resume")) a.resume = 1;
-        else if (!strcmp(f, "--rslora")) a.lora.use_rslora = 1;
-        else if (!strcmp(f, "--gaussian-init")) a.lora.gaussian_init = 1;
-        else if (!strcmp(f, "--quiet")) pc.quiet = 1;
-        else {
-            cli_error("train: unknown option '%s' (see `lorac train --help`)", f);
-            return 2;
+    if (!strcmp(f, "--targets")) {
+        const char *s;
+        if (cli_opt_str(argc, argv, i, &s)) return -1;
+        if (!s[0] || strlen(s) >= sizeof o->lora.targets) return cli_error("--targets: bad list \"%s\"", s), -1;
+        memcpy(o->lora.targets, s, strlen(s) + 1); /* checked against the model's names once it is loaded */
+        return 1;
+    }
+    int *flag = !strcmp(f, "--resume") ? &t->a.resume : !strcmp(f, "--rslora") ? &o->lora.use_rslora
+              : !strcmp(f, "--gaussian-init") ? &o->lora.gaussian_init : !strcmp(f, "--head-only") ? &o->head_only
+              : !strcmp(f, "--full-ft") ? &o->full_ft : !strcmp(f, "--quiet") ? &t->pc.quiet : !strcmp(f, "--json") ? &t->json : NULL;
+    if (flag) *flag = 1;
+    return flag != NULL;
+}
+
+/* A task's dev set beside its training data, when --eval-data is not given. */
+static void default_eval(train_cli *t, char *buf, size_t size) {
+    struct stat st;
+    if (t->a.eval_path || !t->a.task || stat(t->a.data_path, &st) || !S_ISDIR(st.st_mode)) return;
+    snprintf(buf, size, "%s/%s", t->a.data_path, t->a.task->dev_file);
+    if (access(buf, R_OK) == 0) t->a.eval_path = buf;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_cli t;
+    memset(&t, 0, sizeof t);
+    t.task = cli_task_arg(argc, argv);
+    if (t.task) train_options_classifier(&t.a.opt);
+    else train_options_default(&t.a.opt);
+    t.precision = "auto";
+    t.pc.tty = isatty(2);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            train_usage(stdout);
+            return 0;
         }
+        int r = train_flag(&t, argc, argv, &i);
+        if (r < 0) return 2;
+        if (!r) return cli_error("train: unknown option '%s' (see `lorac train --help`)", argv[i]), 2;
     }
-    if (!a.model_dir || !a.data_path || !a.out_dir) {
-        cli_error("train: --model, --data and --out are required (see `lorac train --help`)");
-        return 2;
-    }
-    if (threads < 0) return cli_error("--threads must be >= 0");
-    lorac_set_threads((int)threads);
-    if (cli_set_precision(precision)) return 2;
-    a.progress = on_progress;
-    a.progress_ctx = &pc;
+    if (!t.a.model_path || !t.a.data_path || !t.a.out_dir)
+        return cli_error("train: --model, --data and --out are required (see `lorac train --help`)"), 2;
+    if (cli_glue_task(t.task, &t.a.task)) return 2;
+    char dev[4200];
+    default_eval(&t, dev, sizeof dev);
+    lorac_set_threads((int)t.threads);
+    if (cli_set_precision(t.precision)) return 2;
+    ft_eval_result ev;
+    memset(&ev, 0, sizeof ev);
+    t.a.progress = on_progress;
+    t.a.progress_ctx = &t.pc;
+    t.a.final_eval = &ev;
     lorac_err err = {0};
-    if (ft_train(&a, &err)) return cli_fail(&err);
-    if (!pc.quiet) fprintf(stderr, "adapter written to %s\n", a.out_dir);
+    if (ft_train(&t.a, &err)) return cli_fail(&err);
+    if (!t.pc.quiet) fprintf(stderr, "%s written to %s\n", t.a.opt.full_ft ? "model" : "adapter", t.a.out_dir);
+    if (t.a.task && t.a.eval_path) cli_print_glue(t.a.task, &ev, t.a.eval_path, t.json);
     return 0;
 }

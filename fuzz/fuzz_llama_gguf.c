@@ -21,24 +21,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!fp) return 0;
     size_t wrote = size ? fwrite(data, 1, size, fp) : 0;
     if (fclose(fp) != 0 || wrote != size) return 0;
-    llama_model m;
+    model *m = NULL;
     lorac_err err = {0};
-    if (llama_model_load_gguf(path, &m, &err) != LORAC_OK) {
+    model_load_opts lo = {0, 0, 1};
+    if (model_load(path, &lo, &m, &err) != LORAC_OK) {
         if (!err.msg[0] || strchr(err.msg, '\n')) __builtin_trap(); /* errors are one line */
         return 0;
     }
     /* small models only: a fuzzed header may describe a huge one, which the loader accepts when
      * the file really holds its tensors; skip running those */
-    if ((double)m.cfg.n_embd * m.cfg.vocab_size < 1e7 && m.cfg.n_layer <= 8) {
-        llama_acts *a = NULL;
-        int32_t ids[2] = {0, m.cfg.vocab_size - 1};
-        float loss;
-        int count;
-        if (llama_acts_alloc(&m, 1, 2, &a, &err) == LORAC_OK) {
-            (void)llama_forward(&m, a, ids, NULL, 1, 2, 0.0f, 0, NULL, &loss, &count, &err);
-            llama_acts_free(a);
+    const model_config *c = model_cfg(m);
+    if ((double)c->n_embd * c->vocab_size < 1e7 && c->n_layer <= 8) {
+        model_acts *a = NULL;
+        int32_t ids[2] = {0, c->vocab_size - 1};
+        model_batch b = {1, 2, ids, NULL, NULL, NULL, NULL, NULL};
+        if (model_acts_alloc(m, 1, 2, &a, &err) == LORAC_OK) {
+            (void)model_forward(m, a, &b, 0.0f, 0, NULL, NULL, NULL, &err);
+            model_acts_free(a);
         }
     }
-    llama_model_free(&m);
+    model_free(m);
     return 0;
 }

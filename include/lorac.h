@@ -4,7 +4,8 @@
  *
  *   lorac/base.h         status codes and messages, threads, RNG, mapped files, atomic outputs
  *   lorac/ops.h          fp32 forward/backward ops (matmul, norms, activations, attention, loss)
- *   lorac/metrics.h      E2E NLG metrics (BLEU, NIST, METEOR exact+stem, ROUGE-L, CIDEr) as the official scorer
+ *   lorac/metrics.h      E2E NLG metrics (BLEU, NIST, METEOR exact+stem, ROUGE-L, CIDEr) as the official scorer;
+ *                        GLUE tasks and their metrics
  *   lorac/quant.h        ggml tensor types and block formats: (de)quantize rows; qmat matmuls over quantized weights
  *   lorac/gguf.h         GGUF files: validated mapped reader, typed metadata, writer
  *   lorac/generate.h     decoding: greedy, sampling, beam search (HF and LoRA-paper E2E) over gen_model
@@ -16,11 +17,12 @@
  *   lorac/tokenizer.h    tokenizers (tok_*): GPT-2/SmolLM2/Llama 3/Qwen2 byte-level BPE and SentencePiece BPE
  *                        from GGUF, tokenizer.json or vocab.json+merges.txt; ChatML; GPT-2 BPE (bpe_*)
  *   lorac/peft.h         PEFT adapter directories: config, adapters in memory, combine (cat/svd/linear), weighted sums
- *   lorac/gpt2.h         GPT-2 with LoRA: weights, forward/backward, KV-cache sessions, adapter sets, mixed batches
- *   lorac/llama.h        Llama family (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) from HF dirs or GGUF, quantized base
- *   lorac/bert.h         BERT/RoBERTa encoders with LoRA and classification/regression heads
+ *   lorac/model.h        one transformer for every family (GPT-2, Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2,
+ *                        BERT, RoBERTa) from HF dirs or GGUF: LoRA, forward/backward, KV-cache sessions,
+ *                        adapter sets and mixed batches, PEFT and GGUF adapters, merging
  *   lorac/wordpiece.h    BERT's WordPiece tokenizer (BasicTokenizer normalisation, pairs, truncation)
- *   lorac/glue.h         GLUE tasks: TSV readers, metrics, training and evaluation runs
+ *   lorac/glue.h         GLUE data: TSV readers and sentence(-pair) encoding
+ *   lorac/finetune.h     the one trainer and evaluation for every family and task
  *
  * Build: link build/liblorac.a with OpenBLAS (cblas), OpenMP and libm:
  *   cc -std=c11 app.c -Iinclude build/liblorac.a -lopenblas -fopenmp -lm
@@ -46,12 +48,9 @@
 #include "lorac/lora.h"
 #include "lorac/tokenizer.h"
 #include "lorac/peft.h"
-#include "lorac/gpt2.h"
-#include "lorac/llama.h"
-#include "lorac/gen_gpt2.h"
-#include "lorac/finetune.h"
+#include "lorac/model.h"
 #include "lorac/wordpiece.h"
-#include "lorac/bert.h"
 #include "lorac/glue.h"
+#include "lorac/finetune.h"
 
 #endif

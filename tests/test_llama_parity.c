@@ -9,40 +9,12 @@
  * Also: the rotary op with given frequencies against finite differences and against op_rope,
  * llama3 frequency scaling's three bands, config errors. */
 #include "check.h"
-#include "lorac.h"
+#include "fixture.h"
 #include "lorac/ops_rope.h"
 
 #include <unistd.h>
 
 #define FIX LORAC_SOURCE_DIR "/tests/fixtures/llama"
-
-static const st_tensor *need(const st_file *f, const char *name) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks %s\n", name);
-        exit(1);
-    }
-    return t;
-}
-
-static float *read_f32(const st_file *f, const char *name) {
-    const st_tensor *t = need(f, name);
-    float *x = malloc(t->numel * sizeof(float));
-    if (st_read_f32(f, t, x, NULL)) exit(1);
-    return x;
-}
-
-static int32_t *read_i64(const st_file *f, const char *name, size_t *n) {
-    const st_tensor *t = need(f, name);
-    int32_t *x = malloc(t->numel * sizeof(int32_t));
-    for (size_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, t->data + 8 * i, 8);
-        x[i] = (int32_t)v;
-    }
-    if (n) *n = t->numel;
-    return x;
-}
 
 static void run_variant(const char *name, int want_layers, int want_nkv) {
     char dir[512], base[600], adapter[600], refp[600];
@@ -56,85 +28,81 @@ static void run_variant(const char *name, int want_layers, int want_nkv) {
         CHECK(0, "%s", err.msg);
         return;
     }
-    int32_t *ids = read_i64(&ref, "input_ids", NULL), *targets = read_i64(&ref, "targets", NULL);
-    const st_tensor *lt_ = need(&ref, "logits");
+    int32_t *ids = fx_i64(&ref, "input_ids", NULL), *targets = fx_i64(&ref, "targets", NULL);
+    const st_tensor *lt_ = fx_need(&ref, "logits");
     int B = (int)lt_->shape[0], T = (int)lt_->shape[1], V = (int)lt_->shape[2];
     size_t nl = (size_t)B * T * V;
-    float *ref_logits = read_f32(&ref, "logits"), *ref_base = read_f32(&ref, "base_logits");
-    float *ref_loss = read_f32(&ref, "loss"), *ref_loss_ls = read_f32(&ref, "loss_ls");
+    float *ref_logits = fx_f32(&ref, "logits", NULL), *ref_base = fx_f32(&ref, "base_logits", NULL);
+    float *ref_loss = fx_f32(&ref, "loss", NULL), *ref_loss_ls = fx_f32(&ref, "loss_ls", NULL);
 
-    llama_model m;
-    int rc = llama_model_load(base, &m, &err);
+    model *m = NULL;
+    int rc = model_load(base, &FX_NO_TOK, &m, &err);
     CHECK(rc == 0, "%s load: %s", name, err.msg);
     if (rc) goto out;
-    CHECK(m.cfg.vocab_size == V && m.cfg.n_layer == want_layers && m.cfg.n_kv_head == want_nkv, "%s config", name);
-    llama_acts *a = NULL;
-    rc = llama_acts_alloc(&m, B, T, &a, &err);
+    const model_config *mc = model_cfg(m);
+    CHECK(mc->vocab_size == V && mc->n_layer == want_layers && mc->n_kv_head == want_nkv, "%s config", name);
+    model_acts *a = NULL;
+    rc = model_acts_alloc(m, B, T, &a, &err);
     CHECK(rc == 0, "acts: %s", err.msg);
 
-    rc = llama_forward(&m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+    rc = fx_lm_forward(m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
     CHECK(rc == 0, "forward: %s", err.msg);
     char what[128];
     snprintf(what, sizeof what, "%s base logits", name);
-    check_arrays_close(llama_acts_logits(a), ref_base, nl, 2e-5, 1e-4, what);
+    check_arrays_close(model_acts_logits(a), ref_base, nl, 2e-5, 1e-4, what);
 
     char warn[1024];
-    rc = llama_peft_load(&m, adapter, warn, sizeof warn, &err);
+    const char *spec = adapter;
+    rc = model_attach_adapters(m, &spec, 1, warn, sizeof warn, &err);
     CHECK(rc == 0, "peft load: %s", err.msg);
     if (rc) goto out_acts;
     float loss = 0;
     int count = 0;
-    rc = llama_forward(&m, a, ids, targets, B, T, 0.0f, 0, NULL, &loss, &count, &err);
+    rc = fx_lm_forward(m, a, ids, targets, B, T, 0.0f, 0, NULL, &loss, &count, &err);
     CHECK(rc == 0, "forward: %s", err.msg);
     snprintf(what, sizeof what, "%s adapter logits", name);
-    check_arrays_close(llama_acts_logits(a), ref_logits, nl, 2e-5, 1e-4, what);
+    check_arrays_close(model_acts_logits(a), ref_logits, nl, 2e-5, 1e-4, what);
     CHECK_CLOSE(loss, ref_loss[0], 0, 1e-5, "loss");
     CHECK(count == op_crossentropy_count((const int *)targets, B * T), "count %d", count);
 
-    llama_model_zero_grad(&m);
-    rc = llama_forward(&m, a, ids, targets, B, T, 0.1f, 1, NULL, &loss, NULL, &err);
+    model_zero_grad(m);
+    rc = fx_lm_forward(m, a, ids, targets, B, T, 0.1f, 1, NULL, &loss, NULL, &err);
     CHECK(rc == 0, "forward: %s", err.msg);
     CHECK_CLOSE(loss, ref_loss_ls[0], 0, 1e-5, "loss with label smoothing");
-    rc = llama_backward(&m, a, &err);
+    rc = model_backward(m, a, &err);
     CHECK(rc == 0, "backward: %s", err.msg);
-    int ngrad = 0;
+    /* every LoRA tensor's gradient (registry order: layer by layer, q ... down, A then B) */
+    lora_param *lp[256];
+    int ngrad = fx_lora_params(m, lp, 256);
     double worst = 0;
-    for (int l = 0; l < m.cfg.n_layer; l++)
-        for (int s = 0; s < LLAMA_N_SITES; s++) {
-            lora_linear *L = llama_model_lora(&m, l, s);
-            CHECK(L != NULL, "%s: no LoRA on layer %d %s", name, l, llama_site_name(s));
-            if (!L) continue;
-            CHECK(L->grad_bias == NULL || !L->train_bias, "frozen bias of %s is trainable", llama_site_name(s));
-            for (int ab = 0; ab < 2; ab++) {
-                char gname[192];
-                snprintf(gname, sizeof gname, "grad.base_model.model.model.layers.%d.%s.lora_%c.weight", l,
-                         llama_site_name(s), ab ? 'B' : 'A');
-                const st_tensor *t = need(&ref, gname);
-                size_t n = (size_t)L->cfg.r * (ab ? L->OC : L->C);
-                CHECK(t->numel == n, "%s numel", gname);
-                float *g = read_f32(&ref, gname), *mine = ab ? L->grad_B : L->grad_A;
-                check_arrays_close(mine, g, n, 1e-6, 2e-4, gname);
-                for (size_t i = 0; i < n; i++) {
-                    double d = fabs((double)mine[i] - g[i]);
-                    if (d > worst) worst = d;
-                }
-                free(g);
-                ngrad++;
-            }
-        }
-    CHECK(ngrad == 2 * LLAMA_N_SITES * m.cfg.n_layer, "%d gradients", ngrad);
+    for (int i = 0; i < ngrad; i++) {
+        char gname[256];
+        snprintf(gname, sizeof gname, "grad.base_model.model.%s.weight", lp[i]->name);
+        const st_tensor *t = fx_need(&ref, gname);
+        CHECK(t->numel == lp[i]->numel, "%s numel", gname);
+        float *g = fx_f32(&ref, gname, NULL);
+        check_arrays_close(lp[i]->grad, g, lp[i]->numel, 1e-6, 2e-4, gname);
+        for (size_t k = 0; k < lp[i]->numel; k++) worst = fmax(worst, fabs((double)lp[i]->grad[k] - g[k]));
+        free(g);
+    }
+    /* a LoRA layer's bias is frozen (PEFT's bias "none") */
+    lora_registry *reg = model_registry(m);
+    for (size_t i = 0; i < reg->n; i++)
+        CHECK(!reg->params[i].lora_layer_bias || !lora_param_requires_grad(&reg->params[i]), "frozen bias %s is trainable",
+              reg->params[i].name);
+    CHECK(ngrad == 2 * 7 * mc->n_layer, "%d gradients", ngrad);
     printf("%s: max |grad - ref| = %.3g over %d LoRA tensors\n", name, worst, ngrad);
 
     /* greedy decoding with full forwards, as generate() with the adapter */
     size_t np, nout;
-    int32_t *prompt = read_i64(&ref, "greedy_prompt", &np), *want = read_i64(&ref, "greedy_out", &nout);
+    int32_t *prompt = fx_i64(&ref, "greedy_prompt", &np), *want = fx_i64(&ref, "greedy_out", &nout);
     int32_t seq[64];
     memcpy(seq, prompt, np * sizeof *seq);
-    llama_acts *g1 = NULL;
-    rc = llama_acts_alloc(&m, 1, (int)nout, &g1, &err);
+    model_acts *g1 = NULL;
+    rc = model_acts_alloc(m, 1, (int)nout, &g1, &err);
     for (size_t len = np; !rc && len < nout; len++) {
-        rc = llama_forward(&m, g1, seq, NULL, 1, (int)len, 0.0f, 0, NULL, NULL, NULL, &err);
-        const float *row = llama_acts_logits(g1) + (len - 1) * (size_t)V;
+        rc = fx_lm_forward(m, g1, seq, NULL, 1, (int)len, 0.0f, 0, NULL, NULL, NULL, &err);
+        const float *row = model_acts_logits(g1) + (len - 1) * (size_t)V;
         int best = 0;
         for (int v = 1; v < V; v++)
             if (row[v] > row[best]) best = v;
@@ -143,24 +111,25 @@ static void run_variant(const char *name, int want_layers, int want_nkv) {
     int same = rc == 0;
     for (size_t i = 0; same && i < nout; i++) same &= seq[i] == want[i];
     CHECK(same, "%s greedy tokens differ from transformers' generate()", name);
-    llama_acts_free(g1);
+    model_acts_free(g1);
 
     /* PEFT save and load back into a fresh model: the same logits */
     char tmp[] = "/tmp/lorac_llama_peft_XXXXXX";
     CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
     char sdir[600];
     snprintf(sdir, sizeof sdir, "%s/adapter", tmp);
-    rc = llama_peft_save(&m, sdir, &err);
+    rc = model_save_adapter(m, sdir, &err);
     CHECK(rc == 0, "peft save: %s", err.msg);
-    llama_model m2;
-    rc = llama_model_load(base, &m2, &err) || llama_peft_load(&m2, sdir, NULL, 0, &err);
+    model *m2 = NULL;
+    const char *sspec = sdir;
+    rc = model_load(base, &FX_NO_TOK, &m2, &err) || model_attach_adapters(m2, &sspec, 1, NULL, 0, &err);
     CHECK(rc == 0, "reload: %s", err.msg);
     if (!rc) {
-        rc = llama_forward(&m2, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+        rc = fx_lm_forward(m2, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
         snprintf(what, sizeof what, "%s logits after PEFT save/load", name);
-        check_arrays_close(llama_acts_logits(a), ref_logits, nl, 2e-5, 1e-4, what);
-        llama_model_free(&m2);
+        check_arrays_close(model_acts_logits(a), ref_logits, nl, 2e-5, 1e-4, what);
     }
+    model_free(m2);
     char p1[700];
     snprintf(p1, sizeof p1, "%s/adapter_model.safetensors", sdir);
     remove(p1);
@@ -170,19 +139,19 @@ static void run_variant(const char *name, int want_layers, int want_nkv) {
     rmdir(tmp);
 
     /* merged (inference mode) == unmerged */
-    rc = llama_forward(&m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+    rc = fx_lm_forward(m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
     float *unmerged = malloc(nl * sizeof(float));
-    memcpy(unmerged, llama_acts_logits(a), nl * sizeof(float));
-    rc |= llama_model_train_mode(&m, 0, &err);
-    rc |= llama_forward(&m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+    memcpy(unmerged, model_acts_logits(a), nl * sizeof(float));
+    rc |= model_train_mode(m, 0, &err);
+    rc |= fx_lm_forward(m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
     CHECK(rc == 0, "merge: %s", err.msg);
-    check_arrays_close(llama_acts_logits(a), unmerged, nl, 1e-5, 1e-5, "merged vs unmerged logits");
+    check_arrays_close(model_acts_logits(a), unmerged, nl, 1e-5, 1e-5, "merged vs unmerged logits");
     free(unmerged);
     free(prompt);
     free(want);
 out_acts:
-    llama_acts_free(a);
-    llama_model_free(&m);
+    model_acts_free(a);
+    model_free(m);
 out:
     st_close(&ref);
     free(ids); free(targets); free(ref_logits); free(ref_base); free(ref_loss); free(ref_loss_ls);
@@ -200,10 +169,10 @@ static void test_rope_freqs(void) {
         w[i] = lorac_rng_normal(&rng);
     }
     float inv[HS / 2];
-    llama_config c = {0};
+    model_config c = {0};
     c.head_dim = HS;
     c.rope_theta = 10000.0;
-    llama_rope_inv_freq(&c, inv);
+    model_rope_inv_freq(&c, inv);
     op_rope_freqs_forward(y, x, NULL, 0, B, T, NH, HS, inv);
     op_rope_forward(y2, x, NULL, B, T, NH, HS, 10000.0f);
     check_arrays_close(y, y2, N, 1e-5, 1e-5, "rope_freqs vs op_rope");
@@ -236,17 +205,17 @@ static void test_rope_freqs(void) {
 /* Llama 3.1 scaling: wavelengths below orig/high_freq_factor unchanged, above orig/low_freq_factor
  * divided by factor, in between a smooth blend (between the two). */
 static void test_llama3_freqs(void) {
-    llama_config c = {0};
+    model_config c = {0};
     c.head_dim = 64;
     c.rope_theta = 500000.0;
     float plain[32], scaled[32];
-    llama_rope_inv_freq(&c, plain);
-    c.rope_scaling = LLAMA_ROPE_LLAMA3;
+    model_rope_inv_freq(&c, plain);
+    c.rope_scaling = MODEL_ROPE_LLAMA3;
     c.rope_factor = 8.0;
     c.rope_low_freq_factor = 1.0;
     c.rope_high_freq_factor = 4.0;
     c.rope_original_max_positions = 8192;
-    llama_rope_inv_freq(&c, scaled);
+    model_rope_inv_freq(&c, scaled);
     int hi = 0, lo = 0, mid = 0;
     for (int i = 0; i < 32; i++) {
         double wl = 6.283185307179586 / plain[i];
@@ -270,33 +239,39 @@ static void test_config_errors(void) {
     CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
     snprintf(path, sizeof path, "%s/config.json", tmp);
     lorac_err err = {0};
-    llama_config c;
-    write_text(path, "{\"model_type\": \"gpt2\", \"hidden_size\": 8}");
-    CHECK(llama_config_load(tmp, &c, &err) == LORAC_EUNSUPPORTED && strstr(err.msg, "gpt2"), "gpt2: %s", err.msg);
+    model_config c;
+    write_text(path, "{\"model_type\": \"gpt3\", \"hidden_size\": 8}");
+    CHECK(model_config_load(tmp, &c, &err) == LORAC_EUNSUPPORTED && strstr(err.msg, "gpt3"), "gpt3: %s", err.msg);
     write_text(path, "{\"model_type\": \"llama\", \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 1,"
                      " \"num_attention_heads\": 4, \"num_key_value_heads\": 3}");
-    CHECK(llama_config_load(tmp, &c, &err) == LORAC_EFORMAT && strstr(err.msg, "num_key_value_heads"), "nkv: %s", err.msg);
+    CHECK(model_config_load(tmp, &c, &err) == LORAC_EFORMAT && strstr(err.msg, "key/value heads"), "nkv: %s", err.msg);
     write_text(path, "{\"model_type\": \"mistral\", \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 1,"
                      " \"num_attention_heads\": 4, \"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}");
-    CHECK(llama_config_load(tmp, &c, &err) == LORAC_EUNSUPPORTED && strstr(err.msg, "dynamic"), "dynamic: %s", err.msg);
+    CHECK(model_config_load(tmp, &c, &err) == LORAC_EUNSUPPORTED && strstr(err.msg, "dynamic"), "dynamic: %s", err.msg);
     write_text(path, "{\"model_type\": \"llama\", \"hidden_size\": 32, \"intermediate_size\": 64, \"num_hidden_layers\": 1,"
                      " \"num_attention_heads\": 4, \"eos_token_id\": [128001, 128009], \"rope_scaling\": {\"rope_type\": "
                      "\"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
                      "\"original_max_position_embeddings\": 8192}}");
-    int rc = llama_config_load(tmp, &c, &err);
-    CHECK(rc == 0 && c.eos_token_id == 128001 && c.n_kv_head == 4 && c.head_dim == 8 && c.rope_scaling == LLAMA_ROPE_LLAMA3,
+    int rc = model_config_load(tmp, &c, &err);
+    CHECK(rc == 0 && c.eos_token_id == 128001 && c.n_kv_head == 4 && c.head_dim == 8 && c.rope_scaling == MODEL_ROPE_LLAMA3,
           "llama3 config: %s", rc ? err.msg : "wrong fields");
-    llama_weights w;
-    rc = llama_weights_load(tmp, &c, &w, &err);
+    model *m = NULL;
+    rc = model_load(tmp, &FX_NO_TOK, &m, &err);
     CHECK(rc == LORAC_ENOTFOUND && strstr(err.msg, "model.safetensors"), "no weights: %s", err.msg);
     remove(path);
     rmdir(tmp);
-    llama_lora_opts o;
-    llama_lora_opts_default(&o);
-    CHECK(llama_lora_targets_parse("q_proj,mlp.down_proj", &o, &err) == 0 && o.sites[LLAMA_SITE_Q] &&
-          o.sites[LLAMA_SITE_DOWN] && !o.sites[LLAMA_SITE_V], "targets");
-    CHECK(llama_lora_targets_parse("all-linear", &o, &err) == 0 && o.sites[LLAMA_SITE_UP] && o.sites[LLAMA_SITE_O], "all-linear");
-    CHECK(llama_lora_targets_parse("c_attn", &o, &err) == LORAC_EINVAL, "c_attn rejected");
+    /* --targets names against a random Llama */
+    model_config_default("llama", &c, &err);
+    CHECK(model_random(&c, 1, &m, &err) == 0, "random llama: %s", err.msg);
+    model_lora_opts o;
+    model_lora_opts_init(&o);
+    snprintf(o.targets, sizeof o.targets, "q_proj,mlp.down_proj");
+    CHECK(model_lora_check(m, &o, &err) == 0, "targets: %s", err.msg);
+    snprintf(o.targets, sizeof o.targets, "all-linear");
+    CHECK(model_lora_check(m, &o, &err) == 0, "all-linear: %s", err.msg);
+    snprintf(o.targets, sizeof o.targets, "c_attn");
+    CHECK(model_lora_check(m, &o, &err) == LORAC_EINVAL && strstr(err.msg, "c_attn"), "c_attn rejected: %s", err.msg);
+    model_free(m);
 }
 
 int main(void) {

@@ -1,19 +1,25 @@
-/* lorac/finetune.h — the fine-tuning and evaluation runs behind `lorac train` and `lorac eval`, for
- * any model lm.h loads (GPT-2, Llama family from an HF directory or a GGUF): a model, a data file and
- * options in; a PEFT adapter directory, a JSONL log and a loss-curve SVG out.
+/* lorac/finetune.h — one trainer for every family and task, behind `lorac train` and `lorac eval`:
+ * a model (HF directory or GGUF), a data file and options in; a PEFT adapter directory (or, fully
+ * fine-tuned, a model directory), a JSONL log, a loss-curve SVG and a resumable checkpoint out.
  *
- * Data (by the first example of the file):
- *   E2E lines "context||completion", JSONL {"prompt"|"context","completion"} or {"text"}: the LoRA
- *     paper's recipe (train_data_build: context + eos + " " + completion + eos, loss on the
- *     completion), with the tokenizer's bos in front when it adds one;
- *   JSONL {"messages":[{"role","content"},...]}: the ChatML text of the conversation (the model's
- *     chat template, lm_chat_format), loss only on the assistant turns ("content<|im_end|>\n");
- *     needs a tokenizer with <|im_start|>/<|im_end|>. */
+ * The task decides the data, the loss and the metrics:
+ *   causal LM (no task): by the first example of the file,
+ *     E2E lines "context||completion", JSONL {"prompt"|"context","completion"} or {"text"}: the LoRA
+ *       paper's recipe (train_data_build: context + eos + " " + completion + eos, loss on the
+ *       completion), with the tokenizer's bos in front when it adds one;
+ *     JSONL {"messages":[{"role","content"},...]}: the ChatML text of the conversation (the model's
+ *       chat template), loss only on the assistant turns ("content<|im_end|>\n");
+ *     cross-entropy per scored token (label smoothing), evaluated as loss and perplexity;
+ *   a GLUE task (lorac/glue.h) on an encoder with a classification head: sentence(-pair) examples,
+ *     cross-entropy (MSE for STS-B) per example, evaluated with the task's metrics.
+ * Either way: LoRA (with the head trained, as PEFT's modules_to_save), head only, or full
+ * fine-tuning; AdamW over one flat buffer (weight decay on matrices only, as HF Trainer's default),
+ * clipping, linear warm-up/decay, gradient accumulation, bit-exact resume. */
 #ifndef LORAC_FINETUNE_H
 #define LORAC_FINETUNE_H
 
-#include "lorac/lm.h"
-#include "lorac/tokenizer.h"
+#include "lorac/glue.h"
+#include "lorac/model.h"
 #include "lorac/train.h"
 
 #ifdef __cplusplus
@@ -28,33 +34,41 @@ typedef struct ft_progress {
     double eval_loss;
 } ft_progress;
 
+/* Teacher-forced evaluation: an LM's mean negative log-likelihood per scored token (and its
+ * perplexity); a classifier's mean loss per example and the task's metrics. */
+typedef struct ft_eval_result {
+    double loss;
+    double ppl;          /* LM */
+    size_t tokens;       /* LM: scored tokens; classifier: examples */
+    glue_scores scores;  /* classifier */
+    double seconds;      /* the evaluation's wall time */
+} ft_eval_result;
+
 typedef struct ft_args {
-    const char *model_dir;   /* an HF directory or a .gguf file */
-    const char *data_path;
+    const char *model_path;  /* an HF directory or a .gguf file */
+    const char *data_path;   /* a data file (a GLUE task: its TSV, or the task's folder with train.tsv) */
     const char *eval_path;   /* or NULL */
-    const char *out_dir;     /* the adapter dir; also holds train_log.jsonl, loss.svg, checkpoint.safetensors */
+    const char *out_dir;     /* the adapter (or model) dir; also train_log.jsonl, loss.svg, checkpoint.safetensors */
+    const glue_task *task;   /* NULL: a causal LM */
     int resume;              /* continue from out_dir/checkpoint.safetensors */
     long long stop_after;    /* > 0: stop (with a checkpoint) after this many steps, as if interrupted */
     train_options opt;
-    lm_lora_opts lora;       /* r or alpha 0, targets "": the family's default; dropout from opt.lora_dropout */
     const char *gguf_adapter; /* also write the adapter as a GGUF LoRA (llama.cpp --lora), or NULL */
     void (*progress)(void *ctx, const ft_progress *p);
     void *progress_ctx;
+    ft_eval_result *final_eval; /* when non-NULL and eval_path is given: the last evaluation */
 } ft_args;
 
-/* Trains a LoRA adapter as described in finetune.h's header. Everything is validated (model, data,
- * options) before out_dir is created. */
+/* Trains as described above. Everything is validated (model, data, options) before out_dir is
+ * created. */
 int ft_train(const ft_args *a, lorac_err *err);
 
-/* Teacher-forced evaluation: mean negative log-likelihood per scored (completion) token. */
-typedef struct ft_eval_result {
-    double loss;
-    double ppl;
-    size_t tokens;
-} ft_eval_result;
-int ft_eval(lm *m, const char *data_path, int batch_size, int max_seq_len, ft_eval_result *out, lorac_err *err);
-/* Reads and tokenizes a data file (any format above) for model m. */
-int ft_load_data(lm *m, const char *path, size_t max_len, train_data *d, lorac_err *err);
+/* Evaluates m on a data file of the task (NULL: causal LM) in batches of `batch` rows of up to
+ * max_seq_len tokens (0: as ft_train's default); max_examples > 0 takes the first ones only. */
+int ft_eval(model *m, const glue_task *task, const char *path, int batch, int max_seq_len, long long max_examples,
+            ft_eval_result *out, lorac_err *err);
+/* Reads and tokenizes a data file of the task for model m into sequences of up to max_len tokens. */
+int ft_load_data(model *m, const glue_task *task, const char *path, size_t max_len, train_data *d, lorac_err *err);
 
 #ifdef __cplusplus
 }

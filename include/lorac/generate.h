@@ -64,6 +64,7 @@
 #include <stdint.h>
 
 #include "lorac/base.h"
+#include "lorac/model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -163,6 +164,12 @@ typedef struct gen_result {
 int gen_generate(const gen_model *model, const gen_config *cfg, const int32_t *prompt, int n_prompt,
                  gen_result *out, lorac_err *err);
 void gen_result_free(gen_result *r);
+
+/* A causal model's KV-cache session (lorac/model.h) as a gen_model: one request at a time per
+ * session. gen_model_eos sets cfg's eos ids for the model: its eos and, with a chat template,
+ * <|im_end|> (which ends an assistant turn). */
+void gen_model_session(gen_model *gm, const model *m, model_session *s);
+void gen_model_eos(const model *m, gen_config *cfg);
 
 /* ---------------------------------------------------------------------------------------------
  * The logits processors, each on one row x (V), exposed for tests and for other decoders.

@@ -1,6 +1,7 @@
-/* lorac/glue.h — GLUE tasks: the TSV layouts of the GLUE distribution, sentence(-pair) encoding for
- * BERT (WordPiece) and RoBERTa (byte-level BPE), the task metrics, and the fine-tuning / evaluation
- * drivers behind `lorac train --task glue-<name>` and `lorac eval --task glue-<name>`.
+/* lorac/glue.h — GLUE data: the TSV layouts of the GLUE distribution and sentence(-pair) encoding
+ * for the encoders (BERT's WordPiece, RoBERTa's byte-level BPE). Training and evaluation run through
+ * the one trainer (lorac/finetune.h, ft_train / ft_eval with a task); the task table and metrics are
+ * in lorac/metrics.h.
  *
  * Layouts (as the GLUE download script writes them; a UTF-8 BOM is skipped; fields are split on
  * tabs with no quoting, as HF's run_glue / the GLUE processors do):
@@ -12,35 +13,20 @@
  * Columns of files with a header are found by name. Labels are integers or the task's names
  * (entailment = 0, not_entailment = 1 for QNLI/RTE; contradiction 0, entailment 1, neutral 2 for
  * MNLI: the order of HF's GLUE processors). Errors name FILE:LINE.
- * Layers: readers, encoding and drivers live in src/train/glue_*.c, the metrics and glue_score in
- * src/metrics/glue_metrics.c (above train), so the CLI scores what glue_predict returns.
  */
 #ifndef LORAC_GLUE_H
 #define LORAC_GLUE_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "lorac/base.h"
+#include "lorac/metrics.h"
+#include "lorac/model.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum glue_metric_kind { GLUE_M_ACC = 0, GLUE_M_ACC_F1, GLUE_M_MCC, GLUE_M_PEARSON_SPEARMAN } glue_metric_kind;
-
-typedef struct glue_task {
-    const char *name;     /* "sst2" */
-    const char *dir;      /* "SST-2": the folder of the GLUE distribution */
-    int num_labels;       /* 1 = regression */
-    int pair;             /* sentence pairs */
-    glue_metric_kind metric;
-    const char *dev_file; /* "dev.tsv" ("dev_matched.tsv" for MNLI) */
-} glue_task;
-
-/* "sst2", "sst-2", "glue-sst2", "SST-2", "mnli-mm" (MNLI mismatched dev), ... */
-const glue_task *glue_task_find(const char *name);
 
 typedef struct glue_example {
     const char *a, *b;   /* b NULL for single sentences */
@@ -60,59 +46,20 @@ typedef struct glue_data {
 int glue_read_tsv(const glue_task *t, const char *path, glue_data *out, lorac_err *err);
 void glue_data_free(glue_data *d);
 
-/* ---------------------------------------------------------------- metrics */
-double glue_accuracy(const int *pred, const int *label, size_t n);
-double glue_f1(const int *pred, const int *label, size_t n);         /* positive class 1; 0 if no positives */
-double glue_matthews(const int *pred, const int *label, size_t n);   /* sklearn's multiclass form; 0 if undefined */
-double glue_pearson(const float *x, const float *y, size_t n);
-double glue_spearman(const float *x, const float *y, size_t n);      /* ties get their average rank */
-
-typedef struct glue_scores {
-    size_t n;
-    double accuracy, f1, mcc, pearson, spearman;
-    double main;          /* the task's headline metric (F1/acc average, Pearson/Spearman average, ...) */
-    double loss;          /* mean eval loss */
-} glue_scores;
-void glue_score(const glue_task *t, const float *logits, const glue_data *d, glue_scores *s);
-
-/* ---------------------------------------------------------------- encoding */
+/* Sentence(-pair) encoding: [CLS] a [SEP] (b [SEP]) with type ids 0 / 1 (BERT), or
+ * <s> a </s></s> b </s> with type ids 0 (RoBERTa), truncated longest-first to max_len tokens. */
 typedef struct glue_encoder glue_encoder;
-/* The tokenizer of model DIR: WordPiece (bert) or byte-level BPE (roberta). */
-int glue_encoder_load(const char *dir, int roberta, glue_encoder **out, lorac_err *err);
+/* The layout and tokenizer of a loaded model (its family's special tokens). */
+int glue_encoder_for_model(const model *m, glue_encoder **out, lorac_err *err);
+/* A tokenizer directory alone: WordPiece vocab.txt ([CLS]/[SEP]/[PAD]) or byte-level BPE vocab.json
+ * + merges.txt (<s>/</s>/<pad>). */
+typedef enum glue_tok { GLUE_TOK_WORDPIECE = 0, GLUE_TOK_BPE = 1 } glue_tok;
+int glue_encoder_load(const char *dir, glue_tok kind, glue_encoder **out, lorac_err *err);
 void glue_encoder_free(glue_encoder *e);
-/* [CLS] a [SEP] (b [SEP]) with type ids 0 / 1, or <s> a </s></s> b </s> (types 0), truncated
- * longest-first to max_len tokens. ids and types hold max_len entries; returns the length. */
+/* ids and types hold max_len entries; returns the length in *len. */
 int glue_encode(const glue_encoder *e, const char *a, const char *b, int max_len, int32_t *ids, int32_t *types,
                 int *len, lorac_err *err);
 int32_t glue_encoder_pad(const glue_encoder *e);
-
-/* ---------------------------------------------------------------- drivers */
-typedef struct glue_train_options {
-    const char *task, *model, *data, *eval_data, *out;
-    int rank;               /* LoRA r (default 8) */
-    double alpha;           /* default 16 */
-    double lora_dropout;    /* default 0.1 */
-    double hidden_dropout;  /* < 0 (default): config.json's hidden_dropout_prob */
-    const char *targets;    /* comma list, default "query,value" */
-    double lr;              /* 0: per mode (LoRA 5e-4, head only 2e-3, full 5e-5) */
-    double weight_decay;    /* default 0.01 (not on biases and LayerNorm) */
-    double warmup_ratio;    /* default 0.06 */
-    int epochs, batch, max_seq_len;
-    int head_only, full_ft;
-    long max_train;         /* use the first N examples after a seeded shuffle; 0 = all */
-    long max_eval;
-    uint64_t seed;
-    int threads;
-} glue_train_options;
-void glue_train_options_default(glue_train_options *o);
-
-/* Trains and writes OUT (a PEFT adapter dir, or with full_ft a whole HF model dir). Progress
- * lines go to log (may be NULL); *train_seconds is the wall time of the training loop. */
-int glue_train(const glue_train_options *o, double *train_seconds, FILE *log, lorac_err *err);
-/* Runs model DIR (+ adapter dir, may be NULL) over d (the first max_eval examples if > 0) and
- * returns malloc'd logits (n · num_labels) and the mean loss; score them with glue_score. */
-int glue_predict(const glue_task *t, const char *model, const char *adapter, const glue_data *d, int max_seq_len,
-                 int batch, size_t n, float **logits, double *loss, lorac_err *err);
 
 #ifdef __cplusplus
 }

@@ -71,6 +71,38 @@ int metrics_compute_rouge_l(const metrics_corpus *c, double *rouge_l, lorac_err 
 int metrics_compute_cider(const metrics_corpus *c, double *cider, lorac_err *err);
 int metrics_compute_meteor_es(const metrics_corpus *c, double *meteor, lorac_err *err);
 
+/* ---------------------------------------------------------------- GLUE tasks and their metrics */
+
+typedef enum glue_metric_kind { GLUE_M_ACC = 0, GLUE_M_ACC_F1, GLUE_M_MCC, GLUE_M_PEARSON_SPEARMAN } glue_metric_kind;
+
+typedef struct glue_task {
+    const char *name;     /* "sst2" */
+    const char *dir;      /* "SST-2": the folder of the GLUE distribution */
+    int num_labels;       /* 1 = regression */
+    int pair;             /* sentence pairs */
+    glue_metric_kind metric;
+    const char *dev_file; /* "dev.tsv" ("dev_matched.tsv" for MNLI) */
+} glue_task;
+
+/* "sst2", "sst-2", "glue-sst2", "SST-2", "mnli-mm" (MNLI mismatched dev), ... */
+const glue_task *glue_task_find(const char *name);
+
+double glue_accuracy(const int *pred, const int *label, size_t n);
+double glue_f1(const int *pred, const int *label, size_t n);         /* positive class 1; 0 if no positives */
+double glue_matthews(const int *pred, const int *label, size_t n);   /* sklearn's multiclass form; 0 if undefined */
+double glue_pearson(const float *x, const float *y, size_t n);
+double glue_spearman(const float *x, const float *y, size_t n);      /* ties get their average rank */
+
+typedef struct glue_scores {
+    size_t n;
+    double accuracy, f1, mcc, pearson, spearman;
+    double main;          /* the task's headline metric (F1/acc average, Pearson/Spearman average, ...) */
+    double loss;          /* mean eval loss */
+} glue_scores;
+/* Scores n rows of logits (n·num_labels) against labels (classification) or scores (regression);
+ * s->loss is kept. Fails only when out of memory. */
+int glue_score(const glue_task *t, const float *logits, const int *labels, const float *scores, size_t n, glue_scores *s);
+
 /* Tokenizers, exposed for tests. Each writes the tokens of s, lowercased, joined by single spaces,
  * into a malloc'd string *out. */
 int metrics_tokenize_mteval(const char *s, char **out, lorac_err *err); /* mteval-v13a basic */

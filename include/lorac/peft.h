@@ -6,7 +6,7 @@
  * Three levels: peft_config (adapter_config.json alone); peft_adapter (config + tensors in memory,
  * independent of any model: read, write, combine as PEFT's add_weighted_adapter, and the weighted
  * sum behind --adapter DIR[:SCALE] lists); and the model families' attach functions
- * (gpt2_peft_attach in lorac/gpt2.h, llama_peft_attach in lorac/llama.h), which check the tensors against
+ * (model_peft_attach in lorac/model.h), which checks the tensors against
  * the model. docs/adapters.md describes what is supported and how it was checked against PEFT.
  *
  * Only "peft_type" is required. Keys this version does not know are reported as warnings (newer
@@ -96,7 +96,7 @@ typedef struct peft_tensor {
 #define PEFT_MAX_META 8
 
 /* A PEFT adapter, independent of any model: its config and its named tensors (model families
- * attach it: gpt2_peft_attach, llama_peft_attach). */
+ * attach it: model_peft_attach in lorac/model.h). */
 typedef struct peft_adapter {
     peft_config cfg;
     peft_tensor *t;

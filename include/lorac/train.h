@@ -46,6 +46,8 @@
 #include <stdio.h>
 
 #include "lorac/base.h"
+#include "lorac/lora.h"
+#include "lorac/model.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,14 +60,19 @@ extern "C" {
  * label smoothing 0.1, LoRA dropout 0.1, batch 8, 5 epochs, sequences up to 512 tokens,
  * no gradient clipping. */
 typedef struct train_options {
-    double lr;
+    double lr;                /* 0: the task's default */
     double beta1, beta2, eps, weight_decay;
     long long warmup_steps;
     double label_smoothing;
-    double lora_dropout;
+    double warmup_ratio;      /* > 0: warm up over this fraction of the steps instead of warmup_steps */
+    model_lora_opts lora;     /* the LoRA layers (lora.dropout is LoRA's dropout); unset fields: the family's */
+    int head_only;            /* a classifier: train its head alone (no LoRA) */
+    int full_ft;              /* train every weight (no LoRA) */
+    double hidden_dropout;    /* < 0: the model's config (BERT's hidden_dropout_prob; 0 for causal LMs) */
+    long long max_train;      /* > 0: only the first N training examples after a seeded shuffle */
     int batch_size;           /* sequences per micro-batch */
     int grad_accum;           /* micro-batches per optimizer step */
-    int max_seq_len;          /* longer sequences are cut, keeping their start */
+    int max_seq_len;          /* longer sequences are cut, keeping their start; 0: the task's default */
     double max_grad_norm;     /* clip the global L2 norm to this; 0 = no clipping */
     int epochs;               /* used when max_steps == 0 */
     long long max_steps;      /* optimizer steps; 0 = run `epochs` epochs */
@@ -77,6 +84,10 @@ typedef struct train_options {
 } train_options;
 
 void train_options_default(train_options *o);
+/* HF Trainer's defaults for sequence classification (GLUE): lr 0 (the mode's: LoRA 5e-4, head only
+ * 2e-3, full fine-tuning 5e-5), warm-up ratio 0.06, no label smoothing, clipping at 1, batch 32,
+ * 3 epochs, 128 tokens, LoRA dropout 0.1, seed 42. */
+void train_options_classifier(train_options *o);
 /* Checks ranges (lr > 0, 0 <= β < 1, batch >= 1, ...); the message names the offending option
  * as the CLI spells it (e.g. "--batch-size must be >= 1"). */
 int train_options_check(const train_options *o, lorac_err *err);
@@ -113,6 +124,23 @@ void adamw_free(adamw_state *s);
  * (e.g. biases trained with bias="lora_only"). */
 void adamw_update(adamw_state *s, const adamw_config *c, double lr, float *params, const float *grads,
                   const uint8_t *decay_mask);
+
+/* The trainable tensors of a registry (requires_grad, with a gradient buffer), in registry order,
+ * gathered into one flat buffer so that AdamW, clipping and the checkpoint see a single vector.
+ * decay (total) marks the matrices: they decay, vectors (biases, norm weights) do not, as HF
+ * Trainer's default (LoRA's A and B are matrices). */
+typedef struct train_params {
+    lora_param **p;
+    size_t n, total;
+    float *params, *grads;
+    uint8_t *decay;
+} train_params;
+int train_params_init(train_params *f, lora_registry *reg, lorac_err *err);
+void train_params_free(train_params *f);
+/* params := the tensors' values (and grads their gradients when with_grads). */
+void train_params_gather(train_params *f, int with_grads);
+/* The tensors := params. */
+void train_params_scatter(const train_params *f);
 
 /* Learning rate of optimizer step `step` (0-based), as HF get_linear_schedule_with_warmup with
  * the scheduler stepped after each optimizer step (so step k uses lr_lambda(k), and the first
@@ -182,6 +210,11 @@ typedef struct train_data {
     size_t n_truncated;  /* sequences cut to max_seq_len */
     size_t n_dropped;    /* examples left with nothing to score (not in the data) */
     int32_t pad_id;      /* = eos_id; fills padding in batches */
+    /* sequence classification: per token types (sentence pairs), and per sequence a class or a
+     * regression target; each NULL when the data has none */
+    int32_t *type_ids;   /* (off[n]) */
+    int32_t *labels;     /* (n) */
+    float *scores;       /* (n) */
 } train_data;
 
 /* Builds sequences by the LoRA paper's recipe. A context/completion example becomes
@@ -196,6 +229,9 @@ typedef struct train_data {
 int train_data_build(const train_examples *ex, train_encode_fn encode, void *encode_ctx,
                      int32_t eos_id, size_t max_seq_len, train_data *out, lorac_err *err);
 void train_data_free(train_data *d);
+/* Keeps n of d's sequences (all when n >= d->n): the first n, or the first n of a Fisher-Yates
+ * shuffle seeded by seed. */
+int train_data_subset(train_data *d, size_t n, int shuffle, uint64_t seed, lorac_err *err);
 
 /* ---------------------------------------------------------------- batches */
 
@@ -205,6 +241,9 @@ typedef struct train_batch {
     int32_t *ids;        /* (B,T) input tokens; pad_id at padding */
     int32_t *targets;    /* (B,T) next-token targets; TRAIN_IGNORE at unscored and padded positions */
     uint8_t *mask;       /* (B,T) 1 on real tokens, 0 on padding */
+    int32_t *type_ids;   /* (B,T) token types, when the data has them */
+    int32_t *labels;     /* (B) classes, when the data has them */
+    float *scores;       /* (B) regression targets, when the data has them */
     int32_t *lens;       /* (B) real length of each row */
     size_t *index;       /* (B) which sequence of the train_data each row is */
     size_t n_tokens;     /* real tokens in the batch */
@@ -289,7 +328,7 @@ typedef struct trainlog_entry {
     long long step;      /* 1-based: the number of optimizer steps done */
     double epoch;        /* fractional epochs done */
     double loss;
-    double lr;
+    double lr;                /* 0: the task's default */
     double grad_norm;    /* < 0: not written */
     double tokens_per_s;
     double elapsed_s;

@@ -1,10 +1,11 @@
 /* GLUE metrics, as sklearn (accuracy_score, f1_score, matthews_corrcoef) and scipy (pearsonr,
- * spearmanr with average ranks for ties) compute them, in double precision. */
+ * spearmanr with average ranks for ties) compute them, in double precision; the task table. */
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lorac/glue.h"
+#include "lorac/metrics.h"
 
 double glue_accuracy(const int *pred, const int *label, size_t n) {
     size_t ok = 0;
@@ -117,40 +118,55 @@ double glue_spearman(const float *x, const float *y, size_t n) {
     return r;
 }
 
-void glue_score(const glue_task *t, const float *logits, const glue_data *d, glue_scores *s) {
+static const glue_task TASKS[] = {
+    {"cola", "CoLA", 2, 0, GLUE_M_MCC, "dev.tsv"},
+    {"sst2", "SST-2", 2, 0, GLUE_M_ACC, "dev.tsv"},
+    {"mrpc", "MRPC", 2, 1, GLUE_M_ACC_F1, "dev.tsv"},
+    {"stsb", "STS-B", 1, 1, GLUE_M_PEARSON_SPEARMAN, "dev.tsv"},
+    {"qqp", "QQP", 2, 1, GLUE_M_ACC_F1, "dev.tsv"},
+    {"mnli", "MNLI", 3, 1, GLUE_M_ACC, "dev_matched.tsv"},
+    {"mnli-mm", "MNLI", 3, 1, GLUE_M_ACC, "dev_mismatched.tsv"},
+    {"qnli", "QNLI", 2, 1, GLUE_M_ACC, "dev.tsv"},
+    {"rte", "RTE", 2, 1, GLUE_M_ACC, "dev.tsv"},
+};
+
+const glue_task *glue_task_find(const char *name) {
+    if (!name) return NULL;
+    if (!strncmp(name, "glue-", 5)) name += 5;
+    char norm[32];
+    size_t n = 0;
+    for (const char *p = name; *p && n + 1 < sizeof norm; p++) /* "SST-2" -> "sst2", "STS-B" -> "stsb" */
+        if (*p != '-' || !strcmp(p, "-mm")) norm[n++] = (char)tolower((unsigned char)*p);
+    norm[n] = 0;
+    for (size_t i = 0; i < sizeof TASKS / sizeof TASKS[0]; i++)
+        if (!strcmp(norm, TASKS[i].name)) return &TASKS[i];
+    return NULL;
+}
+
+int glue_score(const glue_task *t, const float *logits, const int *labels, const float *scores, size_t n, glue_scores *s) {
     double loss = s->loss;
-    size_t n = s->n ? s->n : d->n;
     memset(s, 0, sizeof *s);
     s->n = n;
     s->loss = loss;
     if (t->num_labels == 1) {
-        float *y = malloc(n * sizeof(float) + 1);
-        if (!y) return;
-        for (size_t i = 0; i < n; i++) y[i] = d->ex[i].score;
-        s->pearson = glue_pearson(logits, y, n);
-        s->spearman = glue_spearman(logits, y, n);
+        s->pearson = glue_pearson(logits, scores, n);
+        s->spearman = glue_spearman(logits, scores, n);
         s->main = (s->pearson + s->spearman) / 2;
-        free(y);
-        return;
+        return LORAC_OK;
     }
-    int *p = malloc(n * sizeof(int) + 1), *y = malloc(n * sizeof(int) + 1);
-    if (!p || !y) {
-        free(p);
-        free(y);
-        return;
-    }
+    int *p = malloc(n * sizeof(int) + 1);
+    if (!p) return LORAC_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const float *z = logits + i * (size_t)t->num_labels;
         int best = 0;
         for (int k = 1; k < t->num_labels; k++)
             if (z[k] > z[best]) best = k;
         p[i] = best;
-        y[i] = d->ex[i].label;
     }
-    s->accuracy = glue_accuracy(p, y, n);
-    s->f1 = glue_f1(p, y, n);
-    s->mcc = glue_matthews(p, y, n);
+    s->accuracy = glue_accuracy(p, labels, n);
+    s->f1 = glue_f1(p, labels, n);
+    s->mcc = glue_matthews(p, labels, n);
     s->main = t->metric == GLUE_M_MCC ? s->mcc : t->metric == GLUE_M_ACC_F1 ? (s->accuracy + s->f1) / 2 : s->accuracy;
     free(p);
-    free(y);
+    return LORAC_OK;
 }

@@ -126,11 +126,16 @@ long hf_slot_find(const hf_slot *slots, size_t n_slots, const char *peft_name) {
     return -1;
 }
 
-/* 1 if the module of tensor key ("a.b.weight" -> "a.b") is entry or ends with ".entry". */
+/* 1 if tensor key ("bert.pooler.dense.weight") lies under a module that entry names: some dotted
+ * prefix of key's module ("bert", "bert.pooler", "bert.pooler.dense") is entry or ends with
+ * ".entry", as PEFT's modules_to_save wraps a whole module. */
 static int module_is(const char *key, const char *entry) {
-    const char *dot = strrchr(key, '.');
-    size_t m = dot ? (size_t)(dot - key) : strlen(key), e = strlen(entry);
-    return e <= m && !strncmp(key + m - e, entry, e) && (e == m || key[m - e - 1] == '.');
+    size_t e = strlen(entry);
+    for (const char *d = strchr(key, '.'); d; d = strchr(d + 1, '.')) {
+        size_t m = (size_t)(d - key);
+        if (e <= m && !strncmp(key + m - e, entry, e) && (e == m || key[m - e - 1] == '.')) return 1;
+    }
+    return 0;
 }
 
 static int in_modules_to_save(const peft_config *c, const char *key) {

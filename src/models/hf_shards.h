@@ -35,7 +35,7 @@ int hf_attach_begin_extras(hf_attach *h, const peft_adapter *a, const char *fami
 /* One base tensor of a model that an adapter may replace: HF name ("transformer.h.0.ln_1.bias"),
  * the model's pointer to it, and its shape (d1 = 0: 1-D). */
 typedef struct hf_slot {
-    char name[128];
+    char name[160];
     const float **slot;  /* an f32 tensor's pointer ... */
     struct qmat *q;      /* ... or a matrix the model may hold quantized (Llama), else NULL */
     int64_t d0, d1;

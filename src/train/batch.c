@@ -13,9 +13,12 @@ int train_batch_init(train_batch *bt, int B, size_t max_T, lorac_err *err) {
     bt->ids = malloc(bt_n * sizeof(int32_t));
     bt->targets = malloc(bt_n * sizeof(int32_t));
     bt->mask = malloc(bt_n);
+    bt->type_ids = malloc(bt_n * sizeof(int32_t));
+    bt->labels = malloc((size_t)B * sizeof(int32_t));
+    bt->scores = malloc((size_t)B * sizeof(float));
     bt->lens = malloc((size_t)B * sizeof(int32_t));
     bt->index = malloc((size_t)B * sizeof(size_t));
-    if (!bt->ids || !bt->targets || !bt->mask || !bt->lens || !bt->index) {
+    if (!bt->ids || !bt->targets || !bt->mask || !bt->type_ids || !bt->labels || !bt->scores || !bt->lens || !bt->index) {
         train_batch_free(bt);
         return lorac_fail(err, LORAC_ENOMEM, "batch: out of memory for %d x %zu tokens", B, max_T);
     }
@@ -28,6 +31,9 @@ void train_batch_free(train_batch *bt) {
     free(bt->ids);
     free(bt->targets);
     free(bt->mask);
+    free(bt->type_ids);
+    free(bt->labels);
+    free(bt->scores);
     free(bt->lens);
     free(bt->index);
     memset(bt, 0, sizeof *bt);
@@ -117,14 +123,20 @@ int train_batcher_next(train_batcher *b, train_batch *out, lorac_err *err) {
         size_t o = d->off[s], len = d->off[s + 1] - o;
         int32_t *ids = out->ids + r * T, *tg = out->targets + r * T;
         uint8_t *mk = out->mask + r * T;
+        int32_t *ty = out->type_ids + r * T;
         memcpy(ids, d->ids + o, len * sizeof *ids);
         memcpy(tg, d->targets + o, len * sizeof *tg);
         memset(mk, 1, len);
+        if (d->type_ids) memcpy(ty, d->type_ids + o, len * sizeof *ty);
+        else memset(ty, 0, len * sizeof *ty);
         for (size_t t = len; t < T; t++) {
             ids[t] = d->pad_id;
             tg[t] = TRAIN_IGNORE;
             mk[t] = 0;
+            ty[t] = 0;
         }
+        if (d->labels) out->labels[r] = d->labels[s];
+        if (d->scores) out->scores[r] = d->scores[s];
         out->lens[r] = (int32_t)len;
         out->index[r] = s;
     }

@@ -372,5 +372,53 @@ void train_data_free(train_data *d) {
     free(d->off);
     free(d->ids);
     free(d->targets);
+    free(d->type_ids);
+    free(d->labels);
+    free(d->scores);
     memset(d, 0, sizeof *d);
+}
+
+/* Keeps n of d's sequences: the first n, or the first n of a Fisher-Yates shuffle seeded by seed. */
+int train_data_subset(train_data *d, size_t n, int shuffle, uint64_t seed, lorac_err *err) {
+    if (n >= d->n) return LORAC_OK;
+    size_t *order = malloc(d->n * sizeof *order);
+    train_data s;
+    memset(&s, 0, sizeof s);
+    s.pad_id = d->pad_id;
+    if (!order) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
+    for (size_t i = 0; i < d->n; i++) order[i] = i;
+    lorac_rng rng;
+    lorac_rng_seed(&rng, seed);
+    for (size_t i = d->n; shuffle && i > 1; i--) {
+        size_t j = (size_t)(lorac_rng_u64(&rng) % i), t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    size_t toks = 0;
+    for (size_t i = 0; i < n; i++) toks += d->off[order[i] + 1] - d->off[order[i]];
+    int ok = (s.off = malloc((n + 1) * sizeof *s.off)) && (s.ids = malloc(toks * sizeof *s.ids + 1)) &&
+             (s.targets = malloc(toks * sizeof *s.targets + 1)) && (!d->type_ids || (s.type_ids = malloc(toks * sizeof *s.type_ids + 1))) &&
+             (!d->labels || (s.labels = malloc(n * sizeof *s.labels))) && (!d->scores || (s.scores = malloc(n * sizeof *s.scores)));
+    for (size_t i = 0; ok && i < n; i++) {
+        size_t o = d->off[order[i]], len = d->off[order[i] + 1] - o;
+        s.off[i] = s.n_tokens;
+        memcpy(s.ids + s.n_tokens, d->ids + o, len * sizeof *s.ids);
+        memcpy(s.targets + s.n_tokens, d->targets + o, len * sizeof *s.targets);
+        if (s.type_ids) memcpy(s.type_ids + s.n_tokens, d->type_ids + o, len * sizeof *s.type_ids);
+        if (s.labels) s.labels[i] = d->labels[order[i]];
+        if (s.scores) s.scores[i] = d->scores[order[i]];
+        for (size_t p = 0; p < len; p++) s.n_targets += s.targets[s.n_tokens + p] != TRAIN_IGNORE;
+        s.n_tokens += len;
+        s.max_len = len > s.max_len ? len : s.max_len;
+        s.n = i + 1;
+    }
+    free(order);
+    if (!ok) {
+        train_data_free(&s);
+        return lorac_fail(err, LORAC_ENOMEM, "out of memory");
+    }
+    s.off[n] = s.n_tokens;
+    train_data_free(d);
+    *d = s;
+    return LORAC_OK;
 }

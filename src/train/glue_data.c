@@ -5,31 +5,6 @@
 
 #include "lorac/glue.h"
 
-static const glue_task TASKS[] = {
-    {"cola", "CoLA", 2, 0, GLUE_M_MCC, "dev.tsv"},
-    {"sst2", "SST-2", 2, 0, GLUE_M_ACC, "dev.tsv"},
-    {"mrpc", "MRPC", 2, 1, GLUE_M_ACC_F1, "dev.tsv"},
-    {"stsb", "STS-B", 1, 1, GLUE_M_PEARSON_SPEARMAN, "dev.tsv"},
-    {"qqp", "QQP", 2, 1, GLUE_M_ACC_F1, "dev.tsv"},
-    {"mnli", "MNLI", 3, 1, GLUE_M_ACC, "dev_matched.tsv"},
-    {"mnli-mm", "MNLI", 3, 1, GLUE_M_ACC, "dev_mismatched.tsv"},
-    {"qnli", "QNLI", 2, 1, GLUE_M_ACC, "dev.tsv"},
-    {"rte", "RTE", 2, 1, GLUE_M_ACC, "dev.tsv"},
-};
-
-const glue_task *glue_task_find(const char *name) {
-    if (!name) return NULL;
-    if (!strncmp(name, "glue-", 5)) name += 5;
-    char norm[32];
-    size_t n = 0;
-    for (const char *p = name; *p && n + 1 < sizeof norm; p++) /* "SST-2" -> "sst2", "STS-B" -> "stsb" */
-        if (*p != '-' || !strcmp(p, "-mm")) norm[n++] = (char)tolower((unsigned char)*p);
-    norm[n] = 0;
-    for (size_t i = 0; i < sizeof TASKS / sizeof TASKS[0]; i++)
-        if (!strcmp(norm, TASKS[i].name)) return &TASKS[i];
-    return NULL;
-}
-
 /* Column names of files with a header: a, b (NULL for single sentences), label. */
 static void layout(const glue_task *t, const char **a, const char **b, const char **lab) {
     *b = NULL;

@@ -1,5 +1,5 @@
-/* Sentence(-pair) encoding for GLUE: BERT's WordPiece or RoBERTa's byte-level BPE, with the
- * special tokens, type ids and longest-first truncation of Hugging Face's tokenizers. */
+/* Sentence(-pair) encoding for GLUE: the special tokens, type ids and longest-first truncation of
+ * Hugging Face's tokenizers, over a model's tokenizer or a tokenizer directory alone. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,32 +8,41 @@
 #include "lorac/wordpiece.h"
 
 struct glue_encoder {
-    wp_tokenizer *wp;
+    const model *m;        /* a model's tokenizer, or ... */
+    wp_tokenizer *wp;      /* ... one of these, owned */
     bpe_tokenizer *bpe;
     int32_t cls, sep, pad;
+    int pair_seps;         /* separators between the sentences: 1 (BERT), 2 (RoBERTa) */
+    int pair_type;         /* the second sentence's token type */
 };
 
-int glue_encoder_load(const char *dir, int roberta, glue_encoder **out, lorac_err *err) {
+int glue_encoder_for_model(const model *m, glue_encoder **out, lorac_err *err) {
+    const model_tokens *k = model_tok(m);
+    *out = NULL;
+    if (k->cls < 0 || k->sep < 0 || k->pad < 0)
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: the model's tokenizer has no sentence-pair tokens", model_path(m));
     glue_encoder *e = calloc(1, sizeof *e);
     if (!e) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
-    int rc;
-    if (roberta) {
-        rc = bpe_load_dir(dir, &e->bpe, err);
-        if (!rc) {
-            e->cls = bpe_token_id(e->bpe, "<s>");
-            e->sep = bpe_token_id(e->bpe, "</s>");
-            e->pad = bpe_token_id(e->bpe, "<pad>");
-        }
-    } else {
-        rc = wp_load(dir, &e->wp, err);
-        if (!rc) {
-            e->cls = wp_token_id(e->wp, "[CLS]");
-            e->sep = wp_token_id(e->wp, "[SEP]");
-            e->pad = wp_token_id(e->wp, "[PAD]");
-        }
+    e->m = m, e->cls = k->cls, e->sep = k->sep, e->pad = k->pad, e->pair_seps = k->pair_seps, e->pair_type = k->pair_type_ids;
+    *out = e;
+    return LORAC_OK;
+}
+
+int glue_encoder_load(const char *dir, glue_tok kind, glue_encoder **out, lorac_err *err) {
+    glue_encoder *e = calloc(1, sizeof *e);
+    *out = NULL;
+    if (!e) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
+    int bpe = kind == GLUE_TOK_BPE;
+    int rc = bpe ? bpe_load_dir(dir, &e->bpe, err) : wp_load(dir, &e->wp, err);
+    if (!rc) {
+        e->cls = bpe ? bpe_token_id(e->bpe, "<s>") : wp_token_id(e->wp, "[CLS]");
+        e->sep = bpe ? bpe_token_id(e->bpe, "</s>") : wp_token_id(e->wp, "[SEP]");
+        e->pad = bpe ? bpe_token_id(e->bpe, "<pad>") : wp_token_id(e->wp, "[PAD]");
+        e->pair_seps = bpe ? 2 : 1;
+        e->pair_type = !bpe;
     }
     if (!rc && (e->cls < 0 || e->sep < 0 || e->pad < 0))
-        rc = lorac_fail(err, LORAC_EFORMAT, "%s: the vocabulary lacks %s", dir, roberta ? "<s>, </s> or <pad>" : "[CLS], [SEP] or [PAD]");
+        rc = lorac_fail(err, LORAC_EFORMAT, "%s: the vocabulary lacks %s", dir, bpe ? "<s>, </s> or <pad>" : "[CLS], [SEP] or [PAD]");
     if (rc) {
         glue_encoder_free(e);
         return rc;
@@ -52,6 +61,7 @@ void glue_encoder_free(glue_encoder *e) {
 int32_t glue_encoder_pad(const glue_encoder *e) { return e->pad; }
 
 static int enc(const glue_encoder *e, const char *s, int32_t **ids, size_t *n, lorac_err *err) {
+    if (e->m) return model_encode(e->m, s, strlen(s), 0, ids, n, err);
     if (e->wp) return wp_encode(e->wp, s, strlen(s), ids, n, err);
     return bpe_encode(e->bpe, s, strlen(s), ids, n, err);
 }
@@ -67,12 +77,11 @@ int glue_encode(const glue_encoder *e, const char *a, const char *b, int max_len
         free(ib);
         return rc;
     }
-    int roberta = e->bpe != NULL;
-    int special = b ? (roberta ? 4 : 3) : 2;
+    int special = b ? 2 + e->pair_seps : 2;
     if (max_len < special + 1) {
         free(ia);
         free(ib);
-        return lorac_fail(err, LORAC_EINVAL, "--max-seq-len %d is too short for the special tokens", max_len);
+        return lorac_fail(err, LORAC_EINVAL, "max_seq_len %d is too short for the special tokens", max_len);
     }
     /* longest_first as tokenizers does it: the shorter sequence (a on ties) keeps at most half the
      * room, the other takes the rest; both are cut at their end */
@@ -91,8 +100,8 @@ int glue_encode(const glue_encoder *e, const char *a, const char *b, int max_len
     for (size_t i = 0; i < na; i++) { ids[n] = ia[i]; types[n++] = 0; }
     ids[n] = e->sep; types[n++] = 0;
     if (b) {
-        int tb = roberta ? 0 : 1;
-        if (roberta) { ids[n] = e->sep; types[n++] = 0; }
+        int tb = e->pair_type;
+        for (int k = 1; k < e->pair_seps; k++) { ids[n] = e->sep; types[n++] = 0; }
         for (size_t i = 0; i < nb; i++) { ids[n] = ib[i]; types[n++] = tb; }
         ids[n] = e->sep; types[n++] = tb;
     }

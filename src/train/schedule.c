@@ -25,10 +25,12 @@ void train_options_default(train_options *o) {
     o->weight_decay = 0.01;
     o->warmup_steps = 500;
     o->label_smoothing = 0.1;
-    o->lora_dropout = 0.1;
+    model_lora_opts_init(&o->lora);
+    o->lora.dropout = 0.1f;
+    o->hidden_dropout = -1.0;
     o->batch_size = 8;
     o->grad_accum = 1;
-    o->max_seq_len = 512;
+    o->max_seq_len = 0; /* the model's positions, up to the paper's 512 */
     o->max_grad_norm = 0.0;
     o->epochs = 5;
     o->max_steps = 0;
@@ -42,8 +44,26 @@ void train_options_default(train_options *o) {
     o->log_every = 1;
 }
 
+void train_options_classifier(train_options *o) {
+    train_options_default(o);
+    o->lr = 0.0;
+    o->warmup_steps = 0;
+    o->warmup_ratio = 0.06;
+    o->label_smoothing = 0.0;
+    o->max_grad_norm = 1.0;
+    o->batch_size = 32;
+    o->epochs = 3;
+    o->max_seq_len = 0; /* 128, or the model's positions if fewer */
+    o->seed = 42;
+}
+
 int train_options_check(const train_options *o, lorac_err *err) {
-    if (!(o->lr > 0.0) || !isfinite(o->lr)) return lorac_fail(err, LORAC_EINVAL, "--lr must be > 0");
+    if (!(o->lr >= 0.0) || !isfinite(o->lr)) return lorac_fail(err, LORAC_EINVAL, "--lr must be > 0 (0: the task's default)");
+    if (!(o->warmup_ratio >= 0.0 && o->warmup_ratio <= 1.0))
+        return lorac_fail(err, LORAC_EINVAL, "--warmup-ratio must be in [0, 1]");
+    if (o->lora.r < 0) return lorac_fail(err, LORAC_EINVAL, "--rank must be >= 1");
+    if (o->head_only && o->full_ft) return lorac_fail(err, LORAC_EINVAL, "--head-only and --full-ft exclude each other");
+    if (!(o->hidden_dropout < 1.0)) return lorac_fail(err, LORAC_EINVAL, "--hidden-dropout must be in [0, 1)");
     if (!(o->beta1 >= 0.0 && o->beta1 < 1.0))
         return lorac_fail(err, LORAC_EINVAL, "--adam-beta1 must be in [0, 1)");
     if (!(o->beta2 >= 0.0 && o->beta2 < 1.0))
@@ -54,11 +74,10 @@ int train_options_check(const train_options *o, lorac_err *err) {
     if (o->warmup_steps < 0) return lorac_fail(err, LORAC_EINVAL, "--warmup-steps must be >= 0");
     if (!(o->label_smoothing >= 0.0 && o->label_smoothing < 1.0))
         return lorac_fail(err, LORAC_EINVAL, "--label-smoothing must be in [0, 1)");
-    if (!(o->lora_dropout >= 0.0 && o->lora_dropout < 1.0))
-        return lorac_fail(err, LORAC_EINVAL, "--lora-dropout must be in [0, 1)");
+    if (!(o->lora.dropout < 1.0f)) return lorac_fail(err, LORAC_EINVAL, "--lora-dropout must be in [0, 1)");
     if (o->batch_size < 1) return lorac_fail(err, LORAC_EINVAL, "--batch-size must be >= 1");
     if (o->grad_accum < 1) return lorac_fail(err, LORAC_EINVAL, "--grad-accum must be >= 1");
-    if (o->max_seq_len < 2) return lorac_fail(err, LORAC_EINVAL, "--max-seq-len must be >= 2");
+    if (o->max_seq_len != 0 && o->max_seq_len < 2) return lorac_fail(err, LORAC_EINVAL, "--max-seq-len must be >= 2");
     if (!(o->max_grad_norm >= 0.0) || !isfinite(o->max_grad_norm))
         return lorac_fail(err, LORAC_EINVAL, "--max-grad-norm must be >= 0 (0 = no clipping)");
     if (o->max_steps < 0) return lorac_fail(err, LORAC_EINVAL, "--max-steps must be >= 0");

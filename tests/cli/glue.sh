@@ -14,7 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 err() { echo "FAIL: $*"; fail=1; }
 
 # train and eval hand --task glue-* to the GLUE runs
-"$lorac" train --task glue-sst2 2>&1 | grep -q "needs --model" || err "train --task glue-* is not dispatched to the GLUE run"
+"$lorac" train --task glue-sst2 2>&1 | grep -q -- "--model, --data and --out are required" || err "train --task glue-* without --model is not refused"
 
 common=(--task glue-sst2 --model "$fix" --data "$fix" --epochs 2 --batch 4 --max-seq-len 16 --threads 1)
 "$lorac" train "${common[@]}" --out "$tmp/lora" --rank 4 --json >"$tmp/out.json" 2>"$tmp/log" || err "lora train: $(tail -1 "$tmp/log")"

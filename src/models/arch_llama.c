@@ -1,0 +1,129 @@
+/* The Llama family (Llama 2/3, TinyLlama, SmolLM2, Mistral, Qwen2): pre-RMSNorm blocks, rotary
+ * positions (rope_theta, linear or llama3 scaling), split q/k/v projections with grouped kv heads
+ * (q/k/v biases for Qwen2 and attention_bias), SwiGLU MLP, LM head (or the tied embedding). */
+#include <string.h>
+
+#include "models/arch.h"
+
+static void llama_defaults(model_config *c) {
+    c->norm = MODEL_NORM_RMS;
+    c->pos = MODEL_POS_ROPE;
+    c->pos_padding_idx = -1;
+    c->causal = c->final_norm = 1;
+    c->act = MODEL_ACT_SWIGLU;
+    c->head = MODEL_HEAD_LM;
+    c->qkv_bias = !strcmp(c->model_type, "qwen2");
+    c->n_layer = 2, c->n_embd = 64, c->n_head = c->n_kv_head = 4, c->head_dim = 16, c->n_inner = 128;
+    c->n_positions = 2048, c->vocab_size = 32000, c->num_labels = 1;
+    c->norm_eps = 1e-6;
+    c->rope_theta = 10000.0;
+    c->rope_factor = 1.0;
+    c->bos_token_id = c->eos_token_id = c->pad_token_id = -1;
+    c->initializer_range = 0.02f;
+}
+
+static int llama_read(const json_value *r, const char *path, model_config *c, lorac_err *err) {
+    int rc = LORAC_OK, qwen2 = !strcmp(c->model_type, "qwen2");
+    c->n_layer = (int)cfg_int(r, "num_hidden_layers", NULL, -1, path, &rc, err);
+    c->n_embd = (int)cfg_int(r, "hidden_size", NULL, -1, path, &rc, err);
+    c->n_inner = (int)cfg_int(r, "intermediate_size", NULL, -1, path, &rc, err);
+    c->n_head = (int)cfg_int(r, "num_attention_heads", NULL, -1, path, &rc, err);
+    c->n_kv_head = (int)cfg_int(r, "num_key_value_heads", NULL, c->n_head, path, &rc, err);
+    c->head_dim = (int)cfg_int(r, "head_dim", NULL, c->n_head > 0 ? c->n_embd / c->n_head : -1, path, &rc, err);
+    c->n_positions = (int)cfg_int(r, "max_position_embeddings", NULL, 2048, path, &rc, err);
+    c->vocab_size = (int)cfg_int(r, "vocab_size", NULL, 32000, path, &rc, err);
+    c->norm_eps = cfg_num(r, "rms_norm_eps", 1e-6, path, &rc, err);
+    c->tie_word_embeddings = cfg_bool(r, "tie_word_embeddings", 0, path, &rc, err);
+    int attention_bias = cfg_bool(r, "attention_bias", 0, path, &rc, err);
+    c->qkv_bias = qwen2 || attention_bias;
+    c->o_bias = !qwen2 && attention_bias;
+    c->bos_token_id = cfg_token(r, "bos_token_id", -1, path, &rc, err);
+    c->eos_token_id = cfg_token(r, "eos_token_id", -1, path, &rc, err);
+    c->pad_token_id = cfg_token(r, "pad_token_id", -1, path, &rc, err);
+    c->attn_dropout = cfg_prob(r, "attention_dropout", 0.0, path, &rc, err);
+    /* Mistral's window: a sequence longer than it would attend differently; it is refused then */
+    c->sliding_window = (int)cfg_int(r, "sliding_window", NULL, 0, path, &rc, err);
+    int use_window = cfg_bool(r, "use_sliding_window", !qwen2, path, &rc, err);
+    if (rc) return rc;
+    if (!use_window) c->sliding_window = 0;
+    const char *act = json_get_str(r, "hidden_act", "silu", NULL);
+    if (!act || strcmp(act, "silu"))
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (silu)", path, act ? act : "?");
+    if (cfg_bool(r, "mlp_bias", 0, path, &rc, err))
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: mlp_bias is not supported", path);
+    if (qwen2 && c->sliding_window > 0 && cfg_int(r, "max_window_layers", NULL, c->n_layer, path, &rc, err) < c->n_layer)
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: use_sliding_window with max_window_layers is not supported", path);
+    if ((rc = cfg_layer_types(r, path, err))) return rc;
+    return rc ? rc : cfg_rope(r, path, c, err);
+}
+
+static int llama_write(json_writer *w, const model_config *c, const char *path, lorac_err *err) {
+    if (c->qkv_bias != (!strcmp(c->model_type, "qwen2") || c->o_bias))
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: q/k/v biases without an o_proj bias have no config.json form", path);
+    const char *arch = !strcmp(c->model_type, "qwen2")     ? "Qwen2ForCausalLM"
+                       : !strcmp(c->model_type, "mistral") ? "MistralForCausalLM"
+                                                           : "LlamaForCausalLM";
+    jw_key(w, "architectures");
+    jw_array_begin(w);
+    jw_string(w, arch);
+    jw_array_end(w);
+    jw_key(w, "hidden_act");
+    jw_string(w, "silu");
+#define INT(k, v) (jw_key(w, k), jw_int(w, v))
+    INT("hidden_size", c->n_embd);
+    INT("intermediate_size", c->n_inner);
+    INT("num_hidden_layers", c->n_layer);
+    INT("num_attention_heads", c->n_head);
+    INT("num_key_value_heads", c->n_kv_head);
+    INT("head_dim", c->head_dim);
+    INT("max_position_embeddings", c->n_positions);
+    INT("vocab_size", c->vocab_size);
+#undef INT
+    jw_key(w, "rms_norm_eps");
+    jw_double(w, c->norm_eps);
+    cfg_write_rope(w, c);
+    if (strcmp(c->model_type, "qwen2")) {
+        jw_key(w, "attention_bias");
+        jw_bool(w, c->o_bias);
+    }
+    if (c->sliding_window > 0) {
+        jw_key(w, "sliding_window");
+        jw_int(w, c->sliding_window);
+    }
+    return LORAC_OK;
+}
+
+/* llama.cpp writes Mistral as "llama"; its converter permutes q/k rows for that architecture only */
+static const char *llama_gguf_arch(const model_config *c, int *permute_qk) {
+    int qwen2 = !strcmp(c->model_type, "qwen2");
+    *permute_qk = !qwen2;
+    return qwen2 ? "qwen2" : "llama";
+}
+
+const arch_family ARCH_LLAMA = {
+    .name = "Llama",
+    .model_types = {"llama", "mistral", "qwen2", NULL},
+    .read_config = llama_read,
+    .write_config = llama_write,
+    .defaults = llama_defaults,
+    .prefix = "model.",
+    .embed = "embed_tokens",
+    .layer = "layers.%d.",
+    .site = {[ARCH_Q] = "self_attn.q_proj", [ARCH_K] = "self_attn.k_proj", [ARCH_V] = "self_attn.v_proj",
+             [ARCH_O] = "self_attn.o_proj", [ARCH_GATE] = "mlp.gate_proj", [ARCH_UP] = "mlp.up_proj",
+             [ARCH_DOWN] = "mlp.down_proj"},
+    .norm = {"input_layernorm", "post_attention_layernorm"},
+    .final_norm = "norm",
+    .lm_head = "^lm_head",
+    .gguf_arch = llama_gguf_arch,
+    .gguf_site = {[ARCH_Q] = "attn_q", [ARCH_K] = "attn_k", [ARCH_V] = "attn_v", [ARCH_O] = "attn_output",
+                  [ARCH_GATE] = "ffn_gate", [ARCH_UP] = "ffn_up", [ARCH_DOWN] = "ffn_down"},
+    .gguf_norm = {"attn_norm", "ffn_norm"},
+    .lora_r = 8,
+    .lora_alpha = 16.0f,
+    .lora_dropout = 0.05f,
+    .lora_targets = "q_proj,v_proj",
+    .embed_alias = "embed_tokens",
+    .targets_help = "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, all-linear",
+    .tok = ARCH_TOK_GENERIC,
+};
