@@ -17,7 +17,9 @@
 # run lorac bench generate), OUT (a directory for the raw JSON), PRECISIONS ("auto fp32": lorac's
 # --precision values to run, each a row of the table; auto = bf16 frozen-weight matmuls where the CPU
 # has AVX512-BF16),
-# MODEL_ARGS (the shape and adapter flags; a tiny shape checks the script in seconds).
+# MODEL_ARGS (the shape and adapter flags; a tiny shape checks the script in seconds),
+# MODEL (a real model instead: an HF directory, any family; lorac bench train --model MODEL runs beside
+# bench/peft_train.py, PyTorch + PEFT on the same directory, each with the family's default LoRA).
 # PyTorch and loralib from PyPI, if you have neither venv:
 #   python3 -m venv bench/.venv && bench/.venv/bin/pip install torch loralib transformers
 # Not part of `make test` or CI: it takes minutes and measures the machine, not correctness.
@@ -33,7 +35,15 @@ ROUNDS=${ROUNDS:-1}
 GENERATE=${GENERATE:-1}
 PRECISIONS=${PRECISIONS:-"auto fp32"}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/lorac-bench.XXXXXX")}
-read -r -a MODEL <<<"${MODEL_ARGS:---layers 12 --embd 768 --heads 12 --vocab 50257 --rank 4 --alpha 32 --targets q,v}"
+if [ -n "${MODEL:-}" ]; then
+    read -r -a MODEL <<<"--model $MODEL ${MODEL_ARGS:-}" # a real model: PyTorch + PEFT on the same directory
+    REF=(bench/peft_train.py)
+    REFLIBS="torch, peft, transformers"
+else
+    read -r -a MODEL <<<"${MODEL_ARGS:---layers 12 --embd 768 --heads 12 --vocab 50257 --rank 4 --alpha 32 --targets q,v}"
+    REF=(bench/torch_train.py)
+    REFLIBS="torch, loralib, transformers"
+fi
 # the user's environment, minus the two OpenBLAS overrides that CI sets
 RUN=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 
@@ -48,12 +58,12 @@ if [ -z "${PYTHON:-}" ]; then
     done
 fi
 HAVE_TORCH=0
-if [ -n "${PYTHON:-}" ] && "$PYTHON" -c "import torch, loralib, transformers" 2>/dev/null; then
+if [ -n "${PYTHON:-}" ] && "$PYTHON" -c "import $REFLIBS" 2>/dev/null; then
     HAVE_TORCH=1
 else
-    echo "bench/run.sh: no python with torch + loralib + transformers (looked at \$PYTHON, bench/.venv, .venv);" >&2
+    echo "bench/run.sh: no python with $REFLIBS (looked at \$PYTHON, bench/.venv, .venv);" >&2
     echo "  install them from PyPI with:" >&2
-    echo "    python3 -m venv bench/.venv && bench/.venv/bin/pip install torch loralib transformers" >&2
+    echo "    python3 -m venv bench/.venv && bench/.venv/bin/pip install torch loralib transformers peft" >&2
     echo "  running lorac alone." >&2
 fi
 JSONPY=${PYTHON:-python3}
@@ -78,10 +88,10 @@ for shape in $SHAPES; do
             fi
         done
         if [ "$HAVE_TORCH" = 1 ]; then
-            echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $PYTHON bench/torch_train.py ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
-            if ! "${RUN[@]}" "$PYTHON" bench/torch_train.py "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" \
+            echo "== train ${B}x${T} (round $r, load $(cut -d' ' -f1 /proc/loadavg 2>/dev/null)): $PYTHON ${REF[*]} ${MODEL[*]} --batch $B --seq $T --steps $STEPS --warmup $WARMUP --threads $THREADS --json"
+            if ! "${RUN[@]}" "$PYTHON" "${REF[@]}" "${MODEL[@]}" --batch "$B" --seq "$T" --steps "$STEPS" \
                 --warmup "$WARMUP" --threads "$THREADS" --json >"$OUT/torch_${shape}_$r.json"; then
-                echo "bench/run.sh: torch_train.py ${shape} failed" >&2
+                echo "bench/run.sh: ${REF[*]} ${shape} failed" >&2
                 fail=1
                 rm -f "$OUT/torch_${shape}_$r.json"
             fi

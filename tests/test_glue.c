@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "lorac/glue.h"
+#include "lorac/model.h"
 #include "lorac/wordpiece.h"
 
 static void metrics(void) {
@@ -106,7 +107,7 @@ static void encoding(void) {
     snprintf(dir, sizeof dir, "%s/tests/fixtures/glue/wp", LORAC_SOURCE_DIR);
     glue_encoder *e = NULL;
     lorac_err err = {0};
-    CHECK(glue_encoder_load(dir, 0, &e, &err) == 0, "%s", err.msg);
+    CHECK(glue_encoder_load(dir, GLUE_TOK_WORDPIECE, &e, &err) == 0, "%s", err.msg);
     if (!e) return;
     wp_tokenizer *w = NULL;
     CHECK(wp_load(dir, &w, &err) == 0, "%s", err.msg);
@@ -138,14 +139,19 @@ static uint64_t fnv(uint64_t h, const int32_t *v, int n) {
 /* Real dev sets through the MiniLM vocabulary vs BertTokenizerFast(a, b, truncation, max_length). */
 static void real_pairs(void) {
     const char *home = getenv("HOME");
-    char model[1024], fix[1024];
-    snprintf(model, sizeof model, "%s/.cache/lorac/all-MiniLM-L6-v2", home ? home : "/root");
+    char mdir[1024], fix[1024];
+    snprintf(mdir, sizeof mdir, "%s/.cache/lorac/all-MiniLM-L6-v2", home ? home : "/root");
     glue_encoder *e = NULL;
     lorac_err err = {0};
-    if (glue_encoder_load(model, 0, &e, &err)) {
+    if (glue_encoder_load(mdir, GLUE_TOK_WORDPIECE, &e, &err)) {
         printf("skip real pairs: %s (run tools/fetch_minilm.sh)\n", err.msg);
         return;
     }
+    /* the same encoding through the loaded model's own tokenizer (what ft_train / ft_eval use) */
+    model_load_opts mo = {2, 0, 0};
+    model *m = NULL;
+    glue_encoder *em = NULL;
+    CHECK(model_load(mdir, &mo, &m, &err) == 0 && glue_encoder_for_model(m, &em, &err) == 0, "%s: %s", mdir, err.msg);
     snprintf(fix, sizeof fix, "%s/tests/fixtures/glue/pairs_glue.txt", LORAC_SOURCE_DIR);
     FILE *f = fopen(fix, "r");
     char file[256];
@@ -161,22 +167,29 @@ static void real_pairs(void) {
             printf("skip %s: %s\n", file, err.msg);
             continue;
         }
-        uint64_t a = 0xcbf29ce484222325ULL, b = a;
-        long tok = 0;
-        int32_t ids[512], ty[512];
-        for (size_t i = 0; i < d.n; i++) {
-            int len = 0;
-            if (glue_encode(e, d.ex[i].a, d.ex[i].b, maxlen, ids, ty, &len, &err)) break;
-            a = fnv(a, ids, len);
-            b = fnv(b, ty, len);
-            tok += len;
+        for (int k = 0; k < 2; k++) {
+            const glue_encoder *ek = k ? em : e;
+            if (!ek) continue;
+            uint64_t a = 0xcbf29ce484222325ULL, b = a;
+            long tok = 0;
+            int32_t ids[512], ty[512];
+            for (size_t i = 0; i < d.n; i++) {
+                int len = 0;
+                if (glue_encode(ek, d.ex[i].a, d.ex[i].b, maxlen, ids, ty, &len, &err)) break;
+                a = fnv(a, ids, len);
+                b = fnv(b, ty, len);
+                tok += len;
+            }
+            CHECK((int)d.n == n && tok == ntok && a == hid && b == hty, "%s max %d (%s): %zu examples %ld ids, hashes %s %s",
+                  file, maxlen, k ? "glue_encoder_for_model" : "glue_encoder_load", d.n, tok, a == hid ? "ok" : "DIFFER",
+                  b == hty ? "ok" : "DIFFER");
         }
-        CHECK((int)d.n == n && tok == ntok && a == hid && b == hty, "%s max %d: %zu examples %ld ids, hashes %s %s", file,
-              maxlen, d.n, tok, a == hid ? "ok" : "DIFFER", b == hty ? "ok" : "DIFFER");
         glue_data_free(&d);
     }
     if (f) fclose(f);
     glue_encoder_free(e);
+    glue_encoder_free(em);
+    model_free(m);
 }
 
 static int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
@@ -195,7 +208,7 @@ static void roberta_pairs(void) {
     snprintf(fix, sizeof fix, "%s/tests/fixtures/glue/roberta_pairs.txt", LORAC_SOURCE_DIR);
     glue_encoder *e = NULL;
     lorac_err err = {0};
-    CHECK(glue_encoder_load(dir, 1, &e, &err) == 0, "%s", err.msg);
+    CHECK(glue_encoder_load(dir, GLUE_TOK_BPE, &e, &err) == 0, "%s", err.msg);
     FILE *f = fopen(fix, "r");
     CHECK(e && f, "%s", fix);
     if (!e || !f) {

@@ -5,35 +5,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "lorac.h"
-#include "lorac/gpt2.h"
-#include "lorac/peft.h"
-#include "lorac/safetensors.h"
-#include "lorac/train.h"
+#include "fixture.h"
 
-static gpt2_config tiny(void) {
-    gpt2_config c = {0};
-    c.n_layer = 2;
-    c.n_embd = 24;
-    c.n_head = 3;
-    c.n_positions = 16;
-    c.n_inner = 96;
-    c.vocab_size = 50;
-    c.layer_norm_epsilon = 1e-5;
-    c.activation = GPT2_ACT_GELU_NEW;
-    c.eos_token_id = c.bos_token_id = 49;
-    return c;
-}
-
-static void randomize_B(gpt2_model *m, uint64_t seed) {
-    lorac_rng rng;
-    lorac_rng_seed(&rng, seed);
-    for (size_t i = 0; i < m->reg.n; i++) {
-        lora_param *p = &m->reg.params[i];
-        if (strstr(p->name, "lora_B") || strstr(p->name, "wte.lora_A")) /* embedding A starts at 0 */
-            for (size_t j = 0; j < p->numel; j++) p->data[j] = 0.1f * lorac_rng_normal(&rng);
-    }
-}
+static model_config tiny(void) { return fx_gpt2_config(2, 24, 3, 96, 16, 50); }
 
 static void make_batch(int32_t *ids, int32_t *tg, int B, int T, int V) {
     for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + 3) % (V - 1);
@@ -41,93 +15,121 @@ static void make_batch(int32_t *ids, int32_t *tg, int B, int T, int V) {
         for (int t = 0; t < T; t++) tg[b * T + t] = t < 2 || t == T - 1 ? TRAIN_IGNORE : ids[b * T + t + 1];
 }
 
+/* Rows of module's lora_B in m's registry: 0 when the module has no LoRA; with C = n_embd, a LoRA
+ * Linear on c_attn has 3C, a MergedLinear on its q,v slices 2C. */
+static int64_t lora_rows(model *m, const char *module) {
+    char name[256];
+    snprintf(name, sizeof name, "%s.lora_B", module);
+    const lora_param *p = lora_registry_find(model_registry(m), name);
+    return p ? p->shape[0] : 0;
+}
+
+/* --targets spec on a random tiny model: the LoRA layers it attaches (layer 1), by their B rows. */
+static void targets_case(const char *spec, int64_t c_attn, int64_t attn_proj, int64_t mlp_fc, int64_t mlp_proj) {
+    model_config c = tiny();
+    model *m = NULL;
+    lorac_err err = {0};
+    model_lora_opts o = fx_lora_opts(0, 0, -1, spec);
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random: %s", err.msg);
+    if (!m) return;
+    CHECK(model_lora_check(m, &o, &err) == 0 && model_add_lora(m, &o, 1, &err) == 0, "%s: %s", spec, err.msg);
+    int64_t got[4] = {lora_rows(m, "transformer.h.1.attn.c_attn"), lora_rows(m, "transformer.h.1.attn.c_proj"),
+                      lora_rows(m, "transformer.h.1.mlp.c_fc"), lora_rows(m, "transformer.h.1.mlp.c_proj")};
+    CHECK(got[0] == c_attn && got[1] == attn_proj && got[2] == mlp_fc && got[3] == mlp_proj,
+          "%s: lora_B rows %lld %lld %lld %lld", spec, (long long)got[0], (long long)got[1], (long long)got[2],
+          (long long)got[3]);
+    model_free(m);
+}
+
 int main(void) {
     lorac_err err = {0};
-    gpt2_config c = tiny();
+    model_config c = tiny();
+    const int C = c.n_embd, I = c.n_inner, V = c.vocab_size;
     enum { B = 2, T = 10 };
     int32_t ids[B * T], tg[B * T];
-    make_batch(ids, tg, B, T, c.vocab_size);
+    make_batch(ids, tg, B, T, V);
     char dir[] = "/tmp/lorac_gpt2_lora_XXXXXX";
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     char adir[256];
     snprintf(adir, sizeof adir, "%s/adapter", dir);
 
     /* targets parsing */
-    gpt2_lora_opts o;
-    gpt2_lora_opts_default(&o);
-    CHECK(o.qkv[0] && !o.qkv[1] && o.qkv[2] && o.r == 4, "default is the paper's q,v r=4");
-    CHECK(gpt2_lora_targets_parse("q,v,mlp.c_fc", &o, &err) == 0 && o.mlp_fc && o.qkv[2], "parse");
-    CHECK(gpt2_lora_targets_parse("all-linear", &o, &err) == 0 && o.c_attn_full && o.attn_proj && o.mlp_proj, "all-linear");
-    CHECK(gpt2_lora_targets_parse("q,wat", &o, &err) == LORAC_EINVAL && strstr(err.msg, "wat"), "unknown target: %s", err.msg);
-    CHECK(gpt2_lora_targets_parse("c_attn,q", &o, &err) == LORAC_EINVAL, "c_attn and q together");
+    model *m = NULL, *m2 = NULL;
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random: %s", err.msg);
+    if (!m) return check_summary();
+    model_lora_opts o;
+    model_lora_opts_init(&o);
+    model_lora_opts_resolve(m, &o);
+    CHECK(!strcmp(o.targets, "q,v") && o.r == 4, "default is the paper's q,v r=4: %s r %d", o.targets, o.r);
+    targets_case("q,v,mlp.c_fc", 2 * C, 0, I, 0);
+    targets_case("all-linear", 3 * C, C, I, C);
+    o = fx_lora_opts(0, 0, -1, "q,wat");
+    CHECK(model_lora_check(m, &o, &err) == LORAC_EINVAL && strstr(err.msg, "wat"), "unknown target: %s", err.msg);
+    o = fx_lora_opts(0, 0, -1, "c_attn,q");
+    CHECK(model_lora_check(m, &o, &err) == LORAC_EINVAL, "c_attn and q together");
+    CHECK(model_add_lora(m, &o, 1, &err) == LORAC_EINVAL && !model_has_lora(m), "c_attn and q together: nothing attached");
 
     /* q,v split: save as PEFT c_attn rank 2r, reload into the split form, same logits bit for bit */
-    gpt2_model m, m2;
-    gpt2_lora_opts_default(&o);
-    o.r = 2;
-    o.alpha = 4;
-    o.dropout = 0;
-    o.attn_proj = 1;
-    o.wte = 1;
-    CHECK(gpt2_model_random(&c, 7, &m, &err) == 0, "random: %s", err.msg);
-    CHECK(gpt2_model_add_lora(&m, &o, 11, &err) == 0, "add lora: %s", err.msg);
-    randomize_B(&m, 5);
+    o = fx_lora_opts(2, 4, 0, "q,v,attn.c_proj,wte");
+    CHECK(model_add_lora(m, &o, 11, &err) == 0, "add lora: %s", err.msg);
+    fx_lora_randomize(m, 0.1f, 5);
     char report[160];
-    lora_registry_report(&m.reg, report, sizeof report);
+    lora_registry_report(model_registry(m), report, sizeof report);
     CHECK(strstr(report, "trainable params: ") == report, "report: %s", report);
-    gpt2_acts *a = NULL;
-    CHECK(gpt2_acts_alloc(&m, B, T, &a, &err) == 0, "acts");
-    float *l1 = malloc(sizeof(float) * B * T * c.vocab_size);
-    CHECK(gpt2_forward(&m, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd: %s", err.msg);
-    memcpy(l1, gpt2_acts_logits(a), sizeof(float) * B * T * c.vocab_size);
-    CHECK(gpt2_peft_save(&m, adir, &err) == 0, "save: %s", err.msg);
+    model_acts *a = NULL;
+    CHECK(model_acts_alloc(m, B, T, &a, &err) == 0, "acts");
+    float *l1 = malloc(sizeof(float) * B * T * V);
+    CHECK(fx_lm_forward(m, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd: %s", err.msg);
+    memcpy(l1, model_acts_logits(a), sizeof(float) * B * T * V);
+    CHECK(model_save_adapter(m, adir, &err) == 0, "save: %s", err.msg);
     peft_config pc;
     CHECK(peft_config_load(adir, &pc, &err) == 0, "config: %s", err.msg);
     CHECK(pc.fan_in_fan_out && pc.r == 2 && peft_rank_for(&pc, "transformer.h.0.attn.c_attn") == 4, "ranks");
     CHECK_CLOSE(peft_scaling_for(&pc, "transformer.h.1.attn.c_attn"), 2.0, 0, 1e-12, "c_attn scaling kept");
-    CHECK(gpt2_model_random(&c, 7, &m2, &err) == 0, "random");
-    CHECK(gpt2_peft_load(&m2, adir, NULL, 0, &err) == 0, "load: %s", err.msg);
-    CHECK(m2.blocks && m2.blocks[0].qkv && !m2.blocks[0].c_attn, "read back into the split form");
-    CHECK(m2.blocks && m2.blocks[1].attn_proj != NULL, "attn.c_proj adapter");
-    CHECK(m2.wte_lora != NULL, "wte adapter read back");
-    CHECK(gpt2_forward(&m2, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd2");
-    CHECK(memcmp(l1, gpt2_acts_logits(a), sizeof(float) * B * T * c.vocab_size) == 0, "same logits after round trip");
-    gpt2_model_free(&m2);
+    CHECK(model_random(&c, 7, &m2, &err) == 0, "random");
+    const char *spec = adir;
+    CHECK(model_attach_adapters(m2, &spec, 1, NULL, 0, &err) == 0, "load: %s", err.msg);
+    CHECK(lora_rows(m2, "transformer.h.0.attn.c_attn") == 2 * C, "read back into the split form (a MergedLinear on q,v)");
+    CHECK(lora_rows(m2, "transformer.h.1.attn.c_proj") == C, "attn.c_proj adapter");
+    CHECK(lora_registry_find(model_registry(m2), "transformer.wte.lora_A") != NULL, "wte adapter read back");
+    CHECK(fx_lm_forward(m2, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd2");
+    CHECK(memcmp(l1, model_acts_logits(a), sizeof(float) * B * T * V) == 0, "same logits after round trip");
+    model_free(m2);
+    m2 = NULL;
 
     /* merged model (wte LoRA => untied head keeping W0) gives the adapter's logits */
     {
-        gpt2_config mc;
-        gpt2_weights mw;
         char mdir[300];
         snprintf(mdir, sizeof mdir, "%s/merged", dir);
-        CHECK(gpt2_weights_merged(&m, &mc, &mw, &err) == 0, "merged: %s", err.msg);
-        CHECK(!mc.tie_word_embeddings, "a wte adapter unties the merged head");
-        CHECK(gpt2_weights_save_dir(&mc, &mw, mdir, &err) == 0, "save merged: %s", err.msg);
-        gpt2_weights_free(&mw);
-        CHECK(gpt2_model_load(mdir, &m2, &err) == 0, "load merged: %s", err.msg);
-        CHECK(m2.w.lm_head != NULL, "lm_head.weight loaded");
-        CHECK(gpt2_forward(&m2, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd merged");
-        check_arrays_close(gpt2_acts_logits(a), l1, (size_t)B * T * c.vocab_size, 1e-5, 1e-5, "merged vs adapter logits");
-        gpt2_model_free(&m2);
+        CHECK(model_save_merged(m, mdir, -1, &err) == 0, "save merged: %s", err.msg);
+        CHECK(model_load(mdir, &FX_NO_TOK, &m2, &err) == 0, "load merged: %s", err.msg);
+        if (m2) {
+            CHECK(!model_cfg(m2)->tie_word_embeddings, "a wte adapter unties the merged head");
+            CHECK(lora_registry_find(model_registry(m2), "lm_head.weight") != NULL, "lm_head.weight loaded");
+            CHECK(fx_lm_forward(m2, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd merged");
+            check_arrays_close(model_acts_logits(a), l1, (size_t)B * T * V, 1e-5, 1e-5, "merged vs adapter logits");
+        }
+        model_free(m2);
+        m2 = NULL;
     }
 
     /* the wte LoRA gradient against central differences of the loss (float32 loss: loose tolerance) */
     {
         float loss0;
-        gpt2_model_zero_grad(&m);
-        CHECK(gpt2_forward(&m, a, ids, tg, B, T, 0.0f, 1, NULL, &loss0, NULL, &err) == 0, "fwd");
-        CHECK(gpt2_backward(&m, a, &err) == 0, "bwd: %s", err.msg);
-        lora_embedding *E = m.wte_lora;
+        model_zero_grad(m);
+        CHECK(fx_lm_forward(m, a, ids, tg, B, T, 0.0f, 1, NULL, &loss0, NULL, &err) == 0, "fwd");
+        CHECK(model_backward(m, a, &err) == 0, "bwd: %s", err.msg);
+        lora_param *E = lora_registry_find(model_registry(m), "transformer.wte.lora_A"); /* (r, V) */
         int checked = 0;
-        for (int j = 0; j < E->cfg.r && checked < 4; j++) {
-            size_t idx = (size_t)j * E->V + (size_t)ids[3];
-            float g = E->grad_A[idx], keep = E->lora_A[idx], lp, lm, h = 1e-2f;
+        for (int j = 0; E && j < E->shape[0] && checked < 4; j++) {
+            size_t idx = (size_t)j * E->shape[1] + (size_t)ids[3];
+            float g = E->grad[idx], keep = E->data[idx], lp, lm, h = 1e-2f;
             if (fabsf(g) < 1e-4f) continue;
-            E->lora_A[idx] = keep + h;
-            gpt2_forward(&m, a, ids, tg, B, T, 0.0f, 0, NULL, &lp, NULL, &err);
-            E->lora_A[idx] = keep - h;
-            gpt2_forward(&m, a, ids, tg, B, T, 0.0f, 0, NULL, &lm, NULL, &err);
-            E->lora_A[idx] = keep;
+            E->data[idx] = keep + h;
+            fx_lm_forward(m, a, ids, tg, B, T, 0.0f, 0, NULL, &lp, NULL, &err);
+            E->data[idx] = keep - h;
+            fx_lm_forward(m, a, ids, tg, B, T, 0.0f, 0, NULL, &lm, NULL, &err);
+            E->data[idx] = keep;
             CHECK_CLOSE(g, (lp - lm) / (2 * h), 2e-4, 3e-2, "d loss / d wte.lora_A");
             checked++;
         }
@@ -135,16 +137,15 @@ int main(void) {
     }
 
     /* bad adapters: another shape, a stray tensor, a missing tensor, not an adapter */
-    gpt2_config c2 = c;
-    c2.n_embd = 12;
-    c2.n_inner = 48;
-    CHECK(gpt2_model_random(&c2, 7, &m2, &err) == 0, "random small");
-    int rc = gpt2_peft_load(&m2, adir, NULL, 0, &err);
+    model_config c2 = fx_gpt2_config(2, 12, 3, 48, 16, 50);
+    CHECK(model_random(&c2, 7, &m2, &err) == 0, "random small");
+    int rc = model_attach_adapters(m2, &spec, 1, NULL, 0, &err);
     CHECK(rc == LORAC_ESHAPE && strstr(err.msg, "adapter_model.safetensors") && !strchr(err.msg, '\n'), "shape: %s", err.msg);
-    CHECK(!m2.has_lora && m2.reg.n > 0, "nothing half-loaded");
-    gpt2_model_free(&m2);
-    CHECK(gpt2_model_random(&c, 7, &m2, &err) == 0, "random");
-    rc = gpt2_peft_load(&m2, dir, NULL, 0, &err);
+    CHECK(!model_has_lora(m2) && model_registry(m2)->n > 0, "nothing half-loaded");
+    model_free(m2);
+    CHECK(model_random(&c, 7, &m2, &err) == 0, "random");
+    const char *not_adapter = dir;
+    rc = model_attach_adapters(m2, &not_adapter, 1, NULL, 0, &err);
     CHECK(rc == LORAC_ENOTFOUND && strstr(err.msg, "adapter_config.json"), "not an adapter: %s", err.msg);
     {
         char st[300];
@@ -172,46 +173,48 @@ int main(void) {
         st_close(&f);
         rename(st2, st);
     }
-    rc = gpt2_peft_load(&m2, adir, NULL, 0, &err);
+    rc = model_attach_adapters(m2, &spec, 1, NULL, 0, &err);
     CHECK(rc == LORAC_EFORMAT && strstr(err.msg, "unexpected tensor") && strstr(err.msg, "c_fc"), "stray: %s", err.msg);
-    CHECK(!m2.has_lora, "nothing half-loaded");
-    gpt2_model_free(&m2);
+    CHECK(!model_has_lora(m2), "nothing half-loaded");
+    model_free(m2);
 
     /* training: loss falls over a few AdamW steps on a fixed batch; 1 and 2 threads agree */
     float losses[2][6];
     for (int th = 1; th <= 2; th++) {
         lorac_set_threads(th);
-        gpt2_model t;
-        gpt2_lora_opts_default(&o);
-        o.dropout = 0.1f;
-        CHECK(gpt2_model_random(&c, 3, &t, &err) == 0, "random");
-        CHECK(gpt2_model_add_lora(&t, &o, 4, &err) == 0, "lora");
+        model *t = NULL;
+        o = fx_lora_opts(0, 0, 0.1f, NULL); /* the paper's q,v r 4 */
+        CHECK(model_random(&c, 3, &t, &err) == 0, "random");
+        if (!t) break;
+        CHECK(model_add_lora(t, &o, 4, &err) == 0, "lora");
+        model_lora_opts_resolve(t, &o);
         size_t ntr = 0, nall = 0;
-        lora_registry_count(&t.reg, &ntr, &nall);
+        lora_registry_count(model_registry(t), &ntr, &nall);
         CHECK(ntr == (size_t)c.n_layer * 4 * o.r * c.n_embd /* A (2r,C) + B (2C,r) */, "trainable %zu", ntr);
         adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
         adamw_state st[16];
         int np = 0;
         lora_param *ps[16];
-        for (size_t i = 0; i < t.reg.n; i++)
-            if (lora_param_requires_grad(&t.reg.params[i])) ps[np++] = &t.reg.params[i];
+        lora_registry *reg = model_registry(t);
+        for (size_t i = 0; i < reg->n && np < 16; i++)
+            if (lora_param_requires_grad(&reg->params[i])) ps[np++] = &reg->params[i];
         for (int i = 0; i < np; i++) adamw_init(&st[i], ps[i]->numel, NULL);
         lorac_rng rng;
         lorac_rng_seed(&rng, 9);
         for (int s = 0; s < 6; s++) {
-            gpt2_model_zero_grad(&t);
-            CHECK(gpt2_forward(&t, a, ids, tg, B, T, 0.1f, 1, &rng, &losses[th - 1][s], NULL, &err) == 0, "fwd: %s", err.msg);
-            CHECK(gpt2_backward(&t, a, &err) == 0, "bwd: %s", err.msg);
+            model_zero_grad(t);
+            CHECK(fx_lm_forward(t, a, ids, tg, B, T, 0.1f, 1, &rng, &losses[th - 1][s], NULL, &err) == 0, "fwd: %s", err.msg);
+            CHECK(model_backward(t, a, &err) == 0, "bwd: %s", err.msg);
             for (int i = 0; i < np; i++) adamw_update(&st[i], &ac, 2e-2, ps[i]->data, ps[i]->grad, NULL);
         }
         CHECK(losses[th - 1][5] < losses[th - 1][0] - 0.05f, "loss falls: %g -> %g", losses[th - 1][0], losses[th - 1][5]);
         for (int i = 0; i < np; i++) adamw_free(&st[i]);
-        gpt2_model_free(&t);
+        model_free(t);
     }
     CHECK(memcmp(losses[0], losses[1], sizeof losses[0]) == 0, "1 and 2 threads give the same losses");
 
-    gpt2_acts_free(a);
-    gpt2_model_free(&m);
+    model_acts_free(a);
+    model_free(m);
     free(l1);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

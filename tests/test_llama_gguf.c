@@ -19,38 +19,34 @@
  *    perplexity of held-out English (smollm2_rte_ids.txt) over 4 windows of 256 tokens, which must
  *    be what a 135M model gets (mean NLL in [1.5, 4.5], far below ln(49152) = 10.8). */
 #include "check.h"
-#include "lorac.h"
+#include "fixture.h"
+#include "models/model_internal.h" /* the stored weights, the LoRA layers and the rotary frequencies */
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define FIX LORAC_SOURCE_DIR "/tests/fixtures/llama"
 #define GG FIX "/gguf"
 
-static float *read_f32(const st_file *f, const char *name) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks %s\n", name);
-        exit(1);
-    }
-    float *x = malloc(t->numel * sizeof(float));
-    if (st_read_f32(f, t, x, NULL)) exit(1);
-    return x;
-}
-
 static int32_t *read_ids(const st_file *f, const char *name, int *B, int *T) {
-    const st_tensor *t = st_find(f, name);
-    int32_t *x = malloc(t->numel * sizeof(int32_t));
-    for (size_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, t->data + 8 * i, 8);
-        x[i] = (int32_t)v;
-    }
+    const st_tensor *t = fx_need(f, name);
     *B = (int)t->shape[0];
     *T = (int)t->shape[1];
-    return x;
+    return fx_i64(f, name, NULL);
 }
+
+/* The model at path, weights only (what these checks are about; GGUF tokenizers have tests of their own). */
+static int load(const char *path, model **m, lorac_err *err) { return model_load(path, &FX_NO_TOK, m, err); }
+
+/* One adapter (a PEFT directory or a GGUF adapter) attached. */
+static int attach(model *m, const char *adapter, lorac_err *err) {
+    return model_attach_adapters(m, &adapter, 1, NULL, 0, err);
+}
+
+/* The seven linear maps of a Llama block (arch.h's sites Q ... DOWN). */
+#define FOR_LLAMA_SITES(s) for (int s = ARCH_Q; s <= ARCH_DOWN; s++)
 
 typedef struct batch {
     int32_t *ids, *targets;
@@ -69,18 +65,10 @@ static void batch_load(batch *b, const char *variant) {
 }
 
 /* logits of a forward (no targets) into a fresh buffer; NULL on error */
-static float *logits_of(llama_model *m, const batch *b) {
-    llama_acts *a = NULL;
+static float *logits_of(model *m, const batch *b) {
     lorac_err err = {0};
-    float *out = NULL;
-    if (!llama_acts_alloc(m, b->B, b->T, &a, &err) &&
-        !llama_forward(m, a, b->ids, NULL, b->B, b->T, 0.0f, 0, NULL, NULL, NULL, &err)) {
-        size_t n = (size_t)b->B * b->T * b->V;
-        out = malloc(n * sizeof *out);
-        memcpy(out, llama_acts_logits(a), n * sizeof *out);
-    }
-    CHECK(out != NULL, "forward: %s", err.msg);
-    llama_acts_free(a);
+    float *out = model_cfg(m)->vocab_size == b->V ? fx_lm_logits(m, b->ids, b->B, b->T, &err) : NULL;
+    CHECK(out != NULL, "forward: %s", model_cfg(m)->vocab_size == b->V ? err.msg : "vocabulary differs from the fixture's");
     return out;
 }
 
@@ -94,39 +82,44 @@ static void test_f32_matches_hf(const char *variant) {
     snprintf(ad, sizeof ad, FIX "/%s/adapter", variant);
     snprintf(gg, sizeof gg, GG "/%s.f32.gguf", variant);
     lorac_err err = {0};
-    llama_model h, g;
-    int rc = llama_model_load(dir, &h, &err);
+    model *h = NULL, *g = NULL;
+    int rc = load(dir, &h, &err);
     CHECK(rc == 0, "%s", err.msg);
-    rc |= llama_model_load(gg, &g, &err);
+    rc |= load(gg, &g, &err);
     CHECK(rc == 0, "%s", err.msg);
-    if (rc) return;
-    const llama_config *a = &h.cfg, *c = &g.cfg;
+    if (rc) {
+        model_free(h);
+        model_free(g);
+        return;
+    }
+    const model_config *a = model_cfg(h), *c = model_cfg(g);
     CHECK(a->n_layer == c->n_layer && a->n_embd == c->n_embd && a->n_inner == c->n_inner && a->n_head == c->n_head &&
               a->n_kv_head == c->n_kv_head && a->head_dim == c->head_dim && a->vocab_size == c->vocab_size &&
               a->n_positions == c->n_positions && a->tie_word_embeddings == c->tie_word_embeddings &&
               a->qkv_bias == c->qkv_bias && a->o_bias == c->o_bias && a->rope_scaling == c->rope_scaling &&
               a->rope_factor == c->rope_factor && a->rope_theta == c->rope_theta && a->eos_token_id == c->eos_token_id &&
-              (float)a->rms_norm_eps == (float)c->rms_norm_eps,
+              (float)a->norm_eps == (float)c->norm_eps,
           "%s: GGUF config differs from config.json", variant);
     batch b;
     batch_load(&b, variant);
     size_t n = (size_t)b.B * b.T * b.V;
-    float *lh = logits_of(&h, &b), *lg = logits_of(&g, &b);
+    float *lh = logits_of(h, &b), *lg = logits_of(g, &b);
     CHECK(bits_equal(lh, lg, n), "%s: F32 GGUF base logits differ from the HF directory's", variant);
     free(lh);
     free(lg);
     char warn[512];
-    rc = llama_peft_load(&h, ad, warn, sizeof warn, &err) || llama_peft_load(&g, ad, warn, sizeof warn, &err);
+    const char *spec = ad;
+    rc = model_attach_adapters(h, &spec, 1, warn, sizeof warn, &err) || model_attach_adapters(g, &spec, 1, warn, sizeof warn, &err);
     CHECK(rc == 0, "%s", err.msg);
-    lh = logits_of(&h, &b);
-    lg = logits_of(&g, &b);
+    lh = logits_of(h, &b);
+    lg = logits_of(g, &b);
     CHECK(bits_equal(lh, lg, n), "%s: F32 GGUF + PEFT adapter logits differ from the HF directory's", variant);
     free(lh);
     free(lg);
     free(b.ids);
     free(b.targets);
-    llama_model_free(&h);
-    llama_model_free(&g);
+    model_free(h);
+    model_free(g);
 }
 
 /* Llama 3.1 rope scaling as llama.cpp stores it (rope_freqs.weight, from the converter's formula in
@@ -134,38 +127,42 @@ static void test_f32_matches_hf(const char *variant) {
  * original context 64: the head's 4 frequencies fall in all three bands). */
 static void test_llama3_rope_freqs(void) {
     lorac_err err = {0};
-    llama_model h, g;
-    int rc = llama_model_load(FIX "/gqa/base", &h, &err) || llama_model_load(GG "/gqa_llama3.f32.gguf", &g, &err);
+    model *h = NULL, *g = NULL;
+    int rc = load(FIX "/gqa/base", &h, &err) || load(GG "/gqa_llama3.f32.gguf", &g, &err);
     CHECK(rc == 0, "%s", err.msg);
-    if (rc) return;
-    h.cfg.rope_scaling = LLAMA_ROPE_LLAMA3;
-    h.cfg.rope_factor = 4.0;
-    h.cfg.rope_low_freq_factor = 1.0;
-    h.cfg.rope_high_freq_factor = 4.0;
-    h.cfg.rope_original_max_positions = 64;
-    llama_rope_inv_freq(&h.cfg, h.inv_freq);
-    CHECK(g.w.rope_freqs != NULL, "rope_freqs.weight not read");
-    check_arrays_close(g.inv_freq, h.inv_freq, (size_t)h.cfg.head_dim / 2, 0, 1e-6, "llama3 frequencies via rope_freqs");
+    if (rc) {
+        model_free(h);
+        return;
+    }
+    /* the HF model as if its config.json said rope_scaling llama3 */
+    h->cfg.rope_scaling = MODEL_ROPE_LLAMA3;
+    h->cfg.rope_factor = 4.0;
+    h->cfg.rope_low_freq_factor = 1.0;
+    h->cfg.rope_high_freq_factor = 4.0;
+    h->cfg.rope_original_max_positions = 64;
+    model_rope_inv_freq(&h->cfg, h->inv_freq);
+    CHECK(g->rope_freqs != NULL, "rope_freqs.weight not read");
+    check_arrays_close(g->inv_freq, h->inv_freq, (size_t)h->cfg.head_dim / 2, 0, 1e-6, "llama3 frequencies via rope_freqs");
     batch b;
     batch_load(&b, "gqa");
-    float *lh = logits_of(&h, &b), *lg = logits_of(&g, &b);
+    float *lh = logits_of(h, &b), *lg = logits_of(g, &b);
     if (lh && lg) check_arrays_close(lg, lh, (size_t)b.B * b.T * b.V, 1e-5, 1e-5, "llama3 rope: GGUF vs HF logits");
     /* and the scaling matters at these positions: the unscaled model differs */
-    llama_model p;
-    if (lg && llama_model_load(GG "/gqa.f32.gguf", &p, &err) == 0) {
-        float *lp = logits_of(&p, &b);
+    model *p = NULL;
+    if (lg && load(GG "/gqa.f32.gguf", &p, &err) == 0) {
+        float *lp = logits_of(p, &b);
         double d = 0;
         for (size_t i = 0; lp && i < (size_t)b.B * b.T * b.V; i++) d = fmax(d, fabs((double)lp[i] - lg[i]));
         CHECK(d > 1e-3, "llama3 scaling changed the logits by only %g", d);
         free(lp);
-        llama_model_free(&p);
+        model_free(p);
     }
     free(lh);
     free(lg);
     free(b.ids);
     free(b.targets);
-    llama_model_free(&h);
-    llama_model_free(&g);
+    model_free(h);
+    model_free(g);
 }
 
 /* ---------------------------------------------------------------- quantized base vs PyTorch */
@@ -176,19 +173,19 @@ static void test_quantized(const char *qname, int qtype) {
     snprintf(refp, sizeof refp, GG "/gqa.%s.ref.safetensors", qname);
     lorac_err err = {0};
     st_file ref;
-    llama_model m;
+    model *m = NULL;
     int rc = st_open(refp, &ref, &err);
     CHECK(rc == 0, "%s", err.msg);
     if (rc) return;
-    rc = llama_model_load(gg, &m, &err);
+    rc = load(gg, &m, &err);
     CHECK(rc == 0, "%s", err.msg);
     if (rc) {
         st_close(&ref);
         return;
     }
     /* weights stay quantized and mapped: only q/k rows are copies */
-    const uint8_t *lo = m.w.gguf->base, *hi = lo + m.w.gguf->size;
-    const qmat *v = &m.w.layers[0].w[LLAMA_SITE_V], *q = &m.w.layers[0].w[LLAMA_SITE_Q];
+    const uint8_t *lo = model_gguf(m)->base, *hi = lo + model_gguf(m)->size;
+    const qmat *v = &m->layers[0].site[ARCH_V].w, *q = &m->layers[0].site[ARCH_Q].w;
     CHECK((int)v->type == qtype && (const uint8_t *)v->data >= lo && (const uint8_t *)v->data < hi,
           "%s: attn_v is not the mapped %s tensor", qname, quant_type_name(qtype));
     CHECK((int)q->type == qtype && !((const uint8_t *)q->data >= lo && (const uint8_t *)q->data < hi),
@@ -197,47 +194,49 @@ static void test_quantized(const char *qname, int qtype) {
     batch_load(&b, "gqa");
     size_t n = (size_t)b.B * b.T * b.V;
     char what[160];
-    float *want = read_f32(&ref, "base_logits"), *got = logits_of(&m, &b);
+    float *want = fx_f32(&ref, "base_logits", NULL), *got = logits_of(m, &b);
     snprintf(what, sizeof what, "%s base logits vs PyTorch on dequantized weights", qname);
     if (got) check_arrays_close(got, want, n, 2e-5, 1e-4, what);
     free(want);
     free(got);
-    rc = llama_peft_load(&m, FIX "/gqa/adapter", NULL, 0, &err);
+    rc = attach(m, FIX "/gqa/adapter", &err);
     CHECK(rc == 0, "%s", err.msg);
     /* parameter counts include the quantized matrices (as with an f32 base, where all are registered) */
-    llama_model f;
-    if (llama_model_load(GG "/gqa.f32.gguf", &f, &err) == 0) {
+    model *f = NULL;
+    if (load(GG "/gqa.f32.gguf", &f, &err) == 0) {
         size_t t1 = 0, a1 = 0, t2 = 0, a2 = 0;
-        if (llama_peft_load(&f, FIX "/gqa/adapter", NULL, 0, &err) == 0) lora_registry_count(&f.reg, &t1, &a1);
-        llama_model_count_params(&m, &t2, &a2);
+        if (attach(f, FIX "/gqa/adapter", &err) == 0) lora_registry_count(model_registry(f), &t1, &a1);
+        model_count_params(m, &t2, &a2);
         CHECK(t1 == t2 && a1 == a2 && t1 > 0, "%s: params %zu/%zu, f32 base %zu/%zu", qname, t2, a2, t1, a1);
-        llama_model_free(&f);
     }
-    want = read_f32(&ref, "logits");
-    got = logits_of(&m, &b);
+    model_free(f);
+    want = fx_f32(&ref, "logits", NULL);
+    got = logits_of(m, &b);
     snprintf(what, sizeof what, "%s adapter logits vs PEFT on dequantized weights", qname);
     if (got) check_arrays_close(got, want, n, 2e-5, 1e-4, what);
     free(got);
-    llama_acts *a = NULL;
-    float loss = 0, *ref_loss = read_f32(&ref, "loss_ls");
-    rc = llama_acts_alloc(&m, b.B, b.T, &a, &err);
-    llama_model_zero_grad(&m);
-    if (!rc) rc = llama_forward(&m, a, b.ids, b.targets, b.B, b.T, 0.1f, 1, NULL, &loss, NULL, &err);
-    if (!rc) rc = llama_backward(&m, a, &err);
+    model_acts *a = NULL;
+    float loss = 0, *ref_loss = fx_f32(&ref, "loss_ls", NULL);
+    rc = model_acts_alloc(m, b.B, b.T, &a, &err);
+    model_zero_grad(m);
+    if (!rc) rc = fx_lm_forward(m, a, b.ids, b.targets, b.B, b.T, 0.1f, 1, NULL, &loss, NULL, &err);
+    if (!rc) rc = model_backward(m, a, &err);
     CHECK(rc == 0, "%s training step: %s", qname, err.msg);
     CHECK_CLOSE(loss, ref_loss[0], 0, 1e-5, "loss_ls on a quantized base");
     double worst = 0;
     int ngrad = 0;
-    for (int l = 0; l < m.cfg.n_layer && !rc; l++)
-        for (int s = 0; s < LLAMA_N_SITES; s++) {
-            lora_linear *L = llama_model_lora(&m, l, s);
-            CHECK(L && !L->weight, "%s: layer %d %s should be a delta-only LoRA", qname, l, llama_site_name(s));
+    for (int l = 0; l < m->cfg.n_layer && !rc; l++)
+        FOR_LLAMA_SITES(s) {
+            const site_lora *sl = model_site_lora(m, l, s);
+            lora_linear *L = sl ? sl->lin : NULL;
+            char module[192];
+            model_site_module(m, l, s, module, sizeof module);
+            CHECK(L && !L->weight, "%s: %s should be a delta-only LoRA", qname, module);
             if (!L) continue;
             for (int ab = 0; ab < 2; ab++) {
-                char gname[192];
-                snprintf(gname, sizeof gname, "grad.base_model.model.model.layers.%d.%s.lora_%c.weight", l,
-                         llama_site_name(s), ab ? 'B' : 'A');
-                float *g = read_f32(&ref, gname), *mine = ab ? L->grad_B : L->grad_A;
+                char gname[256];
+                snprintf(gname, sizeof gname, "grad.base_model.model.%s.lora_%c.weight", module, ab ? 'B' : 'A');
+                float *g = fx_f32(&ref, gname, NULL), *mine = ab ? L->grad_B : L->grad_A;
                 size_t k = (size_t)L->cfg.r * (ab ? L->OC : L->C);
                 check_arrays_close(mine, g, k, 1e-6, 2e-4, gname);
                 for (size_t i = 0; i < k; i++) worst = fmax(worst, fabs((double)mine[i] - g[i]));
@@ -247,15 +246,15 @@ static void test_quantized(const char *qname, int qtype) {
         }
     printf("%s base: max |LoRA grad - PyTorch| = %.3g over %d tensors\n", qname, worst, ngrad);
     /* inference mode: quantized sites stay unmerged, same logits */
-    rc = llama_model_train_mode(&m, 0, &err);
-    got = rc ? NULL : logits_of(&m, &b);
+    rc = model_train_mode(m, 0, &err);
+    got = rc ? NULL : logits_of(m, &b);
     snprintf(what, sizeof what, "%s adapter logits in inference mode", qname);
     if (got) check_arrays_close(got, want, n, 2e-5, 1e-4, what);
     free(got);
     free(want);
     free(ref_loss);
-    llama_acts_free(a);
-    llama_model_free(&m);
+    model_acts_free(a);
+    model_free(m);
     st_close(&ref);
     free(b.ids);
     free(b.targets);
@@ -280,16 +279,20 @@ static void adapter_round_trip(const char *variant, const char *tmp) {
     snprintf(gp, sizeof gp, GG "/%s.f32.gguf", variant);
     snprintf(out, sizeof out, "%s/plain_%s.gguf", tmp, variant);
     lorac_err err = {0};
-    llama_model h, g;
-    int rc = llama_model_load(hd, &h, &err) || llama_peft_load(&h, pd, NULL, 0, &err) ||
-             llama_gguf_adapter_save(&h, out, &err) || llama_model_load(gp, &g, &err) ||
-             llama_gguf_adapter_load(&g, out, &err);
+    model *h = NULL, *g = NULL;
+    int rc = load(hd, &h, &err) || attach(h, pd, &err) || model_save_adapter(h, out, &err) || load(gp, &g, &err) ||
+             attach(g, out, &err);
     CHECK(rc == 0, "%s adapter round trip: %s", variant, err.msg);
-    if (rc) return;
+    if (rc) {
+        model_free(h);
+        model_free(g);
+        return;
+    }
     int same = 1;
-    for (int l = 0; l < h.cfg.n_layer; l++)
-        for (int s = 0; s < LLAMA_N_SITES; s++) {
-            const lora_linear *x = llama_model_lora(&h, l, s), *y = llama_model_lora(&g, l, s);
+    for (int l = 0; l < h->cfg.n_layer; l++)
+        FOR_LLAMA_SITES(s) {
+            const site_lora *sx = model_site_lora(h, l, s), *sy = model_site_lora(g, l, s);
+            const lora_linear *x = sx ? sx->lin : NULL, *y = sy ? sy->lin : NULL;
             same &= x && y && x->cfg.r == y->cfg.r && x->scaling == y->scaling &&
                     !memcmp(x->lora_A, y->lora_A, (size_t)x->cfg.r * x->C * 4) &&
                     !memcmp(x->lora_B, y->lora_B, (size_t)x->cfg.r * x->OC * 4);
@@ -297,14 +300,14 @@ static void adapter_round_trip(const char *variant, const char *tmp) {
     CHECK(same, "%s: GGUF adapter round trip changed A, B or the scaling", variant);
     batch b;
     batch_load(&b, variant);
-    float *lh = logits_of(&h, &b), *lg = logits_of(&g, &b);
+    float *lh = logits_of(h, &b), *lg = logits_of(g, &b);
     CHECK(bits_equal(lh, lg, (size_t)b.B * b.T * b.V), "%s: HF+PEFT and GGUF+GGUF-adapter logits differ", variant);
     free(lh);
     free(lg);
     free(b.ids);
     free(b.targets);
-    llama_model_free(&h);
-    llama_model_free(&g);
+    model_free(h);
+    model_free(g);
 }
 
 static void test_adapters(const char *tmp) {
@@ -314,27 +317,25 @@ static void test_adapters(const char *tmp) {
     size_t n = (size_t)b.B * b.T * b.V;
     char out[600];
     /* rsLoRA + rank_pattern + alpha_pattern, from the HF model: the committed, checked file */
-    llama_model h, g;
+    model *h = NULL, *g = NULL;
     snprintf(out, sizeof out, "%s/rs.gguf", tmp);
-    int rc = llama_model_load(FIX "/gqa/base", &h, &err) || llama_peft_load(&h, GG "/gqa_rs/adapter", NULL, 0, &err) ||
-             llama_gguf_adapter_save(&h, out, &err);
+    int rc = load(FIX "/gqa/base", &h, &err) || attach(h, GG "/gqa_rs/adapter", &err) || model_save_adapter(h, out, &err);
     CHECK(rc == 0, "rs adapter save: %s", err.msg);
     CHECK(files_equal(out, GG "/gqa_rs.lorac.gguf"),
           "the GGUF adapter differs from tests/fixtures/llama/gguf/gqa_rs.lorac.gguf (re-check it with "
           "tools/llama_gguf_ref.py --check-adapter)");
     st_file ref;
-    rc = llama_model_load(GG "/gqa.f32.gguf", &g, &err) || llama_gguf_adapter_load(&g, out, &err) ||
-         st_open(GG "/gqa_rs/ref.safetensors", &ref, &err);
+    rc = load(GG "/gqa.f32.gguf", &g, &err) || attach(g, out, &err) || st_open(GG "/gqa_rs/ref.safetensors", &ref, &err);
     CHECK(rc == 0, "rs adapter load: %s", err.msg);
     if (!rc) {
-        float *want = read_f32(&ref, "logits"), *got = logits_of(&g, &b);
+        float *want = fx_f32(&ref, "logits", NULL), *got = logits_of(g, &b);
         if (got) check_arrays_close(got, want, n, 2e-5, 1e-4, "GGUF base + GGUF rsLoRA adapter vs PEFT");
         free(want);
         free(got);
         st_close(&ref);
     }
-    llama_model_free(&h);
-    llama_model_free(&g);
+    model_free(h);
+    model_free(g);
 
     /* a plain adapter round-trips bit-exactly (A, B and so the logits), for each architecture */
     adapter_round_trip("gqa", tmp);
@@ -342,20 +343,20 @@ static void test_adapters(const char *tmp) {
     adapter_round_trip("biased", tmp);
 
     /* merged outputs from a Q8_0 base with the adapter */
-    llama_model q, mm;
-    rc = llama_model_load(GG "/gqa.q8_0.gguf", &q, &err) || llama_peft_load(&q, FIX "/gqa/adapter", NULL, 0, &err);
+    model *q = NULL, *mm = NULL;
+    rc = load(GG "/gqa.q8_0.gguf", &q, &err) || attach(q, FIX "/gqa/adapter", &err);
     CHECK(rc == 0, "%s", err.msg);
-    float *want = rc ? NULL : logits_of(&q, &b);
+    float *want = rc ? NULL : logits_of(q, &b);
     const struct { const char *name; int type; double atol; } outs[] = {
         {"merged.f32.gguf", QUANT_F32, 2e-5}, {"merged.q8_0.gguf", QUANT_Q8_0, 0.05}, {"merged_hf", -1, 2e-5}};
     for (int i = 0; i < 3 && want; i++) {
         snprintf(out, sizeof out, "%s/%s", tmp, outs[i].name);
-        rc = outs[i].type < 0 ? llama_merged_save_hf(&q, out, &err) : llama_merged_save_gguf(&q, out, outs[i].type, &err);
-        rc = rc || llama_model_load(out, &mm, &err);
+        rc = model_save_merged(q, out, outs[i].type, &err); /* a directory when out has no .gguf suffix */
+        rc = rc || load(out, &mm, &err);
         CHECK(rc == 0, "%s: %s", outs[i].name, err.msg);
         if (rc) continue;
-        CHECK(!mm.has_lora && mm.cfg.vocab_size == q.cfg.vocab_size, "%s", outs[i].name);
-        float *got = logits_of(&mm, &b);
+        CHECK(!model_has_lora(mm) && model_cfg(mm)->vocab_size == model_cfg(q)->vocab_size, "%s", outs[i].name);
+        float *got = logits_of(mm, &b);
         char what[128];
         snprintf(what, sizeof what, "%s logits vs base+adapter", outs[i].name);
         if (got) check_arrays_close(got, want, n, outs[i].atol, 1e-4, what);
@@ -365,10 +366,11 @@ static void test_adapters(const char *tmp) {
             printf("merged Q8_0 (re-quantized) logits: max |diff| %.3g\n", d);
         }
         free(got);
-        llama_model_free(&mm);
+        model_free(mm);
+        mm = NULL;
     }
     free(want);
-    llama_model_free(&q);
+    model_free(q);
     free(b.ids);
     free(b.targets);
 }
@@ -414,7 +416,7 @@ static int rewrite(const char *src, const char *dst, const char *key, long value
 
 static void test_bad_input(const char *tmp) {
     lorac_err err = {0};
-    llama_model m;
+    model *m = NULL;
     char p[600];
     char *data = NULL;
     size_t n = 0;
@@ -422,7 +424,7 @@ static void test_bad_input(const char *tmp) {
     /* truncated: the last tensor's bytes run past the end */
     snprintf(p, sizeof p, "%s/truncated.gguf", tmp);
     lorac_write_file(p, data, n - 100, NULL);
-    expect_fail(llama_model_load(p, &m, &err), &err, p, NULL, "truncated tensor");
+    expect_fail(load(p, &m, &err), &err, p, NULL, "truncated tensor");
     /* unknown type: blk.0.attn_v.weight's type field set to 99 */
     const char *name = "blk.0.attn_v.weight";
     size_t nl = strlen(name);
@@ -435,7 +437,7 @@ static void test_bad_input(const char *tmp) {
         }
     snprintf(p, sizeof p, "%s/unknown_type.gguf", tmp);
     lorac_write_file(p, data, n, NULL);
-    expect_fail(llama_model_load(p, &m, &err), &err, p, NULL, "unknown tensor type");
+    expect_fail(load(p, &m, &err), &err, p, NULL, "unknown tensor type");
     free(data);
     /* corrupted header, key/values and tensor infos (400 seeded mutations of 1-4 bytes): a clean
      * error or a model that runs a forward, never a crash (this test also runs under ASan/UBSan) */
@@ -450,29 +452,29 @@ static void test_bad_input(const char *tmp) {
         int k = 1 + (int)(lorac_rng_u64(&rng) % 4);
         for (int j = 0; j < k; j++) mut[lorac_rng_u64(&rng) % 3584] = (char)lorac_rng_u64(&rng); /* 3584: data area */
         lorac_write_file(p, mut, n, NULL);
-        if (llama_model_load(p, &m, &err) != 0) {
+        if (load(p, &m, &err) != 0) {
             refused++;
             if (strchr(err.msg, '\n') || !strstr(err.msg, p)) CHECK(0, "mutation %d: message '%s'", it, err.msg);
             continue;
         }
         loaded++;
-        llama_acts *a = NULL;
+        model_acts *a = NULL;
         int32_t ids[4] = {1, 2, 3, 4};
-        if (llama_acts_alloc(&m, 1, 4, &a, &err) == 0) {
-            llama_forward(&m, a, ids, NULL, 1, 4, 0.0f, 0, NULL, NULL, NULL, &err);
-            llama_acts_free(a);
+        if (model_acts_alloc(m, 1, 4, &a, &err) == 0) {
+            fx_lm_forward(m, a, ids, NULL, 1, 4, 0.0f, 0, NULL, NULL, NULL, &err);
+            model_acts_free(a);
         }
-        llama_model_free(&m);
+        model_free(m);
     }
     printf("mutated GGUFs: %d refused with one-line errors, %d loaded and ran\n", refused, loaded);
     free(mut);
     free(data);
-    /* llama_model_load_gguf on something that is not a GGUF */
-    expect_fail(llama_model_load_gguf(FIX "/gqa/base/config.json", &m, &err), &err, "config.json", "not a GGUF", "not GGUF");
+    /* a file that is not a GGUF (nor a model directory) */
+    expect_fail(load(FIX "/gqa/base/config.json", &m, &err), &err, "config.json", "not a GGUF", "not GGUF");
     /* inconsistent metadata */
     const struct { const char *key; long v; const char *needle; } meta[] = {
         {"llama.attention.head_count", 5, "head_count"},
-        {"llama.attention.head_count_kv", 3, "head_count_kv"},
+        {"llama.attention.head_count_kv", 3, "key/value heads"},
         {"llama.block_count", 3, "blk.2"},
         {"llama.feed_forward_length", 48, "ffn_gate"},
         {"llama.embedding_length", -1, "embedding_length"},
@@ -481,11 +483,12 @@ static void test_bad_input(const char *tmp) {
     for (size_t i = 0; i < sizeof meta / sizeof *meta; i++) {
         snprintf(p, sizeof p, "%s/meta%zu.gguf", tmp, i);
         CHECK(rewrite(GG "/gqa.q8_0.gguf", p, meta[i].key, meta[i].v) == 0, "rewrite %s", meta[i].key);
-        expect_fail(llama_model_load(p, &m, &err), &err, p, meta[i].needle, meta[i].key);
+        expect_fail(load(p, &m, &err), &err, p, meta[i].needle, meta[i].key);
     }
     /* adapters that do not fit the base */
-    llama_model g;
-    CHECK(llama_model_load(GG "/gqa.f32.gguf", &g, &err) == 0, "%s", err.msg);
+    model *g = NULL;
+    CHECK(load(GG "/gqa.f32.gguf", &g, &err) == 0, "%s", err.msg);
+    if (!g) return;
     static float zeros[64 * 8];
     const struct { const char *a, *b; int64_t ra, rb, in, out; const char *arch, *needle; } ads[] = {
         {"blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b", 4, 3, 32, 32, "llama", "rank"},
@@ -506,10 +509,10 @@ static void test_bad_input(const char *tmp) {
         gguf_writer_add_tensor_f32(w, ads[i].b, QUANT_F32, 2, neb, zeros);
         CHECK(gguf_writer_write(w, p, &err) == 0, "%s", err.msg);
         gguf_writer_free(w);
-        expect_fail(llama_gguf_adapter_load(&g, p, &err), &err, p, ads[i].needle, ads[i].needle);
-        CHECK(!g.has_lora, "a failed adapter load left LoRA layers");
+        expect_fail(attach(g, p, &err), &err, p, ads[i].needle, ads[i].needle);
+        CHECK(!model_has_lora(g), "a failed adapter load left LoRA layers");
     }
-    llama_model_free(&g);
+    model_free(g);
 }
 
 /* ---------------------------------------------------------------- SmolLM2 */
@@ -541,29 +544,31 @@ static void test_smollm2(void) {
     while (fi && nid < 4096 && fscanf(fi, "%d", &ids[nid]) == 1) nid++;
     if (fi) fclose(fi);
     lorac_err err = {0};
-    llama_model m;
+    model *m = NULL;
     long rss0 = peak_rss_kb();
     double t0 = now_s();
-    int rc = llama_model_load(path, &m, &err);
+    int rc = load(path, &m, &err);
     double t_load = now_s() - t0;
     CHECK(rc == 0, "%s", err.msg);
     if (rc) {
         free(ids);
         return;
     }
-    CHECK(m.cfg.n_layer == 30 && m.cfg.n_embd == 576 && m.cfg.vocab_size == 49152 && m.cfg.n_kv_head == 3,
-          "smollm2 config");
-    long file_kb = (long)(m.w.gguf->size / 1024);
+    const model_config *c = model_cfg(m);
+    CHECK(c->n_layer == 30 && c->n_embd == 576 && c->vocab_size == 49152 && c->n_kv_head == 3, "smollm2 config");
+    struct stat st;
+    long file_kb = stat(path, &st) == 0 ? (long)(st.st_size / 1024) : 0;
+    CHECK(file_kb > 0, "stat %s", path);
     enum { T = 256, WINDOWS = 4 };
-    llama_acts *a8 = NULL, *a = NULL;
+    model_acts *a8 = NULL, *a = NULL;
     int32_t tg[T];
     float loss = 0;
     int cnt = 0;
-    rc = llama_acts_alloc(&m, 1, 8, &a8, &err);
+    rc = model_acts_alloc(m, 1, 8, &a8, &err);
     for (int i = 0; i < 8; i++) tg[i] = ids[i + 1];
-    if (!rc) rc = llama_forward(&m, a8, ids, tg, 1, 8, 0.0f, 0, NULL, &loss, &cnt, &err);
+    if (!rc) rc = fx_lm_forward(m, a8, ids, tg, 1, 8, 0.0f, 0, NULL, &loss, &cnt, &err);
     long rss1 = peak_rss_kb();
-    llama_acts_free(a8);
+    model_acts_free(a8);
     CHECK(rc == 0, "%s", err.msg);
     printf("smollm2: load %.3f s; peak RSS after an 8-token forward %ld KB (+%ld KB) for a %ld KB file\n", t_load, rss1,
            rss1 - rss0, file_kb);
@@ -574,10 +579,10 @@ static void test_smollm2(void) {
     double nll = 0;
     long n = 0;
     t0 = now_s();
-    rc = rc ? rc : llama_acts_alloc(&m, 1, T, &a, &err);
+    rc = rc ? rc : model_acts_alloc(m, 1, T, &a, &err);
     for (int w = 0; w < WINDOWS && !rc && nid >= WINDOWS * T + 1; w++) {
         for (int i = 0; i < T; i++) tg[i] = ids[w * T + i + 1];
-        rc = llama_forward(&m, a, ids + w * T, tg, 1, T, 0.0f, 0, NULL, &loss, &cnt, &err);
+        rc = fx_lm_forward(m, a, ids + w * T, tg, 1, T, 0.0f, 0, NULL, &loss, &cnt, &err);
         nll += (double)loss * cnt;
         n += cnt;
     }
@@ -588,8 +593,8 @@ static void test_smollm2(void) {
                exp(nll), nll, n, now_s() - t0, peak_rss_kb());
         CHECK(nll > 1.5 && nll < 4.5, "smollm2: mean NLL %.4f is not what a 135M model gets", nll);
     }
-    llama_acts_free(a);
-    llama_model_free(&m);
+    model_acts_free(a);
+    model_free(m);
     free(ids);
 }
 

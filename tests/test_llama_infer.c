@@ -1,4 +1,4 @@
-/* The Llama KV-cache session (llama_session) against the full forward and against transformers'
+/* The Llama KV-cache session (model_session) against the full forward and against transformers'
  * generate(), on the tiny fixtures of tools/llama_ref.py with their PEFT adapters:
  *   - a prefill of B slots gives the full forward's last-position logits; token-by-token steps give
  *     every position's logits (LoRA unmerged and merged); tolerance 2e-5 abs + 1e-4 rel;
@@ -11,58 +11,41 @@
  *     the dequantized weights, tools/smollm2_greedy_ref.py); chat training data (ft_load_data): the
  *     ids are the tokens of the whole ChatML text and exactly the assistant turns are scored. */
 #include "check.h"
-#include "lorac.h"
-#include "lorac/lm.h"
+#include "fixture.h"
 
 #include <unistd.h>
 
 #define FIX LORAC_SOURCE_DIR "/tests/fixtures"
 
-static int32_t *read_ids(const st_file *f, const char *name, size_t *n) {
-    const st_tensor *t = st_find(f, name);
-    if (!t) {
-        fprintf(stderr, "fixture lacks %s\n", name);
-        exit(1);
-    }
-    int32_t *x = malloc(t->numel * sizeof(int32_t) + 1);
-    for (size_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, t->data + 8 * i, 8);
-        x[i] = (int32_t)v;
-    }
-    *n = t->numel;
-    return x;
-}
-
 /* Session logits against the full forward's for the fixture's input_ids, in the current mode. */
-static void check_cache_vs_forward(llama_model *m, const char *name, const int32_t *ids, int B, int T, const char *mode) {
+static void check_cache_vs_forward(model *m, const char *name, const int32_t *ids, int B, int T, const char *mode) {
     lorac_err err = {0};
-    int V = m->cfg.vocab_size;
-    llama_acts *a = NULL;
-    int rc = llama_acts_alloc(m, B, T, &a, &err);
-    if (!rc) rc = llama_forward(m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+    int V = model_cfg(m)->vocab_size;
+    model_acts *a = NULL;
+    int rc = model_acts_alloc(m, B, T, &a, &err);
+    if (!rc) rc = fx_lm_forward(m, a, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
     CHECK(rc == 0, "%s forward: %s", name, err.msg);
     if (rc) {
-        llama_acts_free(a);
+        model_acts_free(a);
         return;
     }
-    const float *full = llama_acts_logits(a);
-    llama_session *s = NULL;
+    const float *full = model_acts_logits(a);
+    model_session *s = NULL;
     float *logits = malloc((size_t)B * V * sizeof(float)), *want = malloc((size_t)B * V * sizeof(float));
     char what[160];
-    rc = llama_session_new(m, &s, &err);
+    rc = model_session_new(m, &s, &err);
     /* one prefill of all B rows as B slots */
-    if (!rc) rc = llama_session_begin(s, B, T, &err);
-    if (!rc) rc = llama_session_step(s, ids, B, T, logits, &err);
+    if (!rc) rc = model_session_begin(s, B, T, &err);
+    if (!rc) rc = model_session_step(s, ids, B, T, logits, &err);
     CHECK(rc == 0, "%s prefill: %s", name, err.msg);
     for (int b = 0; b < B; b++) memcpy(want + (size_t)b * V, full + ((size_t)b * T + T - 1) * V, V * sizeof(float));
     snprintf(what, sizeof what, "%s %s: prefill logits", name, mode);
     if (!rc) check_arrays_close(logits, want, (size_t)B * V, 2e-5, 1e-4, what);
-    CHECK(llama_session_len(s) == T, "%s session length %d", name, llama_session_len(s));
+    CHECK(model_session_len(s) == T, "%s session length %d", name, model_session_len(s));
     /* row 0 one token at a time: every position's logits */
-    if (!rc) rc = llama_session_begin(s, 1, T, &err);
+    if (!rc) rc = model_session_begin(s, 1, T, &err);
     for (int t = 0; !rc && t < T; t++) {
-        rc = llama_session_step(s, ids + t, 1, 1, logits, &err);
+        rc = model_session_step(s, ids + t, 1, 1, logits, &err);
         snprintf(what, sizeof what, "%s %s: step %d logits", name, mode, t);
         if (!rc) check_arrays_close(logits, full + (size_t)t * V, V, 2e-5, 1e-4, what);
     }
@@ -71,10 +54,10 @@ static void check_cache_vs_forward(llama_model *m, const char *name, const int32
     if (!rc && T >= 4 && B >= 2) {
         int32_t pre[6] = {ids[0], ids[1], ids[2], ids[T], ids[T + 1], ids[T + 2]}, src[2] = {1, 1};
         int32_t next[2] = {ids[T + 3], ids[T + 3]};
-        rc = llama_session_begin(s, 2, T, &err);
-        if (!rc) rc = llama_session_step(s, pre, 2, 3, logits, &err);
-        if (!rc) rc = llama_session_reorder(s, src, 2, &err);
-        if (!rc) rc = llama_session_step(s, next, 2, 1, logits, &err);
+        rc = model_session_begin(s, 2, T, &err);
+        if (!rc) rc = model_session_step(s, pre, 2, 3, logits, &err);
+        if (!rc) rc = model_session_reorder(s, src, 2, &err);
+        if (!rc) rc = model_session_step(s, next, 2, 1, logits, &err);
         CHECK(rc == 0, "%s reorder: %s", name, err.msg);
         snprintf(what, sizeof what, "%s %s: after reorder", name, mode);
         if (!rc) {
@@ -85,30 +68,30 @@ static void check_cache_vs_forward(llama_model *m, const char *name, const int32
     /* bad steps */
     if (!rc) {
         int32_t bad = V;
-        rc = llama_session_begin(s, 1, 2, &err);
+        rc = model_session_begin(s, 1, 2, &err);
         CHECK(rc == 0, "begin: %s", err.msg);
-        CHECK(llama_session_step(s, &bad, 1, 1, logits, &err) != 0 && strstr(err.msg, "vocabulary"), "bad id: %s", err.msg);
-        CHECK(llama_session_step(s, ids, 1, 3, logits, &err) != 0 && strstr(err.msg, "exceed"), "overflow: %s", err.msg);
-        CHECK(llama_session_begin(s, 1, m->cfg.n_positions + 1, &err) != 0, "begin beyond max positions");
+        CHECK(model_session_step(s, &bad, 1, 1, logits, &err) != 0 && strstr(err.msg, "vocabulary"), "bad id: %s", err.msg);
+        CHECK(model_session_step(s, ids, 1, 3, logits, &err) != 0 && strstr(err.msg, "exceed"), "overflow: %s", err.msg);
+        CHECK(model_session_begin(s, 1, model_max_len(m) + 1, &err) != 0, "begin beyond max positions");
     }
-    llama_session_free(s);
+    model_session_free(s);
     free(logits);
     free(want);
-    llama_acts_free(a);
+    model_acts_free(a);
 }
 
 /* gen_generate through the session against generate()'s new tokens. */
-static void check_decode(llama_model *m, const char *name, const st_file *ref) {
+static void check_decode(model *m, const char *name, const st_file *ref) {
     lorac_err err = {0};
     size_t np, ng, nb, ne, nbe;
-    int32_t *prompt = read_ids(ref, "prompt", &np), *greedy = read_ids(ref, "greedy", &ng);
-    int32_t *beam = read_ids(ref, "beam", &nb), *eos = read_ids(ref, "beam_eos", &ne);
-    int32_t *beam_eos = read_ids(ref, "beam_eos_out", &nbe);
-    llama_session *s = NULL;
-    int rc = llama_session_new(m, &s, &err);
+    int32_t *prompt = fx_i64(ref, "prompt", &np), *greedy = fx_i64(ref, "greedy", &ng);
+    int32_t *beam = fx_i64(ref, "beam", &nb), *eos = fx_i64(ref, "beam_eos", &ne);
+    int32_t *beam_eos = fx_i64(ref, "beam_eos_out", &nbe);
+    model_session *s = NULL;
+    int rc = model_session_new(m, &s, &err);
     CHECK(rc == 0, "session: %s", err.msg);
     gen_model gm;
-    gen_model_llama(&gm, m, s);
+    gen_model_session(&gm, m, s);
     struct {
         const char *what;
         int beams;
@@ -132,7 +115,7 @@ static void check_decode(llama_model *m, const char *name, const st_file *ref) {
               cases[c].want[0]);
         gen_result_free(&res);
     }
-    llama_session_free(s);
+    model_session_free(s);
     free(prompt);
     free(greedy);
     free(beam);
@@ -148,7 +131,7 @@ static void run(const char *name) {
     snprintf(genp, sizeof genp, FIX "/llama_gen/%s.safetensors", name);
     lorac_err err = {0};
     st_file ref, gref;
-    llama_model m;
+    model *m = NULL;
     int rc = st_open(refp, &ref, &err);
     CHECK(rc == 0, "%s", err.msg);
     if (rc) return;
@@ -158,22 +141,23 @@ static void run(const char *name) {
         st_close(&ref);
         return;
     }
-    rc = llama_model_load(base, &m, &err);
-    if (!rc) rc = llama_peft_load(&m, adapter, NULL, 0, &err);
+    const char *spec = adapter;
+    rc = model_load(base, &FX_NO_TOK, &m, &err);
+    if (!rc) rc = model_attach_adapters(m, &spec, 1, NULL, 0, &err);
     CHECK(rc == 0, "%s load: %s", name, err.msg);
     if (!rc) {
         size_t n;
-        int32_t *ids = read_ids(&ref, "input_ids", &n);
+        int32_t *ids = fx_i64(&ref, "input_ids", &n);
         const st_tensor *lt = st_find(&ref, "logits");
         int B = (int)lt->shape[0], T = (int)lt->shape[1];
-        check_cache_vs_forward(&m, name, ids, B, T, "unmerged");
-        rc = llama_model_train_mode(&m, 0, &err);
+        check_cache_vs_forward(m, name, ids, B, T, "unmerged");
+        rc = model_train_mode(m, 0, &err);
         CHECK(rc == 0, "merge: %s", err.msg);
-        check_cache_vs_forward(&m, name, ids, B, T, "merged");
-        check_decode(&m, name, &gref);
+        check_cache_vs_forward(m, name, ids, B, T, "merged");
+        check_decode(m, name, &gref);
         free(ids);
-        llama_model_free(&m);
     }
+    model_free(m);
     st_close(&gref);
     st_close(&ref);
 }
@@ -187,7 +171,7 @@ static size_t parse_ids(char *line, int32_t *ids, size_t cap) {
 
 /* A two-turn conversation through ft_load_data: ids == encode(ChatML text), and the scored
  * targets spell the two assistant turns each with its <|im_end|>\n. */
-static void check_chat_data(lm *m) {
+static void check_chat_data(model *m) {
     char path[] = "/tmp/lorac_chat_XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0, "mkstemp");
@@ -199,23 +183,23 @@ static void check_chat_data(lm *m) {
     close(fd);
     train_data d;
     lorac_err err = {0};
-    int rc = ft_load_data(m, path, 512, &d, &err);
+    int rc = ft_load_data(m, NULL, path, 512, &d, &err);
     unlink(path);
     CHECK(rc == 0 && d.n == 1, "chat data: %s", err.msg);
     if (rc) return;
-    lm_chat_msg msgs[4] = {{"user", "Hi there"}, {"assistant", "Hello!"}, {"user", "2+2?"}, {"assistant", "4"}};
+    model_chat_msg msgs[4] = {{"user", "Hi there"}, {"assistant", "Hello!"}, {"user", "2+2?"}, {"assistant", "4"}};
     char *text = NULL, *scored = NULL;
     size_t tl = 0, n = 0, sl = 0;
     int32_t *ids = NULL, tg[512];
-    rc = lm_chat_format(m, msgs, 4, 0, &text, &tl, &err);
-    if (!rc) rc = lm_encode(m, text, tl, 1, &ids, &n, &err);
+    rc = model_chat_format(m, msgs, 4, 0, &text, &tl, &err);
+    if (!rc) rc = model_encode(m, text, tl, 1, &ids, &n, &err);
     int same = !rc && n == d.n_tokens;
     for (size_t i = 0; same && i < n; i++) same = ids[i] == d.ids[i];
     CHECK(same, "chat ids are not the tokens of the ChatML text (%zu vs %zu)", d.n_tokens, n);
     size_t k = 0;
     for (size_t i = 0; i < d.n_tokens && k < 512; i++)
         if (d.targets[i] != TRAIN_IGNORE) tg[k++] = d.targets[i];
-    if (!lm_decode(m, tg, k, 0, &scored, &sl, &err))
+    if (!model_decode(m, tg, k, 0, &scored, &sl, &err))
         CHECK(!strcmp(scored, "Hello!<|im_end|>\n4<|im_end|>\n"), "scored text is \"%s\"", scored);
     free(scored);
     free(text);
@@ -245,30 +229,32 @@ static void smollm2_golden(void) {
     user[strcspn(user, "\n")] = 0;
     int32_t want_prompt[512], want_out[64];
     size_t np = parse_ids(line[0], want_prompt, 512), no = parse_ids(line[1], want_out, 64);
-    lm m;
+    model *m = NULL;
     lorac_err err = {0};
-    int rc = lm_load(path, &m, &err);
+    int rc = model_load(path, NULL, &m, &err);
     CHECK(rc == 0, "load %s: %s", path, err.msg);
     if (rc) return;
-    lm_chat_msg msg = {"user", user};
+    model_chat_msg msg = {"user", user};
     char *text = NULL;
     size_t tl = 0, n = 0;
     int32_t *ids = NULL;
-    rc = lm_chat_format(&m, &msg, 1, 1, &text, &tl, &err);
-    if (!rc) rc = lm_encode(&m, text, tl, 1, &ids, &n, &err);
+    rc = model_chat_format(m, &msg, 1, 1, &text, &tl, &err);
+    if (!rc) rc = model_encode(m, text, tl, 1, &ids, &n, &err);
     CHECK(rc == 0, "chat prompt: %s", err.msg);
     int same = !rc && n == np;
     for (size_t i = 0; same && i < n; i++) same = ids[i] == want_prompt[i];
     CHECK(same, "SmolLM2 chat prompt ids differ from the reference (%zu vs %zu tokens)", n, np);
     gen_config gc;
     gen_config_default(&gc, -1);
-    lm_gen_eos(&m, &gc);
+    gen_model_eos(m, &gc);
     gc.max_new_tokens = 32;
     gen_model gm;
     gen_result res;
     memset(&res, 0, sizeof res);
-    if (!rc) rc = lm_train_mode(&m, 0, &err);
-    if (!rc) rc = lm_gen_model(&m, &gm, &err);
+    model_session *s = NULL;
+    if (!rc) rc = model_train_mode(m, 0, &err);
+    if (!rc) rc = model_session_new(m, &s, &err);
+    if (!rc) gen_model_session(&gm, m, s);
     if (!rc) rc = gen_generate(&gm, &gc, ids, (int)n, &res, &err);
     CHECK(rc == 0, "generate: %s", err.msg);
     if (!rc) {
@@ -279,8 +265,9 @@ static void smollm2_golden(void) {
     }
     free(text);
     free(ids);
-    check_chat_data(&m);
-    lm_free(&m);
+    model_session_free(s);
+    check_chat_data(m);
+    model_free(m);
 }
 
 int main(void) {

@@ -15,101 +15,121 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "lorac.h"
-#include "lorac/gpt2.h"
-#include "lorac/peft.h"
-#include "lorac/safetensors.h"
+#include "fixture.h"
 
 enum { B = 2, T = 8 };
 
-static gpt2_config tiny(void) {
-    gpt2_config c = {0};
-    c.n_layer = 2;
-    c.n_embd = 16;
-    c.n_head = 2;
-    c.n_positions = 16;
-    c.n_inner = 64;
-    c.vocab_size = 40;
-    c.layer_norm_epsilon = 1e-5;
-    c.activation = GPT2_ACT_GELU_NEW;
-    c.eos_token_id = c.bos_token_id = 39;
-    return c;
-}
+static model_config tiny(void) { return fx_gpt2_config(2, 16, 2, 64, 16, 40); }
 
 static int32_t ids[B * T];
 
 /* A random base (seed 7) with fresh LoRA from o, B randomised, written as a PEFT dir. */
-static void make_adapter(const char *dir, const gpt2_lora_opts *o, uint64_t seed) {
-    gpt2_config c = tiny();
-    gpt2_model m;
+static void make_adapter(const char *dir, const model_lora_opts *o, uint64_t seed) {
+    model_config c = tiny();
+    model *m = NULL;
     lorac_err err = {0};
-    CHECK(gpt2_model_random(&c, 7, &m, &err) == 0, "random: %s", err.msg);
-    CHECK(gpt2_model_add_lora(&m, o, seed, &err) == 0, "lora: %s", err.msg);
-    lorac_rng rng;
-    lorac_rng_seed(&rng, seed + 100);
-    for (size_t i = 0; i < m.reg.n; i++) {
-        lora_param *p = &m.reg.params[i];
-        if (strstr(p->name, "lora_B") || strstr(p->name, "wte.lora_A"))
-            for (size_t j = 0; j < p->numel; j++) p->data[j] = 0.2f * lorac_rng_normal(&rng);
-    }
-    CHECK(gpt2_peft_save(&m, dir, &err) == 0, "save %s: %s", dir, err.msg);
-    gpt2_model_free(&m);
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random: %s", err.msg);
+    if (!m) return;
+    CHECK(model_add_lora(m, o, seed, &err) == 0, "lora: %s", err.msg);
+    fx_lora_randomize(m, 0.2f, seed + 100);
+    CHECK(model_save_adapter(m, dir, &err) == 0, "save %s: %s", dir, err.msg);
+    model_free(m);
 }
 
 /* Logits (B,T,V) of the base with adapter a attached (a NULL: the base as it is). */
-static float *logits_of(gpt2_model *m, const peft_adapter *a) {
+static float *logits_of(model *m, const peft_adapter *a) {
     lorac_err err = {0};
-    if (a) CHECK(gpt2_peft_attach(m, a, &err) == 0, "attach: %s", err.msg);
-    gpt2_acts *acts = NULL;
-    CHECK(gpt2_acts_alloc(m, B, T, &acts, &err) == 0, "acts: %s", err.msg);
-    size_t n = (size_t)B * T * m->cfg.vocab_size;
-    float *out = calloc(n, sizeof(float));
-    CHECK(gpt2_forward(m, acts, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err) == 0, "fwd: %s", err.msg);
-    memcpy(out, gpt2_acts_logits(acts), n * sizeof(float));
-    gpt2_acts_free(acts);
-    return out;
+    if (a) CHECK(model_peft_attach(m, a, &err) == 0, "attach: %s", err.msg);
+    float *out = fx_lm_logits(m, ids, B, T, &err);
+    CHECK(out != NULL, "fwd: %s", err.msg);
+    return out ? out : calloc((size_t)B * T * model_cfg(m)->vocab_size, sizeof(float));
 }
 
 static float *logits_attached(const peft_adapter *a) {
-    gpt2_config c = tiny();
-    gpt2_model m;
+    model_config c = tiny();
+    model *m = NULL;
     lorac_err err = {0};
-    CHECK(gpt2_model_random(&c, 7, &m, &err) == 0, "random");
-    float *l = logits_of(&m, a);
-    gpt2_model_free(&m);
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random");
+    float *l = logits_of(m, a);
+    model_free(m);
     return l;
 }
 
-/* Adds scale·(merged - W0) of adapter dir to the four projections of ref (a LoRA-free model). */
-static void add_delta(gpt2_model *ref, const char *dir, float scale) {
-    gpt2_config c = tiny(), mc;
-    gpt2_model m;
-    gpt2_weights mw;
+/* The base (seed 7) with the adapter in dir (NULL: none) saved merged, W0 + s·BA, as an HF dir. */
+static void save_merged(const char *dir, const char *out) {
+    model_config c = tiny();
+    model *m = NULL;
     lorac_err err = {0};
-    CHECK(gpt2_model_random(&c, 7, &m, &err) == 0, "random");
-    CHECK(gpt2_peft_load(&m, dir, NULL, 0, &err) == 0, "load %s: %s", dir, err.msg);
-    CHECK(gpt2_weights_merged(&m, &mc, &mw, &err) == 0, "merged: %s", err.msg);
-    int C = c.n_embd, I = c.n_inner;
-    for (int l = 0; l < c.n_layer; l++) {
-        const gpt2_layer_weights *b = &m.w.layers[l], *w = &mw.layers[l];
-        gpt2_layer_weights *r = &ref->w.layers[l];
-        const float *w0[4] = {b->attn_w, b->proj_w, b->fc_w, b->fcproj_w}, *wm[4] = {w->attn_w, w->proj_w, w->fc_w, w->fcproj_w};
-        float *dst[4] = {(float *)r->attn_w, (float *)r->proj_w, (float *)r->fc_w, (float *)r->fcproj_w};
-        size_t n[4] = {(size_t)C * 3 * C, (size_t)C * C, (size_t)C * I, (size_t)I * C};
-        for (int s = 0; s < 4; s++)
-            for (size_t j = 0; j < n[s]; j++) dst[s][j] += scale * (wm[s][j] - w0[s][j]);
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random");
+    if (dir) CHECK(model_attach_adapters(m, &dir, 1, NULL, 0, &err) == 0, "load %s: %s", dir, err.msg);
+    CHECK(model_save_merged(m, out, -1, &err) == 0, "merged: %s", err.msg);
+    model_free(m);
+}
+
+/* The model of base weights W0 + Σ scale_i·(merged_i - W0), formed explicitly tensor by tensor from
+ * the merged checkpoints of the adapters in dirs (written under root). */
+static model *model_with_deltas(const char *root, const char *const *dirs, const float *scale, int n) {
+    char base[600], path[700], mdir[600];
+    lorac_err err = {0};
+    snprintf(base, sizeof base, "%s/ref_base", root);
+    save_merged(NULL, base);
+    st_file w0;
+    snprintf(path, sizeof path, "%s/model.safetensors", base);
+    if (st_open(path, &w0, &err)) {
+        CHECK(0, "%s", err.msg);
+        return NULL;
     }
-    gpt2_weights_free(&mw);
-    gpt2_model_free(&m);
+    float **sum = calloc(w0.n_tensors, sizeof *sum);
+    for (size_t i = 0; i < w0.n_tensors; i++) {
+        sum[i] = malloc(w0.tensors[i].numel * sizeof(float));
+        memcpy(sum[i], st_f32_view(&w0.tensors[i]), w0.tensors[i].numel * sizeof(float));
+    }
+    for (int k = 0; k < n; k++) {
+        snprintf(mdir, sizeof mdir, "%s/ref_merged%d", root, k);
+        save_merged(dirs[k], mdir);
+        st_file mk;
+        snprintf(path, sizeof path, "%s/model.safetensors", mdir);
+        if (st_open(path, &mk, &err)) {
+            CHECK(0, "%s", err.msg);
+            continue;
+        }
+        CHECK(mk.n_tensors == w0.n_tensors, "merged %d: %zu tensors, the base has %zu", k, mk.n_tensors, w0.n_tensors);
+        for (size_t i = 0; i < w0.n_tensors && i < mk.n_tensors; i++) {
+            const st_tensor *t = &w0.tensors[i], *u = st_find(&mk, t->name);
+            CHECK(u && u->numel == t->numel, "merged %d lacks %s", k, t->name);
+            if (!u || u->numel != t->numel) continue;
+            const float *wm = st_f32_view(u), *wb = st_f32_view(t);
+            for (size_t j = 0; j < t->numel; j++) sum[i][j] += scale[k] * (wm[j] - wb[j]);
+        }
+        st_close(&mk);
+    }
+    st_entry *e = calloc(w0.n_tensors, sizeof *e);
+    for (size_t i = 0; i < w0.n_tensors; i++) {
+        e[i].name = w0.tensors[i].name;
+        e[i].dtype = e[i].out_dtype = ST_F32;
+        e[i].ndim = w0.tensors[i].ndim;
+        memcpy(e[i].shape, w0.tensors[i].shape, sizeof e[i].shape);
+        e[i].data = sum[i];
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", base);
+    char tmp[720];
+    snprintf(tmp, sizeof tmp, "%s.sum", path);
+    CHECK(st_write(tmp, e, w0.n_tensors, NULL, NULL, 0, &err) == 0, "write sum: %s", err.msg);
+    for (size_t i = 0; i < w0.n_tensors; i++) free(sum[i]);
+    free(sum);
+    free(e);
+    st_close(&w0);
+    CHECK(rename(tmp, path) == 0, "rename");
+    model *m = NULL;
+    CHECK(model_load(base, &FX_NO_TOK, &m, &err) == 0, "load the sum: %s", err.msg);
+    return m;
 }
 
 static void test_round_trip(const char *root) {
     char d1[512], d2[512], d3[512];
     snprintf(d1, sizeof d1, "%s/rt1", root);
     snprintf(d2, sizeof d2, "%s/rt2", root);
-    gpt2_lora_opts o;
-    gpt2_lora_opts_default(&o);
-    o.r = 2, o.alpha = 4, o.dropout = 0, o.attn_proj = 1, o.wte = 1;
+    model_lora_opts o = fx_lora_opts(2, 4, 0, "q,v,attn.c_proj,wte");
     make_adapter(d1, &o, 3);
     lorac_err err = {0};
     peft_adapter *a = NULL, *b = NULL;
@@ -128,16 +148,18 @@ static void test_round_trip(const char *root) {
     CHECK(same, "write + read keeps every tensor bit for bit");
     CHECK(b && peft_rank_for(&b->cfg, "transformer.h.1.attn.c_attn") == 4, "rank_pattern kept");
     /* attaching gives the writer's logits bit for bit (the load path is read + attach) */
-    gpt2_config c = tiny();
-    gpt2_model m;
-    gpt2_model_random(&c, 7, &m, &err);
-    CHECK(gpt2_peft_load(&m, d1, NULL, 0, &err) == 0, "load: %s", err.msg);
-    CHECK(m.blocks && m.blocks[0].qkv != NULL, "the split comes back as a MergedLinear");
-    float *l1 = logits_of(&m, NULL), *l2 = logits_attached(b);
+    model_config c = tiny();
+    model *m = NULL;
+    const char *spec = d1;
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random");
+    CHECK(model_attach_adapters(m, &spec, 1, NULL, 0, &err) == 0, "load: %s", err.msg);
+    const lora_param *qb = lora_registry_find(model_registry(m), "transformer.h.0.attn.c_attn.lora_B");
+    CHECK(qb && qb->shape[0] == 2 * c.n_embd, "the split comes back as a MergedLinear (lora_B of q and v: 2C rows)");
+    float *l1 = logits_of(m, NULL), *l2 = logits_attached(b);
     CHECK(!memcmp(l1, l2, (size_t)B * T * c.vocab_size * sizeof(float)), "written adapter: same logits");
     free(l1);
     free(l2);
-    gpt2_model_free(&m);
+    model_free(m);
 
     /* F16 and BF16 files read as the rounded values */
     for (int half = 0; half < 2; half++) {
@@ -183,27 +205,25 @@ static void test_weighted(const char *root) {
     char d1[512], d2[512], s1[600], s2[600];
     snprintf(d1, sizeof d1, "%s/w1", root);
     snprintf(d2, sizeof d2, "%s/w2", root);
-    gpt2_lora_opts o;
-    gpt2_lora_opts_default(&o);
-    o.r = 2, o.alpha = 4, o.dropout = 0, o.mlp_fc = 1;
+    model_lora_opts o = fx_lora_opts(2, 4, 0, "q,v,mlp.c_fc");
     make_adapter(d1, &o, 5);
-    gpt2_lora_opts_default(&o);
-    o.r = 3, o.alpha = 6, o.dropout = 0, o.use_rslora = 1, o.qkv[0] = o.qkv[2] = 0, o.c_attn_full = 1, o.mlp_proj = 1;
+    o = fx_lora_opts(3, 6, 0, "c_attn,mlp.c_proj");
+    o.use_rslora = 1;
     make_adapter(d2, &o, 6);
     lorac_err err = {0};
-    gpt2_config c = tiny();
+    model_config c = tiny();
     size_t nl = (size_t)B * T * c.vocab_size;
 
     /* one adapter, no scale: the adapter itself */
     const char *one[1] = {d1};
     peft_adapter *w = NULL;
     CHECK(peft_adapters_load_weighted(one, 1, &w, NULL, 0, &err) == 0, "weighted 1: %s", err.msg);
-    gpt2_model m;
-    gpt2_model_random(&c, 7, &m, &err);
-    gpt2_peft_load(&m, d1, NULL, 0, &err);
-    float *la = logits_of(&m, NULL), *lb = logits_attached(w);
+    model *m = NULL;
+    CHECK(model_random(&c, 7, &m, &err) == 0, "random");
+    CHECK(model_attach_adapters(m, one, 1, NULL, 0, &err) == 0, "load: %s", err.msg);
+    float *la = logits_of(m, NULL), *lb = logits_attached(w);
     CHECK(!memcmp(la, lb, nl * sizeof(float)), "DIR alone == the adapter");
-    gpt2_model_free(&m);
+    model_free(m);
     free(la);
     free(lb);
     peft_adapter_free(w);
@@ -213,11 +233,14 @@ static void test_weighted(const char *root) {
     snprintf(s2, sizeof s2, "%s:-1.5", d2);
     const char *two[2] = {s1, s2};
     CHECK(peft_adapters_load_weighted(two, 2, &w, NULL, 0, &err) == 0, "weighted 2: %s", err.msg);
-    gpt2_model ref;
-    gpt2_model_random(&c, 7, &ref, &err);
-    add_delta(&ref, d1, 0.5f);
-    add_delta(&ref, d2, -1.5f);
-    float *lref = logits_of(&ref, NULL), *lw = logits_attached(w);
+    const char *dirs[2] = {d1, d2};
+    float scales[2] = {0.5f, -1.5f};
+    model *ref = model_with_deltas(root, dirs, scales, 2);
+    if (!ref) {
+        peft_adapter_free(w);
+        return;
+    }
+    float *lref = logits_of(ref, NULL), *lw = logits_attached(w);
     check_arrays_close(lw, lref, nl, 2e-5, 1e-4, "weighted sum (cat) vs explicit W0 + sum of deltas");
 
     /* svd at full rank is the same sum; energy 1 */
@@ -258,7 +281,7 @@ static void test_weighted(const char *root) {
     peft_adapter_free(ads[1]);
     free(lref);
     free(lw);
-    gpt2_model_free(&ref);
+    model_free(ref);
     peft_adapter_free(w);
 }
 
@@ -378,15 +401,18 @@ static void test_bad_input(const char *root) {
     specs[1] = spec;
     CHECK(peft_adapters_load_weighted(specs, 2, &a, NULL, 0, &err) == LORAC_EINVAL && !a && strstr(err.msg, "two"), "scale: %s", err.msg);
     /* another base's shapes: nothing attached */
-    gpt2_config c = tiny();
-    c.n_embd = 8;
-    c.n_inner = 32;
-    gpt2_model m;
-    gpt2_model_random(&c, 1, &m, &err);
+    model_config c = fx_gpt2_config(2, 8, 2, 32, 16, 40);
+    model *m = NULL;
+    CHECK(model_random(&c, 1, &m, &err) == 0, "random");
     CHECK(peft_adapter_read(good, &a, NULL, 0, &err) == 0, "read");
-    CHECK(gpt2_peft_attach(&m, a, &err) == LORAC_ESHAPE && !m.has_lora && !strchr(err.msg, '\n') &&
+    if (!m || !a) {
+        model_free(m);
+        peft_adapter_free(a);
+        return;
+    }
+    CHECK(model_peft_attach(m, a, &err) == LORAC_ESHAPE && !model_has_lora(m) && !strchr(err.msg, '\n') &&
           strstr(err.msg, "another base"), "another base: %s", err.msg);
-    gpt2_model_free(&m);
+    model_free(m);
     /* a rank that disagrees with the config; NaN values; legacy .bin */
     char bad[512], p[600];
     snprintf(bad, sizeof bad, "%s/bad_rank", root);

@@ -23,11 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "lorac.h"
-#include "lorac/gpt2.h"
-#include "lorac/llama.h"
-#include "lorac/peft.h"
-#include "lorac/safetensors.h"
+#include "fixture.h"
 
 #define FIX LORAC_SOURCE_DIR "/tests/fixtures/peft"
 #define BASE LORAC_SOURCE_DIR "/tests/fixtures/gpt2/tiny/base"
@@ -38,26 +34,19 @@ static int B, T;
 
 /* Logits (B,T,V) of the fixture base with the adapter in dir (merged when merge). */
 static float *lorac_logits(const char *dir, int merge, int *V) {
-    gpt2_model m;
+    model *m = NULL;
     lorac_err err = {0};
-    if (gpt2_model_load(BASE, &m, &err)) {
+    if (model_load(BASE, &FX_NO_TOK, &m, &err)) {
         CHECK(0, "base: %s", err.msg);
         return NULL;
     }
-    *V = m.cfg.vocab_size;
+    *V = model_cfg(m)->vocab_size;
     float *out = NULL;
-    gpt2_acts *a = NULL;
-    int rc = gpt2_peft_load(&m, dir, NULL, 0, &err);
-    if (!rc && merge) rc = gpt2_model_train_mode(&m, 0, &err);
-    if (!rc) rc = gpt2_acts_alloc(&m, B, T, &a, &err);
-    if (!rc) rc = gpt2_forward(&m, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err);
+    int rc = model_attach_adapters(m, &dir, 1, NULL, 0, &err);
+    if (!rc && merge) rc = model_train_mode(m, 0, &err);
+    if (!rc) rc = (out = fx_lm_logits(m, ids, B, T, &err)) ? 0 : -1;
     CHECK(rc == 0, "%s: %s", dir, err.msg);
-    if (!rc) {
-        out = malloc(sizeof(float) * (size_t)B * T * *V);
-        memcpy(out, gpt2_acts_logits(a), sizeof(float) * (size_t)B * T * *V);
-    }
-    gpt2_acts_free(a);
-    gpt2_model_free(&m);
+    model_free(m);
     return out;
 }
 
@@ -84,42 +73,75 @@ static void compare_model(const char *name, const char *dir) {
     char key[128];
     snprintf(key, sizeof key, "logits.%s", name);
     const st_tensor *t = st_find(&ref, key);
-    gpt2_model m;
+    model *m = NULL;
     lorac_err err = {0};
-    gpt2_acts *a = NULL;
-    if (!t || gpt2_model_load(dir, &m, &err)) {
+    if (!t || model_load(dir, &FX_NO_TOK, &m, &err)) {
         CHECK(0, "%s: %s", dir, err.msg);
         return;
     }
-    int rc = gpt2_acts_alloc(&m, B, T, &a, &err);
-    if (!rc) rc = gpt2_forward(&m, a, ids, NULL, B, T, 0, 0, NULL, NULL, NULL, &err);
-    CHECK(rc == 0 && t->numel == (size_t)B * T * m.cfg.vocab_size, "%s: %s", dir, err.msg);
+    float *got = fx_lm_logits(m, ids, B, T, &err);
+    size_t V = (size_t)model_cfg(m)->vocab_size;
+    CHECK(got && t->numel == (size_t)B * T * V, "%s: %s", dir, err.msg);
     char what[160];
     snprintf(what, sizeof what, "%s (merged checkpoint) vs PEFT's logits", name);
-    if (!rc && t->numel == (size_t)B * T * m.cfg.vocab_size) check_arrays_close(gpt2_acts_logits(a), st_f32_view(t), t->numel, 2e-5, 1e-4, what);
-    gpt2_acts_free(a);
-    gpt2_model_free(&m);
+    if (got && t->numel == (size_t)B * T * V) check_arrays_close(got, st_f32_view(t), t->numel, 2e-5, 1e-4, what);
+    free(got);
+    model_free(m);
 }
 
 /* The adapter lorac writes for the other direction, deterministically, into dir. */
 static int write_lorac_adapter(const char *dir, lorac_err *err) {
-    gpt2_model m;
-    int rc = gpt2_model_load(BASE, &m, err);
+    model *m = NULL;
+    int rc = model_load(BASE, &FX_NO_TOK, &m, err);
     if (rc) return rc;
-    gpt2_lora_opts o;
-    gpt2_lora_opts_default(&o);
-    o.r = 2, o.alpha = 5, o.dropout = 0, o.mlp_fc = 1, o.wte = 1;
-    rc = gpt2_model_add_lora(&m, &o, 21, err);
-    lorac_rng rng;
-    lorac_rng_seed(&rng, 22);
-    for (size_t i = 0; !rc && i < m.reg.n; i++) {
-        lora_param *p = &m.reg.params[i];
-        if (strstr(p->name, "lora_B") || strstr(p->name, "wte.lora_A"))
-            for (size_t j = 0; j < p->numel; j++) p->data[j] = 0.25f * lorac_rng_normal(&rng);
-    }
-    if (!rc) rc = gpt2_peft_save(&m, dir, err);
-    gpt2_model_free(&m);
+    model_lora_opts o = fx_lora_opts(2, 5, 0, "q,v,mlp.c_fc,wte");
+    rc = model_add_lora(m, &o, 21, err);
+    if (!rc) fx_lora_randomize(m, 0.25f, 22);
+    if (!rc) rc = model_save_adapter(m, dir, err);
+    model_free(m);
     return rc;
+}
+
+/* What an attach that fails must leave as it was: every registered tensor (name, shape and where
+ * its values live: no tensor replaced), the tied head, no LoRA layers, and no adapter tensors held
+ * (model_remove_lora refuses while an adapter's trained biases / modules_to_save are in place). */
+typedef struct model_snap {
+    size_t n;
+    char **name;
+    const float **data;
+    int64_t (*shape)[2];
+    int tie;
+} model_snap;
+
+static void snap_take(model *m, model_snap *s) {
+    const lora_registry *reg = model_registry(m);
+    s->n = reg->n;
+    s->name = calloc(reg->n, sizeof *s->name);
+    s->data = calloc(reg->n, sizeof *s->data);
+    s->shape = calloc(reg->n, sizeof *s->shape);
+    for (size_t i = 0; i < reg->n; i++) {
+        s->name[i] = strdup(reg->params[i].name);
+        s->data[i] = reg->params[i].data;
+        s->shape[i][0] = reg->params[i].shape[0];
+        s->shape[i][1] = reg->params[i].ndim > 1 ? reg->params[i].shape[1] : 0;
+    }
+    s->tie = model_cfg(m)->tie_word_embeddings;
+}
+
+static int snap_same(model *m, model_snap *s) {
+    const lora_registry *reg = model_registry(m);
+    int same = reg->n == s->n && model_cfg(m)->tie_word_embeddings == s->tie && !model_has_lora(m);
+    for (size_t i = 0; same && i < reg->n; i++)
+        same = !strcmp(reg->params[i].name, s->name[i]) && reg->params[i].data == s->data[i] &&
+               reg->params[i].shape[0] == s->shape[i][0] &&
+               (reg->params[i].ndim > 1 ? reg->params[i].shape[1] : 0) == s->shape[i][1];
+    lorac_err err = {0};
+    same = same && model_remove_lora(m, &err) == 0;
+    for (size_t i = 0; i < s->n; i++) free(s->name[i]);
+    free(s->name);
+    free(s->data);
+    free(s->shape);
+    return same;
 }
 
 static void test_lorac_written(void) {
@@ -188,15 +210,17 @@ static void test_extras_round_trip(void) {
         CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
         snprintf(src, sizeof src, FIX "/%s", names[i]);
         snprintf(dir, sizeof dir, "%s/a", tmp);
-        gpt2_model m;
-        if (gpt2_model_load(BASE, &m, &err)) {
+        model *m = NULL;
+        const char *spec = src;
+        if (model_load(BASE, &FX_NO_TOK, &m, &err)) {
             CHECK(0, "base: %s", err.msg);
             return;
         }
-        int rc = gpt2_peft_load(&m, src, NULL, 0, &err);
-        if (!rc) rc = gpt2_peft_save(&m, dir, &err);
+        int rc = model_attach_adapters(m, &spec, 1, NULL, 0, &err);
+        if (!rc) rc = model_save_adapter(m, dir, &err);
         CHECK(rc == 0, "%s: save: %s", names[i], err.msg);
-        gpt2_model_free(&m);
+        model_free(m);
+        m = NULL;
         peft_adapter *a = NULL, *b = NULL;
         CHECK(peft_adapter_read(src, &a, NULL, 0, &err) == 0 && peft_adapter_read(dir, &b, NULL, 0, &err) == 0, "%s: %s",
               names[i], err.msg);
@@ -211,20 +235,14 @@ static void test_extras_round_trip(void) {
         peft_adapter_free(a);
         peft_adapter_free(b);
         compare(names[i], dir);
-        /* merged into a plain checkpoint (gpt2_weights_merged): the replaced tensors go with it */
+        /* merged into a plain checkpoint (model_save_merged): the replaced tensors go with it */
         char merged[320];
         snprintf(merged, sizeof merged, "%s/merged", tmp);
-        if (gpt2_model_load(BASE, &m, &err) == 0) {
-            gpt2_config mc;
-            gpt2_weights mw;
-            rc = gpt2_peft_load(&m, src, NULL, 0, &err);
-            if (!rc) rc = gpt2_weights_merged(&m, &mc, &mw, &err);
-            if (!rc) {
-                rc = gpt2_weights_save_dir(&mc, &mw, merged, &err);
-                gpt2_weights_free(&mw);
-            }
+        if (model_load(BASE, &FX_NO_TOK, &m, &err) == 0) {
+            rc = model_attach_adapters(m, &spec, 1, NULL, 0, &err);
+            if (!rc) rc = model_save_merged(m, merged, -1, &err);
             CHECK(rc == 0, "%s: merged: %s", names[i], err.msg);
-            gpt2_model_free(&m);
+            model_free(m);
             compare_model(names[i], merged);
         }
         char cmd[400];
@@ -263,32 +281,33 @@ static void test_extras_bad(void) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lorac_err err = {0};
         peft_adapter *a = altered(cases[i].fix, cases[i].drop, cases[i].shrink, cases[i].bias);
-        gpt2_model m;
-        if (!a || gpt2_model_load(BASE, &m, &err)) {
+        model *m = NULL;
+        if (!a || model_load(BASE, &FX_NO_TOK, &m, &err)) {
             peft_adapter_free(a);
             continue;
         }
-        gpt2_weights w0 = m.w;
-        gpt2_layer_weights l1 = m.w.layers[1];
-        int rc = gpt2_peft_attach(&m, a, &err);
+        model_snap s;
+        snap_take(m, &s);
+        int rc = model_peft_attach(m, a, &err);
         CHECK(rc != 0 && strstr(err.msg, cases[i].want) && !strchr(err.msg, '\n'), "bad case %zu: %s", i, err.msg);
-        CHECK(!m.has_lora && !m.peft_extra && m.w.wte == w0.wte && m.w.lm_head == w0.lm_head && m.cfg.tie_word_embeddings &&
-                  !memcmp(&l1, &m.w.layers[1], sizeof l1),
-              "bad case %zu: nothing half-loaded", i);
-        gpt2_model_free(&m);
+        CHECK(snap_same(m, &s) && model_cfg(m)->tie_word_embeddings, "bad case %zu: nothing half-loaded", i);
+        model_free(m);
         peft_adapter_free(a);
     }
     /* one bias under both of its names */
     lorac_err err = {0};
     peft_adapter *a = altered(FIX "/lora_only_saved", NULL, NULL, PEFT_BIAS_LORA_ONLY);
     const peft_tensor *b = a ? peft_adapter_find(a, "base_model.model.transformer.h.0.attn.c_attn.base_layer.bias") : NULL;
-    gpt2_model m;
+    model *m = NULL;
     CHECK(b && peft_adapter_add(a, "base_model.model.transformer.h.0.attn.c_attn.bias", b->shape[0], 0, b->data, &err) == 0,
           "add: %s", err.msg);
-    if (b && gpt2_model_load(BASE, &m, &err) == 0) {
-        int rc = gpt2_peft_attach(&m, a, &err);
-        CHECK(rc != 0 && strstr(err.msg, "replace the same tensor") && !m.has_lora && !m.peft_extra, "two names: %s", err.msg);
-        gpt2_model_free(&m);
+    if (b && model_load(BASE, &FX_NO_TOK, &m, &err) == 0) {
+        model_snap s;
+        snap_take(m, &s);
+        int rc = model_peft_attach(m, a, &err);
+        CHECK(rc != 0 && strstr(err.msg, "replace the same tensor"), "two names: %s", err.msg);
+        CHECK(snap_same(m, &s), "two names: nothing half-loaded");
+        model_free(m);
     }
     peft_adapter_free(a);
 }
@@ -300,28 +319,21 @@ static int32_t lids[64];
 /* Logits (B,T,V) of the Llama model in dir (with the adapter in adapter when non-NULL; merged when merge). */
 static float *llama_logits(const char *dir, const char *adapter, int merge, const char *save_to, const char *merged_to,
                            size_t *numel) {
-    llama_model m;
+    model *m = NULL;
     lorac_err err = {0};
-    if (llama_model_load(dir, &m, &err)) {
+    if (model_load(dir, &FX_NO_TOK, &m, &err)) {
         CHECK(0, "%s: %s", dir, err.msg);
         return NULL;
     }
-    llama_acts *a = NULL;
     float *out = NULL;
-    int rc = adapter ? llama_peft_load(&m, adapter, NULL, 0, &err) : 0;
-    if (!rc && save_to) rc = llama_peft_save(&m, save_to, &err);
-    if (!rc && merged_to) rc = llama_merged_save_hf(&m, merged_to, &err);
-    if (!rc && merge) rc = llama_model_train_mode(&m, 0, &err);
-    if (!rc) rc = llama_acts_alloc(&m, B, T, &a, &err);
-    if (!rc) rc = llama_forward(&m, a, lids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+    int rc = adapter ? model_attach_adapters(m, &adapter, 1, NULL, 0, &err) : 0;
+    if (!rc && save_to) rc = model_save_adapter(m, save_to, &err);
+    if (!rc && merged_to) rc = model_save_merged(m, merged_to, -1, &err);
+    if (!rc && merge) rc = model_train_mode(m, 0, &err);
+    if (!rc) rc = (out = fx_lm_logits(m, lids, B, T, &err)) ? 0 : -1;
     CHECK(rc == 0, "%s + %s: %s", dir, adapter ? adapter : "-", err.msg);
-    if (!rc) {
-        *numel = (size_t)B * T * m.cfg.vocab_size;
-        out = malloc(*numel * sizeof(float));
-        memcpy(out, llama_acts_logits(a), *numel * sizeof(float));
-    }
-    llama_acts_free(a);
-    llama_model_free(&m);
+    if (!rc) *numel = (size_t)B * T * model_cfg(m)->vocab_size;
+    model_free(m);
     return out;
 }
 
@@ -387,20 +399,17 @@ static void test_llama_extras(void) {
         char base[512];
         snprintf(base, sizeof base, LORAC_SOURCE_DIR "/tests/fixtures/llama/%s/base", bad[i].base);
         peft_adapter *a = altered(bad[i].fix, bad[i].drop, bad[i].shrink, PEFT_BIAS_ALL);
-        llama_model m;
-        if (!a || llama_model_load(base, &m, &err)) {
+        model *m = NULL;
+        if (!a || model_load(base, &FX_NO_TOK, &m, &err)) {
             peft_adapter_free(a);
             continue;
         }
-        llama_weights w0 = m.w;
-        llama_layer_weights l0 = m.w.layers[0];
-        int rc = llama_peft_attach(&m, a, &err);
+        model_snap s;
+        snap_take(m, &s);
+        int rc = model_peft_attach(m, a, &err);
         CHECK(rc != 0 && strstr(err.msg, bad[i].want) && !strchr(err.msg, '\n'), "llama bad case %zu: %s", i, err.msg);
-        CHECK(!m.has_lora && !m.peft_extra && !memcmp(&w0.embed, &m.w.embed, sizeof w0.embed) &&
-                  !memcmp(&w0.lm_head, &m.w.lm_head, sizeof w0.lm_head) && m.cfg.tie_word_embeddings &&
-                  !memcmp(&l0, &m.w.layers[0], sizeof l0),
-              "llama bad case %zu: nothing half-loaded", i);
-        llama_model_free(&m);
+        CHECK(snap_same(m, &s) && model_cfg(m)->tie_word_embeddings, "llama bad case %zu: nothing half-loaded", i);
+        model_free(m);
         peft_adapter_free(a);
     }
 }

@@ -80,8 +80,9 @@ float cfg_prob(const json_value *o, const char *key, double def, const char *pat
  * an unknown rope_type, a partial rotary factor or any scaling key lorac does not implement is an
  * error naming it. */
 int cfg_rope(const json_value *root, const char *path, model_config *c, lorac_err *err);
-/* Refuses per-layer attention types other than full attention ("layer_types", transformers >= 5). */
-int cfg_layer_types(const json_value *root, const char *path, lorac_err *err);
+/* Per-layer attention types ("layer_types", transformers >= 5): full or sliding attention (*sliding
+ * says whether any layer slides); any other type is an error. */
+int cfg_layer_types(const json_value *root, const char *path, int *sliding, lorac_err *err);
 /* Writes the rope keys as transformers 4 reads them (rope_theta, rope_scaling). */
 void cfg_write_rope(json_writer *w, const model_config *c);
 /* DIR/config.json: its family, then the family's reader, then model_config_validate. */

@@ -41,19 +41,21 @@ static int llama_read(const json_value *r, const char *path, model_config *c, lo
     c->eos_token_id = cfg_token(r, "eos_token_id", -1, path, &rc, err);
     c->pad_token_id = cfg_token(r, "pad_token_id", -1, path, &rc, err);
     c->attn_dropout = cfg_prob(r, "attention_dropout", 0.0, path, &rc, err);
-    /* Mistral's window: a sequence longer than it would attend differently; it is refused then */
-    c->sliding_window = (int)cfg_int(r, "sliding_window", NULL, 0, path, &rc, err);
-    int use_window = cfg_bool(r, "use_sliding_window", !qwen2, path, &rc, err);
+    /* a sliding window (Mistral's; Qwen2's on the layers from max_window_layers on, when
+     * use_sliding_window; transformers 5's layer_types) changes nothing for sequences no longer than
+     * the window: lorac takes only those (model_max_len) */
+    int window = (int)cfg_int(r, "sliding_window", NULL, 0, path, &rc, err), sliding = 0;
+    int use = qwen2 ? cfg_bool(r, "use_sliding_window", 0, path, &rc, err) &&
+                          cfg_int(r, "max_window_layers", NULL, c->n_layer, path, &rc, err) < c->n_layer
+                    : 1;
+    if (!rc) rc = cfg_layer_types(r, path, &sliding, err);
     if (rc) return rc;
-    if (!use_window) c->sliding_window = 0;
+    c->sliding_window = use || sliding ? window : 0;
     const char *act = json_get_str(r, "hidden_act", "silu", NULL);
     if (!act || strcmp(act, "silu"))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (silu)", path, act ? act : "?");
     if (cfg_bool(r, "mlp_bias", 0, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: mlp_bias is not supported", path);
-    if (qwen2 && c->sliding_window > 0 && cfg_int(r, "max_window_layers", NULL, c->n_layer, path, &rc, err) < c->n_layer)
-        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: use_sliding_window with max_window_layers is not supported", path);
-    if ((rc = cfg_layer_types(r, path, err))) return rc;
     return rc ? rc : cfg_rope(r, path, c, err);
 }
 

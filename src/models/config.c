@@ -121,14 +121,17 @@ int cfg_rope(const json_value *root, const char *path, model_config *c, lorac_er
     return rope_dict(rs, "rope_scaling", path, c, err);
 }
 
-int cfg_layer_types(const json_value *root, const char *path, lorac_err *err) {
+int cfg_layer_types(const json_value *root, const char *path, int *sliding, lorac_err *err) {
     const json_value *lt = json_get(root, "layer_types");
+    *sliding = 0;
     if (!lt || json_kind(lt) == JSON_NULL) return LORAC_OK;
     for (size_t i = 0; i < json_len(lt); i++) {
         const json_value *v = json_at(lt, i);
-        if (json_kind(v) != JSON_STRING || strcmp(json_str(v), "full_attention"))
-            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layer_types[%zu] is not \"full_attention\" (sliding or other "
-                              "attention types are not supported)", path, i);
+        const char *t = json_kind(v) == JSON_STRING ? json_str(v) : "";
+        if (!strcmp(t, "sliding_attention")) *sliding = 1;
+        else if (strcmp(t, "full_attention"))
+            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layer_types[%zu] \"%s\" is not supported (full_attention, "
+                              "sliding_attention)", path, i, t);
     }
     return LORAC_OK;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "models/model_internal.h"
 #include "models/model_text.h"
@@ -54,8 +55,11 @@ int model_load(const char *path, const model_load_opts *o, model **out, lorac_er
     model *m = model_new(path);
     if (!m) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", path);
     int rc;
+    struct stat st;
     if (model_path_is_gguf(path)) {
         rc = model_weights_load_gguf(m, path, err);
+    } else if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) { /* a file can only be a GGUF */
+        rc = lorac_fail(err, LORAC_EFORMAT, "%s: not a GGUF file (no GGUF magic) nor a model directory", path);
     } else {
         rc = model_config_load_dir(path, &m->cfg, &m->fam, err);
         if (!rc) rc = model_weights_load_hf(m, path, o, err);

@@ -112,6 +112,21 @@ typedef struct run {
     char options[640], ckpt[4200];
 } run;
 
+/* The library names a LoRA field ("targets: ...", "lora r 0 ..."); a run reports the option that
+ * set it, as the CLI spells it. */
+static int lora_option_error(int rc, lorac_err *err) {
+    static const char *const map[][2] = {{"targets: ", "--targets: "}, {"lora r ", "--rank "}, {"lora alpha ", "--alpha "},
+                                         {"lora dropout ", "--lora-dropout "}};
+    for (size_t i = 0; err && i < sizeof map / sizeof map[0]; i++) {
+        size_t k = strlen(map[i][0]);
+        if (strncmp(err->msg, map[i][0], k)) continue;
+        char rest[sizeof err->msg];
+        snprintf(rest, sizeof rest, "%s", err->msg + k);
+        return lorac_fail(err, rc, "%s%s", map[i][1], rest);
+    }
+    return rc;
+}
+
 /* The model with what it trains: LoRA (the family's defaults where unset), its head alone, or
  * everything; checked against the task. */
 static int run_model(run *r, lorac_err *err) {
@@ -130,7 +145,8 @@ static int run_model(run *r, lorac_err *err) {
     if (o->head_only && !cls) return lorac_fail(err, LORAC_EINVAL, "--head-only needs a model with a classification head");
     if (o->hidden_dropout >= 0 && (rc = model_set_hidden_dropout(r->m, (float)o->hidden_dropout, err))) return rc;
     if ((rc = run_max_len(r->m, a->task, o->max_seq_len, &r->max_len, err))) return rc;
-    return o->full_ft || o->head_only ? LORAC_OK : model_lora_check(r->m, &o->lora, err);
+    rc = o->full_ft || o->head_only ? LORAC_OK : model_lora_check(r->m, &o->lora, err);
+    return rc ? lora_option_error(rc, err) : LORAC_OK;
 }
 
 /* The options that must not change across --resume. */
