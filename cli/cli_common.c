@@ -24,7 +24,7 @@ int cli_open_model(const char *path, const char *const *adapters, int n_adapters
     lo.no_tokenizer = 1; /* the adapters first: their errors are the ones to report */
     if (model_load(path, &lo, out, &err)) return cli_fail(&err);
     if (model_attach_adapters(*out, adapters, n_adapters, warn, sizeof warn, &err) ||
-        (tokenizer && model_load_tokenizer(*out, &err))) {
+        (tokenizer && model_load_tokenizer(*out, NULL, &err))) {
         model_free(*out);
         *out = NULL;
         return cli_fail(&err);

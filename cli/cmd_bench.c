@@ -186,9 +186,10 @@ static void bench_shape_human(const bench_opts *o, const model *m) {
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: lorac bench train [options]\n"
-            "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024) --inner (4 x embd)\n"
-            "                                   model shape, random weights\n"
-            "  --batch B (8) --seq T (128)  --rank R (4) --alpha A (32) --targets LIST (q,v)\n"
+            "  --model DIR|FILE.gguf            a real model (any family), or a random one of this shape:\n"
+            "  --model-type (gpt2) --layers (12) --embd (768) --heads (12) --kv-heads (= heads) --vocab (50257)\n"
+            "  --positions (1024) --inner (4 x embd)\n"
+            "  --batch B (8) --seq T (128)  --rank R --alpha A --targets LIST (the family's defaults; GPT-2: 4, 32, q,v)\n"
             "  --lora-dropout P (0.1) --label-smoothing (0.1)   as lorac train's defaults\n"
             "  --steps N (5) --warmup N (2) --threads N (all cores) --seed S --json\n"
             "  --precision fp32|bf16|auto (auto)  frozen-weight matmuls in bf16 where the CPU has AVX512-BF16\n"
@@ -263,7 +264,7 @@ static int bench_train(int argc, char **argv) {
     for (long s = 0; !rc && s < warmup + steps; s++) {
         double t0 = now_s();
         model_zero_grad(m);
-        rc = model_forward(m, acts, &mb, (float)smoothing, 1, &rng, &loss, NULL, &err);
+        rc = model_forward(m, acts, &mb, (float)smoothing, MODEL_FWD_TRAIN, &rng, &loss, NULL, &err);
         double t1 = now_s();
         if (!rc) rc = model_backward(m, acts, &err);
         double t2 = now_s();
@@ -321,9 +322,10 @@ static int bench_train(int argc, char **argv) {
 static void generate_usage(FILE *f) {
     fprintf(f,
             "usage: lorac bench generate [options]\n"
-            "  --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024) --inner (4 x embd)\n"
-            "                                   model shape, random weights\n"
-            "  --prompt N (128) --new N (32)  --rank R (4) --alpha A (32) --targets LIST (q,v)\n"
+            "  --model DIR|FILE.gguf            a real causal LM, or a random one of this shape:\n"
+            "  --model-type (gpt2) --layers (12) --embd (768) --heads (12) --kv-heads (= heads) --vocab (50257)\n"
+            "  --positions (1024) --inner (4 x embd)\n"
+            "  --prompt N (128) --new N (32)  --rank R --alpha A --targets LIST (the family's defaults)\n"
             "  --reps N (3) --threads N (all cores) --seed S --json --precision fp32|bf16|auto (auto)\n"
             "median prefill tokens/s (the prompt in one step) and greedy decode tokens/s (one token per step,\n"
             "KV cache) for the base model, the adapter merged into the weights and the adapter unmerged\n"

@@ -33,11 +33,12 @@ typedef struct bopts {
     long layers, embd, heads, vocab, positions;
     double alpha;
     const char *targets;
+    char resolved_targets[256]; /* targets once the family's defaults are applied */
     int json;
 } bopts;
 
 /* K adapters written by a model of this shape (B random), read back as peft_adapters. */
-static int make_adapters(model *m, const bopts *o, peft_adapter **ads, lorac_err *err) {
+static int make_adapters(model *m, bopts *o, peft_adapter **ads, lorac_err *err) {
     char root[] = "/tmp/lorac_bench_adapters_XXXXXX", dir[300];
     if (!mkdtemp(root)) return lorac_fail(err, LORAC_EIO, "bench: cannot make a temporary directory");
     model_lora_opts lo;
@@ -46,6 +47,10 @@ static int make_adapters(model *m, const bopts *o, peft_adapter **ads, lorac_err
     lo.alpha = (float)o->alpha;
     lo.dropout = 0;
     snprintf(lo.targets, sizeof lo.targets, "%s", o->targets);
+    model_lora_opts_resolve(m, &lo); /* what was not given: the family's defaults, reported as used */
+    o->rank = lo.r, o->alpha = lo.alpha;
+    snprintf(o->resolved_targets, sizeof o->resolved_targets, "%s", lo.targets);
+    o->targets = o->resolved_targets;
     int rc = LORAC_OK;
     for (long k = 0; k < o->adapters && !rc; k++) {
         if ((rc = model_add_lora(m, &lo, (uint64_t)(o->seed + k), err))) break;
@@ -109,7 +114,7 @@ static int parse(int argc, char **argv, bopts *o) {
     memset(o, 0, sizeof *o);
     o->model_type = "gpt2";
     o->layers = 12, o->embd = 768, o->heads = 12, o->vocab = 50257, o->positions = 1024;
-    o->rank = 4, o->alpha = 32, o->targets = "q,v", o->adapters = 4, o->slots = 8, o->prompt = 32, o->gen = 16;
+    o->targets = "", o->adapters = 4, o->slots = 8, o->prompt = 32, o->gen = 16; /* rank, alpha 0: the family's */
     o->reps = 12, o->seed = 1;
     for (int i = 1; i < argc; i++) { /* argv[0] is "adapters" (lorac bench adapters ...) */
         const char *f = argv[i];
@@ -119,7 +124,7 @@ static int parse(int argc, char **argv, bopts *o) {
             printf("usage: lorac bench adapters [options]\n"
                    "  --model-type (gpt2) --layers (12) --embd (768) --heads (12) --vocab (50257) --positions (1024)\n"
                    "                                   shape, random weights\n"
-                   "  --rank (4) --alpha (32) --targets (q,v) --adapters K (4)\n"
+                   "  --rank --alpha --targets (the family's defaults; GPT-2: 4, 32, q,v) --adapters K (4)\n"
                    "  --slots S (8) --prompt P (32) --gen D (16) --reps N (12) --threads N --seed S --json\n"
                    "Reports the median adapter switch time (merged and unmerged) and the tokens/s of a mixed batch\n"
                    "(sequence i uses adapter i mod K, one session) against merged single-adapter batches.\n");
@@ -142,7 +147,7 @@ static int parse(int argc, char **argv, bopts *o) {
     model_config *c = &o->cfg;
     lorac_err err = {0};
     if (model_config_default(o->model_type, c, &err)) return cli_fail(&err), 2;
-    if (o->layers < 1 || o->embd < 1 || o->heads < 1 || o->embd % o->heads || o->vocab < 2 || o->rank < 1 || o->adapters < 1 ||
+    if (o->layers < 1 || o->embd < 1 || o->heads < 1 || o->embd % o->heads || o->vocab < 2 || o->rank < 0 || o->adapters < 1 ||
         o->adapters > 256 || o->slots < 1 || o->prompt < 1 || o->gen < 0 || o->reps < 1 || o->prompt + o->gen > o->positions) {
         cli_error("bench adapters: bad shape or sizes (see --help)");
         return 2;

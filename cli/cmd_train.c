@@ -41,7 +41,9 @@ static void on_progress(void *ctx, const ft_progress *p) {
     progress_ctx *pc = ctx;
     if (pc->quiet) return;
     if (!pc->announced) { /* once training has started, so that an error stays the only line */
-        fprintf(stderr, "matmul precision: %s\n", cli_precision_name());
+        char params[160];
+        lora_format_trainable(params, sizeof params, p->trainable_params, p->all_params);
+        fprintf(stderr, "%s\nmatmul precision: %s\n", params, cli_precision_name());
         pc->announced = 1;
     }
     if (p->is_eval) {

@@ -14,16 +14,16 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"version", cmd_version, "print the version"},
-    {"train", cmd_train, "fine-tune a LoRA adapter on GPT-2 or a Llama-family model (HF dir or GGUF; E2E, JSONL or chat data)"},
-    {"eval", cmd_eval, "teacher-forced loss and perplexity of a model (+ adapters) on a data file"},
+    {"train", cmd_train, "fine-tune LoRA, a head or all weights: causal LMs on E2E/JSONL/chat data, encoders on GLUE (--task)"},
+    {"eval", cmd_eval, "loss and perplexity of a causal LM, or a GLUE task's metrics (--task), with adapters"},
     {"generate", cmd_generate, "greedy, sampling or beam-search decoding (+ adapters; --chat for chat models)"},
-    {"init-model", cmd_init_model, "write a GPT-2 directory with random weights (tests, benchmarks)"},
+    {"init-model", cmd_init_model, "write a model directory of any family with random weights (tests, benchmarks)"},
     {"merge", cmd_merge, "merge adapters into the base weights; write a Hugging Face directory or a GGUF"},
     {"inspect", cmd_inspect, "print a safetensors file's metadata and tensors (name, dtype, shape)"},
     {"metrics", cmd_metrics, "score outputs with the E2E metrics (BLEU, NIST, METEOR, ROUGE-L, CIDEr)"},
     {"gguf-info", cmd_gguf_info, "print a GGUF file's metadata and tensor infos"},
-    {"tokenize", cmd_tokenize, "GPT-2 BPE ids of a text (or --decode ids to text)"},
-    {"bench", cmd_bench, "training-step and generation throughput of a GPT-2 shape (random weights)"},
+    {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer or GPT-2 BPE (or --decode ids to text)"},
+    {"bench", cmd_bench, "throughput: train, generate (a real model or a random shape), adapter switching"},
     {"combine", cmd_combine, "adapter arithmetic as PEFT's add_weighted_adapter (cat, svd, linear): a new adapter"},
 };
 

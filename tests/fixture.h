@@ -56,9 +56,9 @@ static inline double fx_rel_l2(const float *a, const float *b, size_t n) {
 
 /* A causal LM's forward over ids (B,T) with targets (or NULL). */
 static inline int fx_lm_forward(model *m, model_acts *a, const int32_t *ids, const int32_t *targets, int B, int T,
-                                float ls, int for_backward, lorac_rng *rng, float *loss, int *count, lorac_err *err) {
+                                float ls, model_fwd mode, lorac_rng *rng, float *loss, int *count, lorac_err *err) {
     model_batch b = {B, T, ids, NULL, NULL, targets, NULL, NULL};
-    return model_forward(m, a, &b, ls, for_backward, rng, loss, count, err);
+    return model_forward(m, a, &b, ls, mode, rng, loss, count, err);
 }
 
 /* A GPT-2 config of these sizes for model_random (n_kv_head = n_head, head_dim = n_embd / n_head,

@@ -102,13 +102,31 @@ static void readers(void) {
     CHECK(rc == LORAC_EIO || rc == LORAC_ENOTFOUND, "%d %s", rc, err.msg);
 }
 
+/* A tiny random model of the family whose tokenizer is in dir: the encoder takes the family's
+ * special tokens and pair layout from the model. */
+static model *tok_model(const char *type, const char *dir, lorac_err *err) {
+    model_config c;
+    model *m = NULL;
+    if (model_config_default(type, &c, err)) return NULL;
+    c.n_layer = 1, c.n_embd = 8, c.n_head = c.n_kv_head = 1, c.head_dim = 8, c.n_inner = 16, c.vocab_size = 1 << 16;
+    if (model_random(&c, 1, &m, err) || model_load_tokenizer(m, dir, err)) {
+        model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 static void encoding(void) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/tests/fixtures/glue/wp", LORAC_SOURCE_DIR);
     glue_encoder *e = NULL;
     lorac_err err = {0};
-    CHECK(glue_encoder_load(dir, GLUE_TOK_WORDPIECE, &e, &err) == 0, "%s", err.msg);
-    if (!e) return;
+    model *tm = tok_model("bert", dir, &err);
+    CHECK(tm && glue_encoder_for_model(tm, &e, &err) == 0, "%s", err.msg);
+    if (!e) {
+        model_free(tm);
+        return;
+    }
     wp_tokenizer *w = NULL;
     CHECK(wp_load(dir, &w, &err) == 0, "%s", err.msg);
     int32_t cls = wp_token_id(w, "[CLS]"), sep = wp_token_id(w, "[SEP]");
@@ -128,6 +146,7 @@ static void encoding(void) {
     free(ia);
     wp_free(w);
     glue_encoder_free(e);
+    model_free(tm);
 }
 
 static uint64_t fnv(uint64_t h, const int32_t *v, int n) {
@@ -143,8 +162,10 @@ static void real_pairs(void) {
     snprintf(mdir, sizeof mdir, "%s/.cache/lorac/all-MiniLM-L6-v2", home ? home : "/root");
     glue_encoder *e = NULL;
     lorac_err err = {0};
-    if (glue_encoder_load(mdir, GLUE_TOK_WORDPIECE, &e, &err)) {
+    model *tm = tok_model("bert", mdir, &err);
+    if (!tm || glue_encoder_for_model(tm, &e, &err)) {
         printf("skip real pairs: %s (run tools/fetch_minilm.sh)\n", err.msg);
+        model_free(tm);
         return;
     }
     /* the same encoding through the loaded model's own tokenizer (what ft_train / ft_eval use) */
@@ -181,7 +202,7 @@ static void real_pairs(void) {
                 tok += len;
             }
             CHECK((int)d.n == n && tok == ntok && a == hid && b == hty, "%s max %d (%s): %zu examples %ld ids, hashes %s %s",
-                  file, maxlen, k ? "glue_encoder_for_model" : "glue_encoder_load", d.n, tok, a == hid ? "ok" : "DIFFER",
+                  file, maxlen, k ? "the model's tokenizer" : "model_load_tokenizer(dir)", d.n, tok, a == hid ? "ok" : "DIFFER",
                   b == hty ? "ok" : "DIFFER");
         }
         glue_data_free(&d);
@@ -190,6 +211,7 @@ static void real_pairs(void) {
     glue_encoder_free(e);
     glue_encoder_free(em);
     model_free(m);
+    model_free(tm);
 }
 
 static int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
@@ -208,12 +230,14 @@ static void roberta_pairs(void) {
     snprintf(fix, sizeof fix, "%s/tests/fixtures/glue/roberta_pairs.txt", LORAC_SOURCE_DIR);
     glue_encoder *e = NULL;
     lorac_err err = {0};
-    CHECK(glue_encoder_load(dir, GLUE_TOK_BPE, &e, &err) == 0, "%s", err.msg);
+    model *tm = tok_model("roberta", dir, &err);
+    CHECK(tm && glue_encoder_for_model(tm, &e, &err) == 0, "%s", err.msg);
     FILE *f = fopen(fix, "r");
     CHECK(e && f, "%s", fix);
     if (!e || !f) {
         if (f) fclose(f);
         glue_encoder_free(e);
+        model_free(tm);
         return;
     }
     CHECK(glue_encoder_pad(e) == 1, "<pad> id");
@@ -242,6 +266,7 @@ static void roberta_pairs(void) {
     fclose(f);
     CHECK(cases == 4, "%d roberta cases", cases);
     glue_encoder_free(e);
+    model_free(tm);
 }
 
 int main(void) {

@@ -146,6 +146,11 @@ int main(void) {
     check_arrays_close(model_acts_logits(a), ref_logits, (size_t)B * T * V, 2e-5, 1e-4, "adapter logits");
     CHECK_CLOSE(loss, ref_loss[0], 0, 1e-5, "loss");
     CHECK(count == op_crossentropy_count((const int *)targets, B * T), "count %d", count);
+    /* the loss-only pass (the head in slices, no (B,T,V) logits) gives the same loss */
+    float loss_only = 0;
+    rc = fx_lm_forward(m, a, ids, targets, B, T, 0.0f, MODEL_FWD_LOSS, NULL, &loss_only, NULL, &err);
+    CHECK(rc == 0, "loss-only forward: %s", err.msg);
+    CHECK_CLOSE(loss_only, ref_loss[0], 0, 1e-5, "loss-only pass");
 
     /* one backward with label smoothing 0.1 */
     model_zero_grad(m);

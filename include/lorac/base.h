@@ -94,6 +94,16 @@ void lorac_outdir_abort(lorac_outdir *o);
 int lorac_remove_flat_dir(const char *path);
 /* Reads a whole file into a NUL-terminated malloc'd buffer. */
 int lorac_read_file(const char *path, char **data, size_t *n, lorac_err *err);
+/* 1 when s ends with suffix. */
+int lorac_has_suffix(const char *s, const char *suffix);
+/* Blocks of memory freed together (weights converted at load, buffers a writer keeps until it
+ * writes): lorac_blocks_alloc returns NULL when out of memory. Zero-initialise the struct. */
+typedef struct lorac_blocks {
+    void **p;
+    size_t n, cap;
+} lorac_blocks;
+void *lorac_blocks_alloc(lorac_blocks *b, size_t bytes);
+void lorac_blocks_free(lorac_blocks *b);
 
 /* Half-precision conversions (IEEE binary16 and bfloat16), round-to-nearest-even on the way down. */
 float lorac_f16_to_f32(uint16_t h);

@@ -32,6 +32,7 @@ typedef struct ft_progress {
     double loss, lr, tokens_per_s, eta_s, elapsed_s;
     int is_eval;        /* an eval result: eval_loss is set */
     double eval_loss;
+    size_t trainable_params, all_params; /* model_count_params, for PEFT's trainable-parameters line */
 } ft_progress;
 
 /* Teacher-forced evaluation: an LM's mean negative log-likelihood per scored token (and its

@@ -51,10 +51,6 @@ void glue_data_free(glue_data *d);
 typedef struct glue_encoder glue_encoder;
 /* The layout and tokenizer of a loaded model (its family's special tokens). */
 int glue_encoder_for_model(const model *m, glue_encoder **out, lorac_err *err);
-/* A tokenizer directory alone: WordPiece vocab.txt ([CLS]/[SEP]/[PAD]) or byte-level BPE vocab.json
- * + merges.txt (<s>/</s>/<pad>). */
-typedef enum glue_tok { GLUE_TOK_WORDPIECE = 0, GLUE_TOK_BPE = 1 } glue_tok;
-int glue_encoder_load(const char *dir, glue_tok kind, glue_encoder **out, lorac_err *err);
 void glue_encoder_free(glue_encoder *e);
 /* ids and types hold max_len entries; returns the length in *len. */
 int glue_encode(const glue_encoder *e, const char *a, const char *b, int max_len, int32_t *ids, int32_t *types,

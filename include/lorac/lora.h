@@ -216,6 +216,12 @@ void lora_merged_zero_grad(lora_merged *L);
 int lora_merged_merge_to(lora_merged *L, float *buf, int keep_disabled, lorac_err *err);
 /* ΔW (OC,C) (or (C,OC) with fan_in_fan_out) without scaling: loralib's merge_AB(). */
 void lora_merged_delta(const lora_merged *L, float *delta);
+/* The same LoRA as one on the whole fused map (how PEFT, which has no slices, can hold it): A is
+ * unchanged, rank k·r, and B' (OC, k·r) has slice g's rows hold B_j in column block j (j its index
+ * among the enabled slices), zeros elsewhere. fused_B returns a malloc'd B' (NULL: out of memory);
+ * set_fused_B reads one back, refusing a non-zero entry outside the blocks (what names it). */
+float *lora_merged_fused_B(const lora_merged *L);
+int lora_merged_set_fused_B(lora_merged *L, const float *Bx, const char *what, lorac_err *err);
 
 /* ---------------------------------------------------------------- mixed-adapter rows */
 /* A batch of S sequence slots, each n_new rows, where slot q uses adapter ids[q] (-1: none).
@@ -234,6 +240,9 @@ int lora_rows_set_ids(int **dst, int *n_dst, const int *ids, int n, int held, in
                       lorac_err *err);
 /* yg (n,OC) = s·(xg (n,C)·Aᵀ)·Bᵀ through hg (n,r): one adapter's low-rank product on gathered rows. */
 void lora_rows_lowrank(const lora_linear *L, const float *xg, float *hg, float *yg, int n);
+/* As lora_rows_lowrank for a MergedLinear: each enabled slice's block of A and B into its columns
+ * of yg (n,OC), zeros in the others. */
+void lora_rows_lowrank_merged(const lora_merged *M, const float *xg, float *hg, float *yg, int n);
 /* After a KV-cache reorder (slot i becomes a copy of slot src[i], i < n_seq): slot i takes the
  * adapter of slot src[i] (-1 past n_ids). Nothing to do when n_seq > n_ids. */
 int lora_rows_reorder_ids(int *ids, int n_ids, const int32_t *src, int n_seq, const char *who, lorac_err *err);
@@ -256,6 +265,8 @@ typedef struct lora_embedding {
     int merged, training;
     int train_A, train_B;
 } lora_embedding;
+/* x (n,D) += s·B·A[:, token] for each row's token (mixed-adapter rows; see lora_rows_* above). */
+void lora_rows_embedding_add(const lora_embedding *E, float *x, const int32_t *tokens, int n);
 
 int lora_embedding_init(lora_embedding *L, int V, int D, int padding_idx, const lora_config *cfg,
                         float *weight, lorac_rng *rng, lorac_err *err);

@@ -112,9 +112,9 @@ typedef struct model_load_opts {
 /* A Hugging Face directory (config.json + safetensors, sharded or not) or a .gguf file (recognised by
  * its magic), with its tokenizer. opts may be NULL. */
 int model_load(const char *path, const model_load_opts *opts, model **out, lorac_err *err);
-/* The tokenizer beside the model's path (a directory's files or a GGUF's metadata), for a model
- * loaded with no_tokenizer. */
-int model_load_tokenizer(model *m, lorac_err *err);
+/* The tokenizer of the model's family from dir (its files, or a GGUF's metadata; NULL: beside the
+ * model's own path), for a model loaded with no_tokenizer or made by model_random. */
+int model_load_tokenizer(model *m, const char *dir, lorac_err *err);
 /* A model of cfg with random weights (normal(0, 0.02) matrices, unit norms, zero biases), seeded;
  * no tokenizer. */
 int model_random(const model_config *cfg, uint64_t seed, model **out, lorac_err *err);
@@ -123,8 +123,6 @@ const model_config *model_cfg(const model *m);
 const char *model_path(const model *m);
 /* Whether PATH starts with the GGUF magic. */
 int model_path_is_gguf(const char *path);
-/* Elements of every base tensor (quantized ones included; a tied head counted once). */
-size_t model_param_count(const model *m);
 /* The longest sequence the model takes (positions, and a sliding window). */
 int model_max_len(const model *m);
 
@@ -191,6 +189,9 @@ int model_attach_adapters(model *m, const char *const *specs, int n, char *warn,
 /* Writes the LoRA layers (and a trained head / modules_to_save) as a PEFT directory, or as a GGUF
  * LoRA adapter for llama.cpp when PATH ends in .gguf (families with GGUF names). */
 int model_save_adapter(model *m, const char *path, lorac_err *err);
+/* Whether model_save_adapter(m, path) can write this model's LoRA layout (for a GGUF path: a family
+ * with GGUF names, LoRA Linear layers only, no embedding LoRA); checked before a run, not after. */
+int model_save_adapter_check(const model *m, const char *path, lorac_err *err);
 /* Merged weights W0 + s·BA: a GGUF file when PATH ends in .gguf (type F32, F16, BF16, a block type,
  * or -1 for the base's own), else a Hugging Face directory (config.json, model.safetensors and the
  * tokenizer files beside the base). */
@@ -213,8 +214,6 @@ void model_zero_grad(model *m);
 lora_registry *model_registry(model *m);
 /* Trainable and all elements (quantized base matrices included). */
 void model_count_params(const model *m, size_t *trainable, size_t *all);
-/* PEFT's line: "trainable params: ... || all params: ... || trainable%: ...". */
-void model_report(const model *m, char *buf, size_t size);
 /* A base matrix as f32 (out, in), dequantized if stored quantized: by HF module name
  * ("model.layers.0.self_attn.q_proj"); *out is malloc'd. LORAC_ENOTFOUND if no such linear map. */
 int model_linear_f32(const model *m, const char *module, float **out, int *rows, int *cols, lorac_err *err);
@@ -241,17 +240,19 @@ typedef struct model_acts model_acts;
  * largest activations; the activation function then sees bf16-rounded inputs). */
 int model_acts_alloc(const model *m, int B, int T, model_acts **out, lorac_err *err);
 void model_acts_free(model_acts *a);
-/* The logits of the last forward that was not for a backward: (B,T,V) for an LM (allocated on
+/* The logits of the last forward: (B,T,V) for an LM after a MODEL_FWD_LOGITS one (allocated on
  * first use), (B,num_labels) for a classifier. */
 const float *model_acts_logits(const model_acts *a);
 
+/* What a forward keeps: LOGITS the logits (model_acts_logits; an LM holds (B,T,V)); TRAIN what
+ * model_backward needs (an LM runs its head and loss in slices of rows, never holding (B,T,V));
+ * LOSS only the loss (an LM's head in slices, as TRAIN; a classifier's logits stay readable). */
+typedef enum model_fwd { MODEL_FWD_LOGITS = 0, MODEL_FWD_TRAIN = 1, MODEL_FWD_LOSS = 2 } model_fwd;
 /* Forward over a batch; with targets/labels/scores the mean loss goes to *loss (LM: cross-entropy
  * with label smoothing over the scored tokens, their count to *count; classifier: cross-entropy or
- * MSE over the rows, count = B). for_backward keeps what model_backward needs (an LM then runs its
- * head and loss in slices of rows and never holds (B,T,V) logits). rng drives dropout in training
- * mode (may be NULL otherwise). */
-int model_forward(model *m, model_acts *a, const model_batch *b, float label_smoothing, int for_backward,
-                  lorac_rng *rng, float *loss, int *count, lorac_err *err);
+ * MSE over the rows, count = B). rng drives dropout in training mode (may be NULL otherwise). */
+int model_forward(model *m, model_acts *a, const model_batch *b, float label_smoothing, model_fwd mode, lorac_rng *rng,
+                  float *loss, int *count, lorac_err *err);
 /* Accumulates the gradients of the last forward's mean loss into the trainable tensors. */
 int model_backward(model *m, model_acts *a, lorac_err *err);
 

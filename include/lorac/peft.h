@@ -81,6 +81,11 @@ double peft_scaling_for(const peft_config *c, const char *module);
 /* 1 if PEFT would put LoRA on this module (target list: exact name or dotted suffix; layer filter
  * from layers_to_transform using the ".<N>." index in the name). */
 int peft_targets_module(const peft_config *c, const char *module);
+/* PEFT's key match ("(.*\.)?key$"): module is key or ends with ".key". */
+int peft_module_matches(const char *module, const char *key);
+/* 1 if tensor ("bert.pooler.dense.weight") lies under a module key names: some dotted prefix of it
+ * ("bert", "bert.pooler", "bert.pooler.dense") matches key, as modules_to_save wraps a whole module. */
+int peft_module_under(const char *tensor, const char *key);
 
 /* ---------------------------------------------------------------- an adapter in memory */
 

@@ -298,3 +298,27 @@ void lorac_outdir_abort(lorac_outdir *o) {
     if (o->tmp[0]) lorac_remove_flat_dir(o->tmp);
     o->tmp[0] = 0;
 }
+
+int lorac_has_suffix(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+void *lorac_blocks_alloc(lorac_blocks *b, size_t bytes) {
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 64;
+        void **p = realloc(b->p, cap * sizeof *p);
+        if (!p) return NULL;
+        b->p = p;
+        b->cap = cap;
+    }
+    void *q = malloc(bytes ? bytes : 1);
+    if (q) b->p[b->n++] = q;
+    return q;
+}
+
+void lorac_blocks_free(lorac_blocks *b) {
+    for (size_t i = 0; i < b->n; i++) free(b->p[i]);
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}

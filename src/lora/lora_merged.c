@@ -240,3 +240,31 @@ int lora_merged_register(lora_merged *L, lora_registry *reg, const char *prefix,
     if (!rc) rc = lora_register_named(reg, prefix, "lora_B", 2, bb_shape, L->lora_B, L->grad_B, &L->train_B, 1, 0, err);
     return rc;
 }
+
+float *lora_merged_fused_B(const lora_merged *L) {
+    int rs = L->cfg.r, r = rs * L->n_enabled, OCg = L->OC / L->n_groups;
+    float *Bx = calloc((size_t)L->OC * r, sizeof(float));
+    for (int g = 0, j = 0; Bx && g < L->n_groups; g++) {
+        if (!L->enable_lora[g]) continue;
+        for (int row = 0; row < OCg; row++)
+            memcpy(Bx + (size_t)(g * OCg + row) * r + (size_t)j * rs, L->lora_B + (size_t)(j * OCg + row) * rs, rs * sizeof(float));
+        j++;
+    }
+    return Bx;
+}
+
+int lora_merged_set_fused_B(lora_merged *L, const float *Bx, const char *what, lorac_err *err) {
+    int rs = L->cfg.r, r = rs * L->n_enabled, OCg = L->OC / L->n_groups;
+    for (int g = 0, j = 0; g < L->n_groups; g++) {
+        for (int row = 0; row < OCg; row++) {
+            const float *x = Bx + (size_t)(g * OCg + row) * r;
+            for (int col = 0; col < r; col++) {
+                if (L->enable_lora[g] && col / rs == j) L->lora_B[(size_t)(j * OCg + row) * rs + col % rs] = x[col];
+                else if (x[col] != 0.0f)
+                    return lorac_fail(err, LORAC_EFORMAT, "%s: a q/k/v split's fused B has a non-zero entry outside its blocks", what);
+            }
+        }
+        if (L->enable_lora[g]) j++;
+    }
+    return LORAC_OK;
+}

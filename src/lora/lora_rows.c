@@ -68,6 +68,28 @@ void lora_rows_lowrank(const lora_linear *L, const float *xg, float *hg, float *
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OC, r, L->scaling, hg, r, L->lora_B, r, 0.0f, yg, OC);
 }
 
+void lora_rows_lowrank_merged(const lora_merged *M, const float *xg, float *hg, float *yg, int n) {
+    int r = M->cfg.r, OCg = M->OC / M->n_groups, C = M->C;
+    memset(yg, 0, (size_t)n * M->OC * sizeof(float));
+    for (int g = 0, j = 0; g < M->n_groups; g++) {
+        if (!M->enable_lora[g]) continue;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, xg, C, M->lora_A + (size_t)j * r * C, C, 0.0f,
+                    hg, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OCg, r, M->scaling, hg, r, M->lora_B + (size_t)j * OCg * r, r,
+                    0.0f, yg + (size_t)g * OCg, M->OC);
+        j++;
+    }
+}
+
+void lora_rows_embedding_add(const lora_embedding *E, float *x, const int32_t *tokens, int n) {
+    for (int i = 0; i < n; i++)
+        for (int d = 0; d < E->D; d++) {
+            float acc = 0;
+            for (int t = 0; t < E->cfg.r; t++) acc += E->lora_B[(size_t)d * E->cfg.r + t] * E->lora_A[(size_t)t * E->V + tokens[i]];
+            x[(size_t)i * E->D + d] += E->scaling * acc;
+        }
+}
+
 int lora_rows_reorder_ids(int *ids, int n_ids, const int32_t *src, int n_seq, const char *who, lorac_err *err) {
     if (n_seq > n_ids) return LORAC_OK;
     int *tmp = malloc((size_t)n_seq * sizeof *tmp);

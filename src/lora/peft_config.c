@@ -272,23 +272,29 @@ int peft_config_save(const peft_config *c, const char *path, lorac_err *err) {
     return lorac_out_commit(&o, err);
 }
 
-/* PEFT matches pattern keys as "(.*\.)?key$" against the module name: a dotted suffix. */
-static int suffix_match(const char *name, const char *key) {
-    size_t n = strlen(name), k = strlen(key);
-    if (k > n) return 0;
-    if (strcmp(name + n - k, key)) return 0;
-    return k == n || name[n - k - 1] == '.';
+int peft_module_matches(const char *module, const char *key) {
+    size_t n = strlen(module), k = strlen(key);
+    return k <= n && !strcmp(module + n - k, key) && (k == n || module[n - k - 1] == '.');
+}
+
+int peft_module_under(const char *tensor, const char *key) {
+    char prefix[256];
+    for (const char *d = strchr(tensor, '.'); d; d = strchr(d + 1, '.')) {
+        snprintf(prefix, sizeof prefix, "%.*s", (int)(d - tensor), tensor);
+        if (peft_module_matches(prefix, key)) return 1;
+    }
+    return 0;
 }
 
 int peft_rank_for(const peft_config *c, const char *module) {
     for (int i = 0; i < c->n_rank_pattern; i++)
-        if (suffix_match(module, c->rank_pattern[i].key)) return (int)c->rank_pattern[i].value;
+        if (peft_module_matches(module, c->rank_pattern[i].key)) return (int)c->rank_pattern[i].value;
     return c->r;
 }
 
 double peft_alpha_for(const peft_config *c, const char *module) {
     for (int i = 0; i < c->n_alpha_pattern; i++)
-        if (suffix_match(module, c->alpha_pattern[i].key)) return c->alpha_pattern[i].value;
+        if (peft_module_matches(module, c->alpha_pattern[i].key)) return c->alpha_pattern[i].value;
     return c->lora_alpha;
 }
 
@@ -321,7 +327,7 @@ int peft_targets_module(const peft_config *c, const char *module) {
         regfree(&re);
         return hit; /* PEFT applies layers_to_transform only to list targets */
     }
-    for (int i = 0; i < c->n_targets && !hit; i++) hit = suffix_match(module, c->target_modules[i]);
+    for (int i = 0; i < c->n_targets && !hit; i++) hit = peft_module_matches(module, c->target_modules[i]);
     if (!hit || c->n_layers_to_transform == 0) return hit;
     int l = layer_index(module);
     for (int i = 0; i < c->n_layers_to_transform; i++)

@@ -78,13 +78,17 @@ static void set_unmerge(const model *m, site_lora *sites, lora_embedding *embed)
  * slices without LoRA only if an earlier merge left a delta there. */
 static int set_merge(model_adapter_set *s, float **bufs, int *dirty, lorac_err *err) {
     model *m = s->m;
-    size_t nk = n_sites(m);
-    for (size_t k = 0; k < nk; k++)
-        if ((m->lora[k].lin || m->lora[k].split) && m->layers[k / ARCH_N_SITES].site[k % ARCH_N_SITES].w.type != QUANT_F32)
+    size_t nk = n_sites(m), work = 0; /* weights to rewrite: a small model merges faster than a fork/join */
+    for (size_t k = 0; k < nk; k++) {
+        const qmat *w = &m->layers[k / ARCH_N_SITES].site[k % ARCH_N_SITES].w;
+        if (!m->lora[k].lin && !m->lora[k].split) continue;
+        if (w->type != QUANT_F32)
             return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layer %d %s is quantized: an adapter over it can only be "
                               "activated unmerged", m->path, (int)(k / ARCH_N_SITES), m->fam->site[k % ARCH_N_SITES]);
+        work += (size_t)w->rows * (size_t)w->cols;
+    }
     int fail = 0;
-#pragma omp parallel for schedule(dynamic, 1) reduction(| : fail)
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : fail) if (work >= ((size_t)1 << 18))
     for (size_t k = 0; k < nk; k++) {
         lora_linear *L = m->lora[k].lin;
         lora_merged *M = m->lora[k].split;
@@ -139,17 +143,17 @@ static int resident_merge(model_adapter_set *s, int id, lorac_err *err) {
 int model_adapter_set_activate(model_adapter_set *s, int id, int merge, lorac_err *err) {
     if (id < -1 || id >= s->n) return lorac_fail(err, LORAC_EINVAL, "%s: no adapter %d in the set (%d held)", s->m->path, id, s->n);
     model *m = s->m;
-    int rc;
+    int rc = LORAC_OK;
     if (s->active >= 0) { /* the active adapter's layers go back to the set, unmerged */
         int a = s->active;
         if (s->rvalid[a] && !(s->merged && s->rbuf[a] && still_resident(m, s->rbuf[a]))) s->rvalid[a] = 0;
         set_unmerge(m, m->lora, m->embed_lora);
-        if ((rc = model_lora_swap(m, &s->sites[a], &s->embed[a], err))) return rc;
+        model_lora_swap(m, &s->sites[a], &s->embed[a]);
         s->active = -1;
         s->merged = 0;
     }
     if (id < 0) return LORAC_OK;
-    if ((rc = model_lora_swap(m, &s->sites[id], &s->embed[id], err))) return rc; /* they come back NULL */
+    model_lora_swap(m, &s->sites[id], &s->embed[id]); /* they come back NULL */
     s->active = id;
     if (merge) rc = s->resident ? resident_merge(s, id, err) : set_merge(s, s->buf, s->dirty, err);
     else s->rvalid[id] = 0; /* unmerged, its A and B may be trained: the copy may go stale */
@@ -209,15 +213,11 @@ int model_adapter_set_add(model_adapter_set *s, const peft_adapter *a, int *id, 
         site_lora *l = NULL;
         lora_embedding *e = NULL;
         set_unmerge(s->m, s->m->lora, s->m->embed_lora);
-        rc = model_lora_swap(s->m, &l, &e, err);
-        if (!rc) {
-            s->sites[s->n] = l;
-            s->embed[s->n] = e;
-            if (id) *id = s->n;
-            s->n++;
-        } else {
-            model_lora_free_layout(s->m, l, e);
-        }
+        model_lora_swap(s->m, &l, &e);
+        s->sites[s->n] = l;
+        s->embed[s->n] = e;
+        if (id) *id = s->n;
+        s->n++;
     }
     if (prev >= 0) { /* the previously active adapter comes back as it was */
         int rc2 = model_adapter_set_activate(s, prev, prev_merged, rc ? NULL : err);

@@ -145,11 +145,13 @@ static int head_logits(const qmat *hd, float *out, const float *x, int R, lorac_
     return LORAC_OK;
 }
 
-/* Training head: per slice of lm_rows rows, logits = x·headᵀ, the fused cross-entropy turns them
- * into dlogits in place, and dfinal = dlogits·head; *mean is the mean loss over scored rows. */
-static int head_train(const model *m, model_acts *a, const float *x, int N, float ls, float *mean, lorac_err *err) {
+/* The head in slices of lm_rows rows: logits = x·headᵀ, the fused cross-entropy turns them into
+ * dlogits in place, and (backward) dfinal = dlogits·head; *mean is the mean loss over scored rows.
+ * No (N,V) buffer: training and loss-only evaluation hold one slice of logits. */
+static int head_slices(const model *m, model_acts *a, const float *x, int N, float ls, int backward, float *mean,
+                       lorac_err *err) {
     const qmat *hd = &m->lm_head;
-    int C = hd->cols, V = hd->rows, packed = head_pack(a, hd, N), rc = LORAC_OK;
+    int C = hd->cols, V = hd->rows, packed = backward && head_pack(a, hd, N), rc = LORAC_OK;
     for (int n0 = 0; n0 < N && !rc; n0 += a->lm_rows) {
         int R = N - n0 < a->lm_rows ? N - n0 : a->lm_rows;
         const float *xs = x + (size_t)n0 * C;
@@ -157,6 +159,7 @@ static int head_train(const model *m, model_acts *a, const float *x, int N, floa
         if (!packed || op_gemm_bf16_packed(R, V, C, 1.0f, xs, C, a->head_fwd, 0.0f, NULL, a->lm_chunk, V))
             if ((rc = head_logits(hd, a->lm_chunk, xs, R, err))) break;
         op_crossentropy_fused(a->lm_chunk, a->losses + n0, a->targets + n0, R, V, ls, a->dloss);
+        if (!backward) continue;
         if (packed && !op_gemm_bf16_packed(R, C, V, 1.0f, a->lm_chunk, V, a->head_bwd, 0.0f, NULL, dx, C)) continue;
         memset(dx, 0, (size_t)R * C * sizeof(float));
         if (hd->type != QUANT_F32) rc = qmat_matmul_backward_input(dx, a->lm_chunk, hd, R, err);
@@ -170,7 +173,7 @@ static int head_train(const model *m, model_acts *a, const float *x, int N, floa
     return rc;
 }
 
-static int lm_forward(model *m, model_acts *a, const model_batch *bt, float ls, int for_backward, float *loss,
+static int lm_forward(model *m, model_acts *a, const model_batch *bt, float ls, model_fwd mode, float *loss,
                       int *count, lorac_err *err) {
     const model_config *c = &m->cfg;
     int N = a->B * a->T, L = c->n_layer, rc;
@@ -178,12 +181,12 @@ static int lm_forward(model *m, model_acts *a, const model_batch *bt, float ls, 
     if (c->final_norm) norm_forward(m, m->final_norm_w, m->final_norm_b, a->h, a->fmean, a->frstd, a->in[L], N), x = a->h;
     int cnt = bt->targets ? op_crossentropy_count(a->targets, N) : 0;
     float mean = 0.0f;
-    if (for_backward) {
+    if (mode != MODEL_FWD_LOGITS) {
         a->dloss = cnt ? 1.0f / (float)cnt : 0.0f;
-        if ((rc = head_train(m, a, x, N, ls, &mean, err))) return rc;
-        a->have_grad = 1;
+        if (bt->targets && (rc = head_slices(m, a, x, N, ls, mode == MODEL_FWD_TRAIN, &mean, err))) return rc;
+        a->have_grad = mode == MODEL_FWD_TRAIN;
     } else {
-        /* callers that evaluate want the logits: the full (N,V) buffer, made once */
+        /* the caller wants the logits: the full (N,V) buffer, made once */
         size_t n = (size_t)a->capB * a->capT * c->vocab_size;
         if (!a->logits && !(a->logits = malloc(n * sizeof(float))))
             return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for the logits of a %d x %d batch", m->path, a->capB,
@@ -271,9 +274,12 @@ static int lora_records(model *m, model_acts *a, lorac_err *err) {
     return LORAC_OK;
 }
 
-int model_forward(model *m, model_acts *a, const model_batch *bt, float label_smoothing, int for_backward,
-                  lorac_rng *rng, float *loss, int *count, lorac_err *err) {
+int model_forward(model *m, model_acts *a, const model_batch *bt, float label_smoothing, model_fwd mode, lorac_rng *rng,
+                  float *loss, int *count, lorac_err *err) {
     const model_config *c = &m->cfg;
+    int for_backward = mode == MODEL_FWD_TRAIN;
+    if (mode != MODEL_FWD_LOGITS && mode != MODEL_FWD_TRAIN && mode != MODEL_FWD_LOSS)
+        return lorac_fail(err, LORAC_EINVAL, "%s: forward mode %d", m->path, (int)mode);
     int rc = check_batch(m, a, bt, for_backward, err);
     if (!rc) rc = lora_records(m, a, err);
     if (rc) return rc;
@@ -291,7 +297,7 @@ int model_forward(model *m, model_acts *a, const model_batch *bt, float label_sm
         b.rng = rng;
         if ((rc = block_forward(m, l, &b, err))) return rc;
     }
-    if (c->head == MODEL_HEAD_LM) return lm_forward(m, a, bt, label_smoothing, for_backward, loss, count, err);
+    if (c->head == MODEL_HEAD_LM) return lm_forward(m, a, bt, label_smoothing, mode, loss, count, err);
     if ((rc = cls_forward(m, a, rng, err))) return rc;
     if (bt->labels || bt->scores) {
         if (loss) *loss = cls_loss(m, a, NULL);

@@ -20,6 +20,7 @@ static float cpp_scale(float alpha, int r) { return alpha != 0.0f ? alpha / (flo
 /* Whether site s's rows are rotary-permuted in GGUF. */
 static int site_permuted(int permute, int s) { return permute && (s == ARCH_Q || s == ARCH_K); }
 
+/* The first LoRA layer and how many there are, or why the layout has no GGUF form. */
 static int check_saveable(const model *m, const char *path, const lora_linear **first, size_t *n, lorac_err *err) {
     int permute;
     if (!gguf_arch(m, &permute))
@@ -37,6 +38,12 @@ static int check_saveable(const model *m, const char *path, const lora_linear **
     if (m->embed_lora) return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: an embedding LoRA has no GGUF adapter form", path);
     if (!*first) return lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", path);
     return LORAC_OK;
+}
+
+int model_gguf_adapter_check(const model *m, const char *path, lorac_err *err) {
+    const lora_linear *first;
+    size_t n;
+    return check_saveable(m, path, &first, &n, err);
 }
 
 int model_gguf_adapter_save(model *m, const char *path, lorac_err *err) {

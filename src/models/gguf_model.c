@@ -122,7 +122,7 @@ static int config_from_gguf(model *m, const gguf_file *f, lorac_err *err) {
     snprintf(c->model_type, sizeof c->model_type, "%.*s", (int)(alen < sizeof c->model_type ? alen : 0), arch);
     m->fam = arch_find(c->model_type);
     if (!m->fam || !m->fam->gguf_arch)
-        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, qwen2)", f->path,
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: general.architecture '%.*s' is not supported (llama, mistral, qwen2)", f->path,
                           (int)(alen > 32 ? 32 : alen), arch);
     m->fam->defaults(c);
     if ((rc = sizes_from_gguf(f, c->model_type, c, err)) || (rc = vocab_from_gguf(f, c, err))) return rc;

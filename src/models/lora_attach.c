@@ -173,7 +173,7 @@ int model_lora_finish(model *m, int rc, lorac_err *err) {
     return rc;
 }
 
-int model_lora_swap(model *m, site_lora **sites, lora_embedding **embed, lorac_err *err) {
+void model_lora_swap(model *m, site_lora **sites, lora_embedding **embed) {
     site_lora *s = m->lora;
     lora_embedding *e = m->embed_lora;
     m->lora = *sites;
@@ -182,7 +182,7 @@ int model_lora_swap(model *m, site_lora **sites, lora_embedding **embed, lorac_e
     *embed = e;
     m->lora_gen = atomic_fetch_add(&next_lora_gen, 1);
     m->has_lora = m->lora != NULL || m->embed_lora != NULL;
-    return model_register_all(m, err);
+    m->reg_stale = 1; /* a switch stays a pointer swap; model_registry rebuilds when asked */
 }
 
 int model_add_lora(model *m, const model_lora_opts *opts, uint64_t seed, lorac_err *err) {

@@ -7,11 +7,6 @@
 
 #include "models/model_internal.h"
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
 /* Tokenizer and generation files that travel with a model directory. */
 static const char *const carried[] = {"vocab.json", "merges.txt", "encoder.json", "vocab.bpe", "vocab.txt", "tokenizer.json",
                                       "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
@@ -51,56 +46,29 @@ static int merged_hf(model *m, const char *dir, lorac_err *err) {
 
 typedef struct merge_out {
     gguf_writer *w;
-    void **bufs;
-    size_t n, cap;
+    lorac_blocks bufs;    /* what the writer points at until it writes */
     quant_type type;
     const char *path;
 } merge_out;
-
-static void *out_alloc(merge_out *o, size_t bytes) {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 64;
-        void **b = realloc(o->bufs, cap * sizeof *b);
-        if (!b) return NULL;
-        o->bufs = b;
-        o->cap = cap;
-    }
-    void *p = malloc(bytes ? bytes : 1);
-    if (p) o->bufs[o->n++] = p;
-    return p;
-}
 
 static int is_float_type(int t) { return t == QUANT_F32 || t == QUANT_F16 || t == QUANT_BF16; }
 
 /* A matrix in GGUF order: copied as stored when nothing changes it, else merged in f32, permuted back
  * to GGUF row order and converted to the output type (a block type whose block does not divide the
  * row falls back to Q8_0, then F16, as llama.cpp's quantizer does). */
-static int emit_matrix(merge_out *o, const model *m, const model_tensor *t, const model_linear *L, const site_lora *lo,
-                       lorac_err *err) {
+static int emit_matrix(merge_out *o, const model *m, const model_tensor *t, lorac_err *err) {
     const gguf_tensor *src = model_gguf(m) ? gguf_find_tensor(model_gguf(m), t->gguf) : NULL;
     const qmat *q = t->q;
     int64_t ne[2] = {q->cols, q->rows};
-    int embed = q == &m->embed && m->embed_lora;
-    int keep = !lo && !embed && src && ((int)q->type == (int)o->type || (!is_float_type(o->type) && !is_float_type(q->type)));
+    int changed = (t->site >= 0 && model_site_lora(m, t->layer, t->site)) || (q == &m->embed && m->embed_lora);
+    int keep = !changed && src && ((int)q->type == (int)o->type || (!is_float_type(o->type) && !is_float_type(q->type)));
     if (keep) return gguf_writer_add_tensor(o->w, t->gguf, src->type, 2, ne, src->data);
     int type = quant_can_quantize(o->type) ? (int)o->type : QUANT_Q8_0; /* Q5_x: no quantizer in lorac */
     if ((size_t)q->cols % quant_block_size(type)) type = q->cols % 32 ? QUANT_F16 : QUANT_Q8_0;
     size_t rb = 0, n = (size_t)q->rows * q->cols;
     float *f = malloc(n * sizeof *f);
-    uint8_t *dst = quant_row_size(type, (size_t)q->cols, &rb) ? NULL : out_alloc(o, rb * (size_t)q->rows);
-    int rc = f && dst ? LORAC_OK : lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for %s", o->path, t->gguf);
-    if (!rc && L) rc = linear_weight_f32(L, lo, f, err);
-    else if (!rc)
-        for (int r = 0; r < q->rows; r++) qmat_row_f32(q, r, f + (size_t)r * q->cols);
-    if (!rc && embed) { /* the lookup changes by the embedding LoRA's delta */
-        const lora_embedding *E = m->embed_lora;
-        for (int v = 0; v < E->V; v++)
-            for (int d = 0; d < E->D; d++) {
-                float acc = 0;
-                for (int j = 0; j < E->cfg.r; j++) acc += E->lora_B[(size_t)d * E->cfg.r + j] * E->lora_A[(size_t)j * E->V + v];
-                f[(size_t)v * E->D + d] += E->scaling * acc;
-            }
-    }
+    uint8_t *dst = quant_row_size(type, (size_t)q->cols, &rb) ? NULL : lorac_blocks_alloc(&o->bufs, rb * (size_t)q->rows);
+    int rc = f && dst ? model_tensor_matrix_f32(m, t, 1, f, err) : lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for %s", o->path, t->gguf);
     for (int g = 0; !rc && g < q->rows; g++) {
         int r = t->permute ? model_gguf_row_to_hf(g, m->cfg.head_dim) : g;
         quant_row_from_f32(type, f + (size_t)r * q->cols, dst + (size_t)g * rb, (size_t)q->cols);
@@ -110,7 +78,7 @@ static int emit_matrix(merge_out *o, const model *m, const model_tensor *t, cons
 }
 
 static int emit_vector(merge_out *o, const model *m, const char *name, const float *v, int64_t n, int perm) {
-    float *dst = out_alloc(o, (size_t)n * sizeof *dst);
+    float *dst = lorac_blocks_alloc(&o->bufs, (size_t)n * sizeof *dst);
     if (!dst) return LORAC_ENOMEM;
     for (int64_t g = 0; g < n; g++) dst[g] = v[perm ? model_gguf_row_to_hf((int)g, m->cfg.head_dim) : g];
     int64_t ne[1] = {n};
@@ -157,32 +125,19 @@ static void write_config_kvs(gguf_writer *w, const model *m, const char *a) {
 #undef KEY
 }
 
-/* The linear map (and its LoRA) a table matrix belongs to, or NULL. */
-static const model_linear *linear_of(const model *m, const qmat *q, const site_lora **lo) {
-    for (int l = 0; l < m->cfg.n_layer; l++)
-        for (int s = 0; s < ARCH_N_SITES; s++)
-            if (q == &m->layers[l].site[s].w) return *lo = model_site_lora(m, l, s), &m->layers[l].site[s];
-    return *lo = NULL, NULL;
-}
-
 static int write_tensors(merge_out *o, model *m, lorac_err *err) {
     model_tensor *t = NULL;
     size_t n = 0;
     int rc = model_tensors(m, &t, &n, err);
     for (size_t i = 0; i < n && !rc; i++) {
-        const site_lora *lo;
-        const model_linear *L = t[i].q ? linear_of(m, t[i].q, &lo) : NULL;
-        if (t[i].q) rc = emit_matrix(o, m, &t[i], L, lo, err);
+        if (t[i].q) rc = emit_matrix(o, m, &t[i], err);
         else rc = emit_vector(o, m, t[i].gguf, *t[i].f32, t[i].shape[0] * (t[i].ndim == 2 ? t[i].shape[1] : 1), t[i].permute);
     }
     /* a merged embedding LoRA changes the lookup only: the tied head keeps W0 as output.weight */
     if (!rc && m->embed_lora && m->cfg.tie_word_embeddings) {
-        model_tensor h = {.ndim = 2, .shape = {m->cfg.vocab_size, m->cfg.n_embd}, .q = &m->lm_head};
+        model_tensor h = {.ndim = 2, .shape = {m->cfg.vocab_size, m->cfg.n_embd}, .q = &m->lm_head, .layer = -1, .site = -1};
         snprintf(h.gguf, sizeof h.gguf, "output.weight");
-        lora_embedding *e = m->embed_lora;
-        m->embed_lora = NULL;
-        rc = emit_matrix(o, m, &h, NULL, NULL, err);
-        m->embed_lora = e;
+        rc = emit_matrix(o, m, &h, err);
     }
     if (!rc && m->rope_freqs) rc = emit_vector(o, m, "rope_freqs.weight", m->rope_freqs, m->cfg.head_dim / 2, 0);
     free(t);
@@ -199,7 +154,7 @@ static int merged_gguf(model *m, const char *path, int type, lorac_err *err) {
                           quant_type_name(type) ? quant_type_name(type) : "an unknown type");
     if (m->cfg.rope_scaling == MODEL_ROPE_LLAMA3 && !m->rope_freqs)
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: llama3 rope scaling from config.json is not written to GGUF yet", path);
-    merge_out o = {gguf_writer_new(), NULL, 0, 0, (quant_type)type, path};
+    merge_out o = {gguf_writer_new(), {0}, (quant_type)type, path};
     if (!o.w) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", path);
     const gguf_file *g = model_gguf(m);
     for (size_t i = 0; g && i < g->n_kv; i++) { /* every key of the base (tokenizer, chat template, ...) but the file type */
@@ -212,13 +167,12 @@ static int merged_gguf(model *m, const char *path, int type, lorac_err *err) {
     int rc = write_tensors(&o, m, err);
     if (!rc) rc = gguf_writer_write(o.w, path, err);
     gguf_writer_free(o.w);
-    for (size_t i = 0; i < o.n; i++) free(o.bufs[i]);
-    free(o.bufs);
+    lorac_blocks_free(&o.bufs);
     return rc;
 }
 
 int model_save_merged(model *m, const char *path, int type, lorac_err *err) {
-    if (!ends_with(path, ".gguf")) return merged_hf(m, path, err);
+    if (!lorac_has_suffix(path, ".gguf")) return merged_hf(m, path, err);
     int t = type >= 0 ? type : QUANT_F32;
     for (int s = 0; type < 0 && s < ARCH_N_SITES; s++) /* the base's own: its first matrix's type */
         if (m->fam->site[s]) {

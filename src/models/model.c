@@ -115,18 +115,8 @@ static int register_tensor(model *m, const model_tensor *t, lorac_err *err) {
     return lora_registry_add(&m->reg, t->name, t->ndim, t->shape, (float *)data, grad, NULL, grad != NULL, 0, err);
 }
 
-/* The LoRA layer a linear map's weight belongs to (registered instead of the base tensors). */
-static const site_lora *weight_lora(const model *m, const model_tensor *t, int *layer, int *site) {
-    for (int l = 0; m->lora && t->q && l < m->cfg.n_layer; l++)
-        for (int s = 0; s < ARCH_N_SITES; s++)
-            if (t->q == &m->layers[l].site[s].w) {
-                *layer = l, *site = s;
-                return model_site_lora(m, l, s);
-            }
-    return NULL;
-}
-
 int model_register_all(model *m, lorac_err *err) {
+    m->reg_stale = 0;
     lora_registry_free(&m->reg);
     lora_registry_init(&m->reg);
     model_tensor *t = NULL;
@@ -134,8 +124,8 @@ int model_register_all(model *m, lorac_err *err) {
     int rc = model_tensors(m, &t, &n, err);
     char module[192];
     for (size_t i = 0; i < n && !rc; i++) {
-        int l = -1, s = -1;
-        const site_lora *lo = weight_lora(m, &t[i], &l, &s);
+        int l = t[i].layer, s = t[i].site;
+        const site_lora *lo = t[i].lin && s >= 0 ? model_site_lora(m, l, s) : NULL; /* registered in the base's place */
         if (t[i].q == &m->embed && m->embed_lora) {
             model_site_module(m, -1, 0, module, sizeof module);
             rc = lora_embedding_register(m->embed_lora, &m->reg, module, err);
@@ -160,7 +150,14 @@ int model_register_all(model *m, lorac_err *err) {
     return LORAC_OK;
 }
 
-lora_registry *model_registry(model *m) { return &m->reg; }
+/* An adapter switch only marks the registry stale (see model_lora_swap): rebuilt here on demand. */
+static lora_registry *fresh_registry(const model *cm) {
+    model *m = (model *)cm;
+    if (m->reg_stale && model_register_all(m, NULL)) return NULL;
+    return &m->reg;
+}
+
+lora_registry *model_registry(model *m) { return fresh_registry(m); }
 
 /* ---------------------------------------------------------------- training state */
 
@@ -185,15 +182,17 @@ int model_set_hidden_dropout(model *m, float p, lorac_err *err) {
 }
 
 void model_zero_grad(model *m) {
-    for (size_t i = 0; i < m->reg.n; i++) {
-        lora_param *p = &m->reg.params[i];
+    const lora_registry *reg = fresh_registry(m);
+    for (size_t i = 0; reg && i < reg->n; i++) {
+        lora_param *p = &reg->params[i];
         if (p->grad && lora_param_requires_grad(p)) memset(p->grad, 0, p->numel * sizeof(float));
     }
 }
 
 void model_count_params(const model *m, size_t *trainable, size_t *all) {
     size_t t = 0, a = 0;
-    lora_registry_count(&m->reg, &t, &a);
+    const lora_registry *reg = fresh_registry(m);
+    if (reg) lora_registry_count(reg, &t, &a);
     const qmat *mats[2] = {&m->embed, m->cfg.tie_word_embeddings || m->cfg.head != MODEL_HEAD_LM ? NULL : &m->lm_head};
     for (int i = 0; i < 2; i++) /* the registry lacks matrices kept quantized */
         if (mats[i] && mats[i]->type != QUANT_F32) a += (size_t)mats[i]->rows * mats[i]->cols;
@@ -204,21 +203,6 @@ void model_count_params(const model *m, size_t *trainable, size_t *all) {
         }
     if (trainable) *trainable = t;
     if (all) *all = a;
-}
-
-void model_report(const model *m, char *buf, size_t size) {
-    size_t t, a;
-    model_count_params(m, &t, &a);
-    lora_format_trainable(buf, size, t, a);
-}
-
-size_t model_param_count(const model *m) {
-    model_tensor *t = NULL;
-    size_t n = 0, total = 0;
-    if (model_tensors((model *)m, &t, &n, NULL)) return 0;
-    for (size_t i = 0; i < n; i++) total += (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
-    free(t);
-    return total;
 }
 
 int model_set_full_ft(model *m, lorac_err *err) {

@@ -11,7 +11,8 @@
 #include "lorac/model.h"
 #include "lorac/ops.h"
 #include "models/arch.h"
-#include "models/hf_shards.h"
+#include "io/hf_shards.h"
+#include "lora/peft_attach.h"
 
 /* The LoRA layer of one linear map: a LoRA Linear, or a MergedLinear on some slices of a fused
  * q/k/v map (GPT-2's q,v split of c_attn), or neither. */
@@ -42,8 +43,7 @@ typedef struct model_store {
     hf_shards sh;
     gguf_file gf;
     int has_gguf;
-    void **owned;
-    size_t n_owned, cap;
+    lorac_blocks owned;
 } model_store;
 
 /* The tokenizer the family uses (one of three kinds; src/models/model_text.c). */
@@ -80,6 +80,7 @@ struct model {
     float hidden_dropout;           /* what a training forward applies */
     model_lora_opts lora_opts;      /* what model_add_lora attached */
     lora_registry reg;              /* every f32 tensor by HF name */
+    int reg_stale;                  /* reg predates a LoRA swap: rebuilt on next use, so switching is cheap */
     peft_adapter *peft_extra;       /* an adapter's trained biases / modules_to_save copies the model points at */
     model_text *text;
 };
@@ -96,6 +97,8 @@ typedef struct model_tensor {
     int head;             /* classification head: always trained; initialised when absent */
     int norm;             /* a norm's weight (1 at random initialisation) */
     int permute;          /* GGUF keeps its rows in llama.cpp's rotary order (q, k of "llama") */
+    model_linear *lin;    /* a linear map's weight: the map (a block site when site >= 0, else the head) */
+    int layer, site;      /* the block and site of a site's weight or bias, else -1 */
 } model_tensor;
 /* in and out features of a block's site, and whether the config gives it a bias. */
 void model_site_dims(const model_config *c, int site, int *C, int *OC);
@@ -108,6 +111,9 @@ int model_tensors(model *m, model_tensor **out, size_t *n, lorac_err *err);
 const float *model_tensor_f32(const model_tensor *t);
 /* Points the tensor at f32 data (a matrix becomes an F32 qmat of the tensor's shape). */
 void model_tensor_set(const model_tensor *t, const float *data);
+/* A matrix's values as f32 in its stored shape into out: dequantized, and with merge its LoRA
+ * layer's s·BA added (a site's, or the embedding LoRA's on the token embedding). */
+int model_tensor_matrix_f32(const model *m, const model_tensor *t, int merge, float *out, lorac_err *err);
 /* A block owned by the model (freed with it); NULL when out of memory. */
 void *model_store_alloc(model *m, size_t bytes);
 void model_store_free(model_store *s);
@@ -136,9 +142,9 @@ int model_lora_finish(model *m, int rc, lorac_err *err);
 /* The LoRA layer of (layer, site), or NULL when the site has none. */
 const site_lora *model_site_lora(const model *m, int layer, int site);
 /* A LoRA layout: every site's layers (n_layer·ARCH_N_SITES) and the embedding's. model_lora_swap
- * exchanges the model's with *sites / *embed (an adapter set keeps those not active), re-registers
- * and gives the model a new lora_gen. */
-int model_lora_swap(model *m, site_lora **sites, lora_embedding **embed, lorac_err *err);
+ * exchanges the model's with *sites / *embed (an adapter set keeps those not active), marks the
+ * registry stale and gives the model a new lora_gen. */
+void model_lora_swap(model *m, site_lora **sites, lora_embedding **embed);
 void model_lora_free_layout(const model *m, site_lora *sites, lora_embedding *embed);
 /* Drops every LoRA layer of the model. */
 void model_free_lora(model *m);
@@ -167,6 +173,7 @@ int linear_reads_input(const model_linear *L, const site_lora *lo);
 int linear_weight_f32(const model_linear *L, const site_lora *lo, float *out, lorac_err *err);
 
 /* ---- gguf_adapter.c: llama.cpp's LoRA adapters */
+int model_gguf_adapter_check(const model *m, const char *path, lorac_err *err);
 int model_gguf_adapter_save(model *m, const char *path, lorac_err *err);
 int model_gguf_adapter_load(model *m, const char *path, lorac_err *err);
 

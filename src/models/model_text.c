@@ -63,9 +63,9 @@ int model_text_load(model *m, const char *path, lorac_err *err) {
     return LORAC_OK;
 }
 
-int model_load_tokenizer(model *m, lorac_err *err) {
+int model_load_tokenizer(model *m, const char *dir, lorac_err *err) {
     if (m->text) return LORAC_OK;
-    int rc = model_text_load(m, m->path, err);
+    int rc = model_text_load(m, dir ? dir : m->path, err);
     if (rc) model_text_free(m->text), m->text = NULL;
     return rc;
 }

@@ -73,24 +73,6 @@ static void restore_extras(model *m, const hf_slot *slots, size_t ns, const floa
 
 /* ---------------------------------------------------------------- attach */
 
-/* Reads a fused map's B' (OC, k·rs) written for a q/k/v split back into the MergedLinear's B. */
-static int unsplit_B(lora_merged *M, const float *Bx, const int *split, int k, const char *src, const char *nb, lorac_err *err) {
-    int rs = M->cfg.r, r = rs * k, OCg = M->OC / M->n_groups;
-    for (int g = 0, j = 0; g < M->n_groups; g++) {
-        for (int row = 0; row < OCg; row++) {
-            const float *x = Bx + (size_t)(g * OCg + row) * r;
-            for (int col = 0; col < r; col++) {
-                if (split[g] && col / rs == j) M->lora_B[(size_t)(j * OCg + row) * rs + col % rs] = x[col];
-                else if (x[col] != 0.0f)
-                    return lorac_fail(err, LORAC_EFORMAT, "%s: '%s' is marked as a q/k/v split but has a non-zero "
-                                      "entry outside its blocks", src, nb);
-            }
-        }
-        if (split[g]) j++;
-    }
-    return LORAC_OK;
-}
-
 /* One site's LoRA from the adapter (module's lora_A / lora_B), as a split when the adapter says so. */
 static int attach_site(model *m, hf_attach *h, int l, int s, const char *module, const int *split, int k, lorac_rng *rng,
                        lorac_err *err) {
@@ -114,7 +96,9 @@ static int attach_site(model *m, hf_attach *h, int l, int s, const char *module,
     if (!Bx) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", h->src);
     rc = hf_attach_take(h, na, r, L->C, lo->split->lora_A, err);
     if (!rc) rc = hf_attach_take(h, nb, L->OC, r, Bx, err);
-    if (!rc) rc = unsplit_B(lo->split, Bx, split, k, h->src, nb, err);
+    char what[4500];
+    snprintf(what, sizeof what, "%s: '%s'", h->src, nb);
+    if (!rc) rc = lora_merged_set_fused_B(lo->split, Bx, what, err);
     free(Bx);
     return rc;
 }
@@ -177,7 +161,7 @@ int model_peft_attach(model *m, const peft_adapter *a0, lorac_err *err) {
     const float **oldf = NULL;
     qmat *oldq = NULL;
     model_config cfg0 = m->cfg;
-    int rc = hf_attach_begin_extras(&h, &a, m->fam->name, err), any = 0;
+    int rc = hf_attach_begin(&h, &a, m->fam->name, err), any = 0;
     /* trained biases and modules_to_save copies first, so LoRA layers wrap the adapter's biases */
     if (!rc) rc = extra_slots(m, &slots, &ns, err);
     if (!rc) rc = hf_attach_extras(&h, slots, ns, &extra, err);
@@ -202,12 +186,6 @@ int model_peft_attach(model *m, const peft_adapter *a0, lorac_err *err) {
 
 /* ---------------------------------------------------------------- save */
 
-/* name == suf, or name ends with "." suf (PEFT's suffix match). */
-static int ends_with_module(const char *name, const char *suf) {
-    size_t n = strlen(name), k = strlen(suf);
-    return n >= k && !strcmp(name + n - k, suf) && (n == k || name[n - k - 1] == '.');
-}
-
 /* The shortest dotted suffix of site s's name that PEFT matches against no other map of the block or
  * head, unless that map is used too: "q_proj", "c_proj" (both projections), "attn.c_proj". */
 static const char *target_name(const model *m, int s, const int *used) {
@@ -216,22 +194,11 @@ static const char *target_name(const model *m, int s, const int *used) {
         if (p != name && p[-1] != '.') continue;
         int clash = 0;
         for (int o = 0; o < ARCH_N_SITES && !clash; o++)
-            clash = m->fam->site[o] && o != s && !used[o] && ends_with_module(m->fam->site[o], p);
-        for (int i = 0; i < 2 && !clash && m->fam->cls[i]; i++) clash = ends_with_module(m->fam->cls[i] + (m->fam->cls[i][0] == '^'), p);
+            clash = m->fam->site[o] && o != s && !used[o] && peft_module_matches(m->fam->site[o], p);
+        for (int i = 0; i < 2 && !clash && m->fam->cls[i]; i++) clash = peft_module_matches(m->fam->cls[i] + (m->fam->cls[i][0] == '^'), p);
         if (!clash) return p;
     }
     return name;
-}
-
-/* Whether tensor NAME lies under a module PEFT's modules_to_save entry KEY wraps ("pooler" wraps
- * "bert.pooler", so "bert.pooler.dense.weight" is under it). */
-static int under_module(const char *name, const char *key) {
-    char prefix[192];
-    for (const char *d = strchr(name, '.'); d; d = strchr(d + 1, '.')) {
-        snprintf(prefix, sizeof prefix, "%.*s", (int)(d - name), name);
-        if (ends_with_module(prefix, key)) return 1;
-    }
-    return 0;
 }
 
 /* The adapter config: one r, alpha and rsLoRA for every layer (the first one's), the targets, the
@@ -299,19 +266,6 @@ static void add_entry(save_list *l, const char *name, int ndim, int64_t d0, int6
     l->n++;
 }
 
-/* B' (OC, k·r) of a split: slice g's rows take B_j in column block j, zeros elsewhere. */
-static float *expand_B(const lora_merged *M, int k) {
-    int rs = M->cfg.r, r = rs * k, OCg = M->OC / M->n_groups;
-    float *Bx = calloc((size_t)M->OC * r, sizeof(float));
-    for (int g = 0, j = 0; Bx && g < M->n_groups; g++) {
-        if (!M->enable_lora[g]) continue;
-        for (int row = 0; row < OCg; row++)
-            memcpy(Bx + (size_t)(g * OCg + row) * r + (size_t)j * rs, M->lora_B + (size_t)(j * OCg + row) * rs, rs * sizeof(float));
-        j++;
-    }
-    return Bx;
-}
-
 static int collect(model *m, save_list *l, int k, lorac_err *err) {
     char module[192], name[256];
     for (int ly = 0; ly < m->cfg.n_layer; ly++)
@@ -321,7 +275,7 @@ static int collect(model *m, save_list *l, int k, lorac_err *err) {
             const model_linear *L = &m->layers[ly].site[s];
             model_site_module(m, ly, s, module, sizeof module);
             int r = lo->lin ? lo->lin->cfg.r : lo->split->cfg.r * k;
-            const float *B = lo->lin ? lo->lin->lora_B : (l->owned[l->n_owned++] = expand_B(lo->split, k));
+            const float *B = lo->lin ? lo->lin->lora_B : (l->owned[l->n_owned++] = lora_merged_fused_B(lo->split));
             if (!B) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
             snprintf(name, sizeof name, PEFT_PREFIX "%s.lora_A.weight", module);
             add_entry(l, name, 2, r, L->C, lo->lin ? lo->lin->lora_A : lo->split->lora_A);
@@ -347,7 +301,7 @@ static int collect_saved(model *m, save_list *l, lorac_err *err) {
     char name[256];
     for (size_t i = 0; i < n && !rc; i++) {
         int saved = 0;
-        for (int j = 0; j < 2 && t[i].head; j++) saved |= m->fam->cls_save[j] && under_module(t[i].name, m->fam->cls_save[j]);
+        for (int j = 0; j < 2 && t[i].head; j++) saved |= m->fam->cls_save[j] && peft_module_under(t[i].name, m->fam->cls_save[j]);
         if (!saved) continue;
         snprintf(name, sizeof name, PEFT_PREFIX "%s", t[i].name);
         add_entry(l, name, t[i].ndim, t[i].shape[0], t[i].shape[1], model_tensor_f32(&t[i]));
@@ -412,13 +366,18 @@ static int model_peft_save(model *m, const char *dir, lorac_err *err) {
     return rc;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
+int model_save_adapter_check(const model *m, const char *path, lorac_err *err) {
+    const lora_config *first = NULL;
+    int used[ARCH_N_SITES] = {0}, split[3] = {0, 0, 0};
+    if (lorac_has_suffix(path, ".gguf")) return model_gguf_adapter_check(m, path, err);
+    int rc = survey(m, &first, used, split, path, err);
+    if (!rc && !first && !m->peft_extra && m->cfg.head == MODEL_HEAD_LM)
+        rc = lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", path);
+    return rc;
 }
 
 int model_save_adapter(model *m, const char *path, lorac_err *err) {
-    return ends_with(path, ".gguf") ? model_gguf_adapter_save(m, path, err) : model_peft_save(m, path, err);
+    return lorac_has_suffix(path, ".gguf") ? model_gguf_adapter_save(m, path, err) : model_peft_save(m, path, err);
 }
 
 int model_attach_adapters(model *m, const char *const *specs, int n, char *warn, size_t warn_size, lorac_err *err) {

@@ -4,8 +4,6 @@
  * each slot's own adapter after every site (S-LoRA/Punica: the base product once for all rows, then
  * one gathered pair of thin products per adapter present).
  * Shapes: S slots, n_new new tokens each, R = S·n_new rows, KD = NKV·HS, cap = max_len. */
-#include <cblas.h>
-#undef I /* OpenBLAS's cblas.h pulls in <complex.h>; I is the MLP width here */
 #include <stdlib.h>
 #include <string.h>
 
@@ -148,20 +146,6 @@ int model_session_use_adapters(model_session *s, const model_adapter_set *set, c
     return rc;
 }
 
-/* yg (n,OC) = s·(xg·Aᵀ)·Bᵀ of a MergedLinear: per enabled slice, its block of A and B. */
-static void split_lowrank(const lora_merged *M, const float *xg, float *hg, float *yg, int n) {
-    int r = M->cfg.r, OCg = M->OC / M->n_groups, C = M->C;
-    memset(yg, 0, (size_t)n * M->OC * sizeof(float));
-    for (int g = 0, j = 0; g < M->n_groups; g++) {
-        if (!M->enable_lora[g]) continue;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, r, C, 1.0f, xg, C, M->lora_A + (size_t)j * r * C, C, 0.0f,
-                    hg, r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, OCg, r, M->scaling, hg, r, M->lora_B + (size_t)j * OCg * r, r,
-                    0.0f, yg + (size_t)g * OCg, M->OC);
-        j++;
-    }
-}
-
 typedef struct mixed_ctx {
     model_session *s;
     int S, n_new;
@@ -180,24 +164,18 @@ static int mixed_site(void *ctx, int l, int site, float *out, const float *inp, 
             return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for mixed-adapter rows", s->m->path);
         int n = lora_rows_gather(s->xg, inp, s->ids, mc->S, sl, mc->n_new, L->C);
         if (lo->lin) lora_rows_lowrank(lo->lin, s->xg, s->hg, s->yg, n);
-        else split_lowrank(lo->split, s->xg, s->hg, s->yg, n);
+        else lora_rows_lowrank_merged(lo->split, s->xg, s->hg, s->yg, n);
         lora_rows_scatter_add(out, s->yg, s->ids, mc->S, sl, mc->n_new, L->OC);
     }
     return LORAC_OK;
 }
 
-/* x (R,C) += each slot's embedding LoRA row s·B·A[:, token] (slots whose adapter has one). */
+/* x (R,C) += each slot's embedding LoRA rows (slots whose adapter has one). */
 static void mixed_embed(model_session *s, const int32_t *tokens, int S, int n_new) {
-    int C = s->m->cfg.n_embd;
     for (int sl = 0; sl < S; sl++) {
         const lora_embedding *E = NULL;
-        if (s->ids[sl] < 0 || !model_adapter_set_layout(s->set, s->ids[sl], &E) || !E) continue;
-        for (int i = sl * n_new; i < (sl + 1) * n_new; i++)
-            for (int d = 0; d < C; d++) {
-                float acc = 0;
-                for (int t = 0; t < E->cfg.r; t++) acc += E->lora_B[(size_t)d * E->cfg.r + t] * E->lora_A[(size_t)t * E->V + tokens[i]];
-                s->x[(size_t)i * C + d] += E->scaling * acc;
-            }
+        if (s->ids[sl] >= 0 && model_adapter_set_layout(s->set, s->ids[sl], &E) && E)
+            lora_rows_embedding_add(E, s->x + (size_t)sl * n_new * s->m->cfg.n_embd, tokens + (size_t)sl * n_new, n_new);
     }
 }
 

@@ -8,23 +8,10 @@
 
 /* ---------------------------------------------------------------- owned memory */
 
-void *model_store_alloc(model *m, size_t bytes) {
-    model_store *s = &m->store;
-    if (s->n_owned == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        void **o = realloc(s->owned, cap * sizeof *o);
-        if (!o) return NULL;
-        s->owned = o;
-        s->cap = cap;
-    }
-    void *p = malloc(bytes ? bytes : 1);
-    if (p) s->owned[s->n_owned++] = p;
-    return p;
-}
+void *model_store_alloc(model *m, size_t bytes) { return lorac_blocks_alloc(&m->store.owned, bytes); }
 
 void model_store_free(model_store *s) {
-    for (size_t i = 0; i < s->n_owned; i++) free(s->owned[i]);
-    free(s->owned);
+    lorac_blocks_free(&s->owned);
     hf_shards_close(&s->sh);
     if (s->has_gguf) gguf_close(&s->gf);
     memset(s, 0, sizeof *s);
@@ -53,6 +40,7 @@ static model_tensor *entry(tbuild *b, const char *module, int layer, const char 
     }
     model_tensor *t = &b->t[b->n++];
     memset(t, 0, sizeof *t);
+    t->layer = t->site = -1;
     const arch_family *f = b->m->fam;
     char mod[128] = "";
     if (layer >= 0) snprintf(mod, sizeof mod, f->layer, layer);
@@ -87,7 +75,7 @@ static void add_norm(tbuild *b, const char *module, int layer, const float **w, 
     if (b->m->cfg.norm == MODEL_NORM_LAYER) add_f32(b, module, layer, "bias", C, 0, bias, db, gguf);
 }
 
-static void add_linear(tbuild *b, const char *module, int layer, model_linear *L, int bias, const char *gguf,
+static void add_linear(tbuild *b, const char *module, int layer, int site, model_linear *L, int bias, const char *gguf,
                        int permute) {
     int conv = L->layout == OP_W_IN_OUT;
     size_t first = b->n;
@@ -95,9 +83,13 @@ static void add_linear(tbuild *b, const char *module, int layer, model_linear *L
     if (!t) return;
     t->q = &L->w;
     t->grad = &L->dw;
+    t->lin = L;
     gguf_name(t, gguf, layer, "weight");
     if (bias) add_f32(b, module, layer, "bias", L->OC, 0, &L->b, &L->db, gguf);
-    for (size_t i = first; i < b->n; i++) b->t[i].permute = permute;
+    for (size_t i = first; i < b->n; i++) {
+        b->t[i].permute = permute;
+        if (site >= 0) b->t[i].layer = layer, b->t[i].site = site;
+    }
 }
 
 int model_site_has_bias(const model_config *c, int site) {
@@ -143,7 +135,7 @@ static void add_sites(tbuild *b, int l, int pass, int permute) {
     const arch_family *f = m->fam;
     for (int s = pass ? ARCH_GATE : ARCH_QKV; s <= (pass ? ARCH_DOWN : ARCH_O); s++)
         if (f->site[s])
-            add_linear(b, f->site[s], l, &m->layers[l].site[s], model_site_has_bias(&m->cfg, s), f->gguf_site[s],
+            add_linear(b, f->site[s], l, s, &m->layers[l].site[s], model_site_has_bias(&m->cfg, s), f->gguf_site[s],
                        permute && (s == ARCH_Q || s == ARCH_K));
 }
 
@@ -178,8 +170,8 @@ int model_tensors(model *m, model_tensor **out, size_t *n, lorac_err *err) {
     }
     size_t head0 = b.n;
     if (c->head != MODEL_HEAD_LM) {
-        add_linear(&b, f->cls[0], -1, &m->cls_dense, 1, NULL, 0);
-        add_linear(&b, f->cls[1], -1, &m->cls_out, 1, NULL, 0);
+        add_linear(&b, f->cls[0], -1, -1, &m->cls_dense, 1, NULL, 0);
+        add_linear(&b, f->cls[1], -1, -1, &m->cls_out, 1, NULL, 0);
     }
     for (size_t i = head0; i < b.n; i++) b.t[i].head = 1;
     if (b.oom) {

@@ -124,27 +124,33 @@ static void embed_delta(const lora_embedding *E, float *w) {
                 E->cfg.r, 1.0f, w, E->D);
 }
 
+/* The LoRA layer merging changes this matrix by: a site's, or (1) the embedding's; NULL/0 if none. */
+static const site_lora *merged_lora(const model *m, const model_tensor *t, int *embed) {
+    *embed = t->q == &m->embed && m->embed_lora;
+    return t->lin && t->site >= 0 ? model_site_lora(m, t->layer, t->site) : NULL;
+}
+
+int model_tensor_matrix_f32(const model *m, const model_tensor *t, int merge, float *out, lorac_err *err) {
+    int embed = 0;
+    const site_lora *lo = merge ? merged_lora(m, t, &embed) : NULL;
+    int rc = LORAC_OK;
+    if (t->lin) rc = linear_weight_f32(t->lin, lo, out, err);
+    else for (int r = 0; r < t->q->rows; r++) qmat_row_f32(t->q, r, out + (size_t)r * t->q->cols);
+    if (merge && embed) embed_delta(m->embed_lora, out);
+    return rc;
+}
+
 /* One tensor as f32 for a checkpoint: as it is, dequantized, or merged with its LoRA layer. */
 static int tensor_out(model *m, const model_tensor *t, int merge, float **owned, const float **data, lorac_err *err) {
+    int embed = 0;
     *owned = NULL;
     *data = model_tensor_f32(t);
-    const model_linear *L = NULL;
-    const site_lora *lo = NULL;
-    for (int l = 0; t->q && l < m->cfg.n_layer && !L; l++)
-        for (int s = 0; s < ARCH_N_SITES && !L; s++)
-            if (t->q == &m->layers[l].site[s].w) L = &m->layers[l].site[s], lo = merge ? model_site_lora(m, l, s) : NULL;
-    int embed = t->q == &m->embed && merge && m->embed_lora;
-    if (*data && !lo && !embed) return LORAC_OK;
-    size_t numel = (size_t)t->shape[0] * (size_t)t->shape[1];
-    float *buf = malloc(numel * sizeof(float));
+    if (*data && !(merge && (merged_lora(m, t, &embed) || embed))) return LORAC_OK;
+    float *buf = malloc((size_t)t->shape[0] * (size_t)t->shape[1] * sizeof(float));
     if (!buf) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", t->name);
-    int rc = LORAC_OK;
-    if (L) rc = linear_weight_f32(L, lo, buf, err);
-    else for (int r = 0; r < t->q->rows; r++) qmat_row_f32(t->q, r, buf + (size_t)r * t->q->cols);
-    if (embed) embed_delta(m->embed_lora, buf);
     *owned = buf;
     *data = buf;
-    return rc;
+    return model_tensor_matrix_f32(m, t, merge, buf, err);
 }
 
 int model_weights_save_files(model *m, const char *dir, int merge, lorac_err *err) {

@@ -161,11 +161,6 @@ static int read_jsonl_line(reader *r, int lineno, const char *s, size_t len, lor
     return rc;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 int train_examples_read(const char *path, train_format fmt, train_examples *out, lorac_err *err) {
     memset(out, 0, sizeof *out);
     char *buf = NULL;
@@ -177,7 +172,7 @@ int train_examples_read(const char *path, train_format fmt, train_examples *out,
     if (fmt == TRAIN_FORMAT_AUTO) {
         size_t k = 0;
         while (k < n && is_space(s[k])) k++;
-        fmt = ends_with(path, ".jsonl") || ends_with(path, ".json") || (k < n && s[k] == '{')
+        fmt = lorac_has_suffix(path, ".jsonl") || lorac_has_suffix(path, ".json") || (k < n && s[k] == '{')
                   ? TRAIN_FORMAT_JSONL : TRAIN_FORMAT_E2E;
     }
     reader r = {.path = path};

@@ -74,7 +74,7 @@ int ft_eval(model *m, const glue_task *task, const char *path, int batch_size, i
         int cnt = 0;
         rc = train_batcher_next(&bt, &batch, err);
         model_batch mb = batch_view(&batch, &d);
-        if (!rc) rc = model_forward(m, acts, &mb, 0.0f, 0, NULL, &loss, &cnt, err);
+        if (!rc) rc = model_forward(m, acts, &mb, 0.0f, MODEL_FWD_LOSS, NULL, &loss, &cnt, err);
         if (!rc) eval_batch(acts, &batch, nl, loss, cnt, &sum, &count, logits);
     }
     if (was_training && !rc) rc = model_train_mode(m, 1, err);
@@ -175,6 +175,9 @@ static int run_setup(run *r, lorac_err *err) {
     }
     if (!rc && o->full_ft) rc = model_set_full_ft(r->m, err);
     if (!rc && !o->full_ft && !o->head_only) rc = model_add_lora(r->m, &o->lora, o->seed, err);
+    if (!rc && a->gguf_adapter && !lorac_has_suffix(a->gguf_adapter, ".gguf"))
+        rc = lorac_fail(err, LORAC_EINVAL, "--gguf-adapter %s: the file name must end in .gguf", a->gguf_adapter);
+    if (!rc && a->gguf_adapter) rc = model_save_adapter_check(r->m, a->gguf_adapter, err);
     if (!rc) rc = train_batcher_init(&r->bt, &r->data, o->batch_size, o->drop_last, 1, o->seed, err);
     if (!rc) rc = train_total_steps(o, r->bt.n_batches, &r->total, err);
     r->warmup = o->warmup_ratio > 0 ? (long long)(o->warmup_ratio * (double)r->total) : o->warmup_steps;
@@ -212,7 +215,7 @@ static int run_step(run *r, long long step, double *loss, double *gnorm, double 
         float l = 0;
         rc = train_batcher_next(&r->bt, &r->batch, err);
         model_batch mb = batch_view(&r->batch, &r->data);
-        if (!rc) rc = model_forward(r->m, r->acts, &mb, (float)o->label_smoothing, 1, &r->st.rng, &l, NULL, err);
+        if (!rc) rc = model_forward(r->m, r->acts, &mb, (float)o->label_smoothing, MODEL_FWD_TRAIN, &r->st.rng, &l, NULL, err);
         if (!rc) rc = model_backward(r->m, r->acts, err);
         *loss += l;
         *toks += r->batch.n_tokens;
@@ -261,7 +264,8 @@ static int run_loop(run *r, lorac_err *err) {
         double t1 = now_s();
         st->elapsed_s = t1 - t0;
         ft_progress pg = {st->step, r->total, loss, lr, (double)toks / (t1 - ts),
-                          (t1 - t0) / (double)st->step * (double)(r->total - st->step), st->elapsed_s, 0, 0};
+                          (t1 - t0) / (double)st->step * (double)(r->total - st->step), st->elapsed_s, 0, 0, 0, 0};
+        model_count_params(r->m, &pg.trainable_params, &pg.all_params);
         if (st->step % o->log_every == 0 || st->step == r->total) {
             trainlog_entry e = {st->step, (double)r->bt.epoch + (double)r->bt.batch / (double)r->bt.n_batches, loss, lr, gnorm,
                                 pg.tokens_per_s, st->elapsed_s};

@@ -1,16 +1,12 @@
 /* Sentence(-pair) encoding for GLUE: the special tokens, type ids and longest-first truncation of
- * Hugging Face's tokenizers, over a model's tokenizer or a tokenizer directory alone. */
+ * Hugging Face's tokenizers, over a model's tokenizer (its family says which tokens). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "lorac/glue.h"
-#include "lorac/tokenizer.h"
-#include "lorac/wordpiece.h"
 
 struct glue_encoder {
-    const model *m;        /* a model's tokenizer, or ... */
-    wp_tokenizer *wp;      /* ... one of these, owned */
-    bpe_tokenizer *bpe;
+    const model *m;        /* its tokenizer */
     int32_t cls, sep, pad;
     int pair_seps;         /* separators between the sentences: 1 (BERT), 2 (RoBERTa) */
     int pair_type;         /* the second sentence's token type */
@@ -28,42 +24,14 @@ int glue_encoder_for_model(const model *m, glue_encoder **out, lorac_err *err) {
     return LORAC_OK;
 }
 
-int glue_encoder_load(const char *dir, glue_tok kind, glue_encoder **out, lorac_err *err) {
-    glue_encoder *e = calloc(1, sizeof *e);
-    *out = NULL;
-    if (!e) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
-    int bpe = kind == GLUE_TOK_BPE;
-    int rc = bpe ? bpe_load_dir(dir, &e->bpe, err) : wp_load(dir, &e->wp, err);
-    if (!rc) {
-        e->cls = bpe ? bpe_token_id(e->bpe, "<s>") : wp_token_id(e->wp, "[CLS]");
-        e->sep = bpe ? bpe_token_id(e->bpe, "</s>") : wp_token_id(e->wp, "[SEP]");
-        e->pad = bpe ? bpe_token_id(e->bpe, "<pad>") : wp_token_id(e->wp, "[PAD]");
-        e->pair_seps = bpe ? 2 : 1;
-        e->pair_type = !bpe;
-    }
-    if (!rc && (e->cls < 0 || e->sep < 0 || e->pad < 0))
-        rc = lorac_fail(err, LORAC_EFORMAT, "%s: the vocabulary lacks %s", dir, bpe ? "<s>, </s> or <pad>" : "[CLS], [SEP] or [PAD]");
-    if (rc) {
-        glue_encoder_free(e);
-        return rc;
-    }
-    *out = e;
-    return LORAC_OK;
-}
-
 void glue_encoder_free(glue_encoder *e) {
-    if (!e) return;
-    wp_free(e->wp);
-    bpe_free(e->bpe);
     free(e);
 }
 
 int32_t glue_encoder_pad(const glue_encoder *e) { return e->pad; }
 
 static int enc(const glue_encoder *e, const char *s, int32_t **ids, size_t *n, lorac_err *err) {
-    if (e->m) return model_encode(e->m, s, strlen(s), 0, ids, n, err);
-    if (e->wp) return wp_encode(e->wp, s, strlen(s), ids, n, err);
-    return bpe_encode(e->bpe, s, strlen(s), ids, n, err);
+    return model_encode(e->m, s, strlen(s), 0, ids, n, err);
 }
 
 int glue_encode(const glue_encoder *e, const char *a, const char *b, int max_len, int32_t *ids, int32_t *types,

@@ -78,6 +78,10 @@ check "[ ! -e '$T/x1' ]" "a failed train left an output directory"
 : >"$T/empty.txt"
 expect_error "empty data file" "empty.txt" $L train --model "$T/m" --data "$T/empty.txt" --out "$T/x2" --quiet
 check "[ ! -e '$T/x2' ]" "a failed train left an output directory"
+# a GGUF adapter GPT-2 cannot have is refused before training, not after it
+expect_error "GGUF adapter of a GPT-2 model" "GGUF" $L train --model "$T/m" --data "$T/train.txt" --out "$T/x4" --gguf-adapter "$T/x4.gguf" --steps 1
+check "[ ! -e '$T/x4' ]" "a refused --gguf-adapter left an output directory"
+expect_error "GGUF adapter name" "--gguf-adapter" $L train --model "$T/m" --data "$T/train.txt" --out "$T/x4" --gguf-adapter "$T/x4.bin" --steps 1
 mkdir "$T/m2" && cp "$T/m"/* "$T/m2/" && sed -i 's/"n_embd": 32/"n_embd": 48/' "$T/m2/config.json"
 expect_error "config disagrees with tensors" "shape" $L eval --model "$T/m2" --data "$T/valid.txt"
 $L init-model --out "$T/m3" --layers 2 --embd 64 --heads 2 --vocab 100 --positions 64 >/dev/null 2>&1

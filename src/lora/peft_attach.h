@@ -1,27 +1,14 @@
-/* hf_shards.h — a Hugging Face checkpoint's safetensors files, shared by the model families (internal). */
-#ifndef LORAC_HF_SHARDS_H
-#define LORAC_HF_SHARDS_H
+/* peft_attach.h — attaching a PEFT adapter's tensors to a model (internal, used by src/models). */
+#ifndef LORAC_PEFT_ATTACH_H
+#define LORAC_PEFT_ATTACH_H
+
+#include <stdint.h>
 
 #include "lorac/peft.h"
-#include "lorac/safetensors.h"
 
-#define HF_MAX_SHARDS 256
-
-typedef struct hf_shards {
-    st_file *files; /* n mapped files */
-    int n;
-} hf_shards;
-
-/* Opens DIR/model.safetensors, or every distinct file named by DIR/model.safetensors.index.json.
- * A directory with only pytorch_model.bin gets a message that says how to convert it. */
-int hf_shards_open(const char *dir, hf_shards *s, lorac_err *err);
-void hf_shards_close(hf_shards *s);
-/* The tensor called name in any shard (and that shard), or NULL. */
-const st_tensor *hf_shards_find(const hf_shards *s, const char *name, const st_file **file);
-
-/* A PEFT adapter being attached to one model family: which of its tensors the family has taken.
- * family names the model in messages ("GPT-2", "Llama"). Begin rejects what the families do not
- * support yet (trained biases: bias "all", or "lora_only" with bias tensors; modules_to_save). */
+/* A PEFT adapter being attached to a model: which of its tensors the model has taken. family names
+ * the model in messages ("GPT-2", "Llama"). Trained biases (bias "all", or "lora_only" with bias
+ * tensors) and modules_to_save copies go through hf_attach_extras. */
 typedef struct hf_attach {
     const peft_adapter *a;
     const char *family;
@@ -29,8 +16,6 @@ typedef struct hf_attach {
     int *used;        /* (a->n) */
 } hf_attach;
 int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err);
-/* As hf_attach_begin, for a family that takes trained biases and modules_to_save (hf_attach_extras). */
-int hf_attach_begin_extras(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err);
 
 /* One base tensor of a model that an adapter may replace: HF name ("transformer.h.0.ln_1.bias"),
  * the model's pointer to it, and its shape (d1 = 0: 1-D). */

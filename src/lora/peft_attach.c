@@ -1,110 +1,19 @@
-/* A Hugging Face checkpoint's safetensors files: one, or the shards of model.safetensors.index.json. */
+/* Attaching a PEFT adapter to a model: which of its tensors the model took, and its non-LoRA
+ * tensors (trained biases, modules_to_save copies) checked against the model's slots. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "lorac/json.h"
-#include "models/hf_shards.h"
+#include "lora/peft_attach.h"
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-void hf_shards_close(hf_shards *s) {
-    for (int i = 0; i < s->n; i++) st_close(&s->files[i]);
-    free(s->files);
-    s->files = NULL;
-    s->n = 0;
-}
-
-int hf_shards_open(const char *dir, hf_shards *s, lorac_err *err) {
-    char path[4096];
-    s->n = 0;
-    s->files = calloc(HF_MAX_SHARDS, sizeof *s->files);
-    if (!s->files) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if (file_exists(path)) {
-        int rc = st_open(path, &s->files[0], err);
-        if (!rc) s->n = 1;
-        return rc;
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!file_exists(path)) {
-        char bin[4200];
-        snprintf(bin, sizeof bin, "%s/pytorch_model.bin", dir);
-        if (file_exists(bin))
-            return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: only PyTorch pickle weights; convert them to safetensors "
-                              "(e.g. transformers' save_pretrained(..., safe_serialization=True))", dir);
-        return lorac_fail(err, LORAC_ENOTFOUND, "%s: no model.safetensors or model.safetensors.index.json", dir);
-    }
-    json_doc *doc = NULL;
-    int rc = json_parse_file(path, &doc, err);
-    if (rc) return rc;
-    const json_value *map = json_get(json_root(doc), "weight_map");
-    if (json_kind(map) != JSON_OBJECT) rc = lorac_fail(err, LORAC_EFORMAT, "%s: no \"weight_map\" object", path);
-    for (size_t i = 0; !rc && i < json_len(map); i++) {
-        const char *file = json_str(json_at(map, i));
-        if (!file || !*file || strchr(file, '/')) {
-            rc = lorac_fail(err, LORAC_EFORMAT, "%s: weight_map entry \"%s\" is not a file name", path, json_key_at(map, i));
-            break;
-        }
-        char shard[4200];
-        snprintf(shard, sizeof shard, "%s/%s", dir, file);
-        int seen = 0;
-        for (int k = 0; k < s->n && !seen; k++) seen = !strcmp(s->files[k].path, shard);
-        if (seen) continue;
-        if (s->n == HF_MAX_SHARDS) {
-            rc = lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d shards", path, HF_MAX_SHARDS);
-            break;
-        }
-        rc = st_open(shard, &s->files[s->n], err);
-        if (!rc) s->n++;
-    }
-    json_free(doc);
-    return rc;
-}
-
-const st_tensor *hf_shards_find(const hf_shards *s, const char *name, const st_file **file) {
-    for (int k = 0; k < s->n; k++) {
-        const st_tensor *t = st_find(&s->files[k], name);
-        if (t) {
-            *file = &s->files[k];
-            return t;
-        }
-    }
-    return NULL;
-}
-
-static int attach_begin(hf_attach *h, const peft_adapter *a, const char *family, int extras_ok, lorac_err *err) {
+int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
     memset(h, 0, sizeof *h);
     h->a = a;
     h->family = family;
     if (a->source[0]) snprintf(h->src, sizeof h->src, "%s/adapter_model.safetensors", a->source);
     else snprintf(h->src, sizeof h->src, "adapter");
-    /* bias "lora_only": PEFT 0.10 saves no bias tensor for it (its state-dict filter looks for
-     * "<module>.bias" where the wrapped layer has "<module>.base_layer.bias"), so such an adapter
-     * is plain LoRA; one that does hold biases is refused like "all". */
-    int has_bias = 0;
-    for (size_t i = 0; i < a->n && !has_bias; i++) {
-        size_t len = strlen(a->t[i].name);
-        has_bias = len >= 5 && !strcmp(a->t[i].name + len - 5, ".bias");
-    }
-    if (!extras_ok && (a->cfg.bias == PEFT_BIAS_ALL || (a->cfg.bias == PEFT_BIAS_LORA_ONLY && has_bias)))
-        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: bias \"%s\" adapters with trained biases are not supported for %s yet",
-                          h->src, a->cfg.bias == PEFT_BIAS_ALL ? "all" : "lora_only", family);
-    if (!extras_ok && a->cfg.n_modules_to_save)
-        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: modules_to_save is not supported for %s yet", h->src, family);
     if (!(h->used = calloc(a->n + 1, sizeof *h->used))) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", h->src);
     return LORAC_OK;
-}
-
-int hf_attach_begin(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
-    return attach_begin(h, a, family, 0, err);
-}
-
-int hf_attach_begin_extras(hf_attach *h, const peft_adapter *a, const char *family, lorac_err *err) {
-    return attach_begin(h, a, family, 1, err);
 }
 
 /* "base_model.model.X.base_layer.bias" -> "X.bias" (PEFT 0.10 names a LoRA-wrapped layer's bias so). */
@@ -126,21 +35,9 @@ long hf_slot_find(const hf_slot *slots, size_t n_slots, const char *peft_name) {
     return -1;
 }
 
-/* 1 if tensor key ("bert.pooler.dense.weight") lies under a module that entry names: some dotted
- * prefix of key's module ("bert", "bert.pooler", "bert.pooler.dense") is entry or ends with
- * ".entry", as PEFT's modules_to_save wraps a whole module. */
-static int module_is(const char *key, const char *entry) {
-    size_t e = strlen(entry);
-    for (const char *d = strchr(key, '.'); d; d = strchr(d + 1, '.')) {
-        size_t m = (size_t)(d - key);
-        if (e <= m && !strncmp(key + m - e, entry, e) && (e == m || key[m - e - 1] == '.')) return 1;
-    }
-    return 0;
-}
-
 static int in_modules_to_save(const peft_config *c, const char *key) {
     for (int i = 0; i < c->n_modules_to_save; i++)
-        if (module_is(key, c->modules_to_save[i])) return 1;
+        if (peft_module_under(key, c->modules_to_save[i])) return 1;
     return 0;
 }
 
@@ -185,7 +82,7 @@ int hf_attach_extras(hf_attach *h, const hf_slot *slots, size_t n_slots, peft_ad
     for (int j = 0; !rc && j < c->n_modules_to_save; j++) {
         int found = 0;
         for (size_t i = 0; i < n_slots && !rc; i++) {
-            if (!module_is(slots[i].name, c->modules_to_save[j])) continue;
+            if (!peft_module_under(slots[i].name, c->modules_to_save[j])) continue;
             found = 1;
             int have = 0;
             for (size_t q = 0; x && q < x->n && !have; q++) have = hf_slot_find(slots, n_slots, x->t[q].name) == (long)i;
