@@ -55,8 +55,13 @@ static void test_norm(void) {
     float y[N * C], mean[N], rstd[N];
     op_layernorm_forward(y, mean, rstd, x, gamma, beta, N, C, 1e-5f);
     check_arrays_close(y, ln, N * C, 1e-6, 1e-5, "layernorm (eps 1e-5) vs torch");
+    float again[N * C];
+    op_norm_apply(again, x, mean, rstd, gamma, beta, N, C);
+    CHECK(!memcmp(again, y, sizeof y), "op_norm_apply gives layernorm's bits from its statistics");
     op_rmsnorm_forward(y, rstd, x, w, N, C, 1e-6f);
     check_arrays_close(y, rms, N * C, 1e-6, 1e-5, "rmsnorm (eps 1e-6) vs LlamaRMSNorm");
+    op_norm_apply(again, x, NULL, rstd, w, NULL, N, C);
+    CHECK(!memcmp(again, y, sizeof y), "op_norm_apply gives rmsnorm's bits from its statistics");
     free(f);
 }
 

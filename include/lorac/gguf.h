@@ -87,6 +87,8 @@ typedef struct gguf_file {
 } gguf_file;
 
 int gguf_open(const char *path, gguf_file *f, lorac_err *err);
+/* 1 when path is a readable file that starts with the GGUF magic (what it is, whatever its name). */
+int gguf_is_file(const char *path);
 /* Parses SIZE bytes at DATA (which must outlive f) with NAME in messages. */
 int gguf_open_buffer(const void *data, size_t size, const char *name, gguf_file *f, lorac_err *err);
 void gguf_close(gguf_file *f);

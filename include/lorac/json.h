@@ -66,6 +66,15 @@ double json_get_num(const json_value *obj, const char *key, double def, int *bad
 long long json_get_int(const json_value *obj, const char *key, long long def, int *bad);
 const char *json_get_str(const json_value *obj, const char *key, const char *def, int *bad);
 int json_get_bool(const json_value *obj, const char *key, int def, int *bad);
+/* The same for config files, with one-line errors naming the file and key ("PATH: \"key\" must be
+ * an integer"): the first error goes to *rc / err and later ones are left alone, so a reader can
+ * read every key and check *rc once. alias: a second name for the key, or NULL. json_field_prob
+ * takes a number in [0, 1) (a dropout). */
+long long json_field_int(const json_value *o, const char *key, const char *alias, long long def, const char *path, int *rc,
+                         lorac_err *err);
+double json_field_num(const json_value *o, const char *key, double def, const char *path, int *rc, lorac_err *err);
+int json_field_bool(const json_value *o, const char *key, int def, const char *path, int *rc, lorac_err *err);
+float json_field_prob(const json_value *o, const char *key, double def, const char *path, int *rc, lorac_err *err);
 
 /* Streaming writer. Keys and values are emitted in call order; commas and (if pretty) indentation
  * are handled here. Numbers are written so they read back to the same float/double. */
@@ -82,6 +91,11 @@ typedef struct json_writer {
  * Strings are escaped (control characters as \u00XX); invalid UTF-8 bytes are written as \ufffd,
  * so the output is always valid JSON. Nesting is limited to 63 levels. */
 void jw_init(json_writer *w, FILE *f, int pretty);
+/* A JSON file written whole: jw_file_open opens PATH's temporary (lorac_out) and a pretty writer on
+ * it; jw_file_commit ends the line and renames it into place, or removes it when the writer failed
+ * or rc (the caller's status) is an error, returning the first error. */
+int jw_file_open(json_writer *w, lorac_out *o, const char *path, lorac_err *err);
+int jw_file_commit(json_writer *w, lorac_out *o, int rc, const char *path, lorac_err *err);
 void jw_object_begin(json_writer *w);
 void jw_object_end(json_writer *w);
 void jw_array_begin(json_writer *w);
@@ -91,6 +105,9 @@ void jw_string(json_writer *w, const char *s);
 void jw_string_n(json_writer *w, const char *s, size_t n);
 void jw_double(json_writer *w, double v); /* shortest repr that round-trips; NaN/inf -> null */
 void jw_int(json_writer *w, long long v);
+/* A key and its value in one call. */
+void jw_key_int(json_writer *w, const char *key, long long v);
+void jw_key_double(json_writer *w, const char *key, double v);
 void jw_bool(json_writer *w, int v);
 void jw_null(json_writer *w);
 

@@ -218,9 +218,9 @@ int lora_merged_merge_to(lora_merged *L, float *buf, int keep_disabled, lorac_er
 void lora_merged_delta(const lora_merged *L, float *delta);
 /* The same LoRA as one on the whole fused map (how PEFT, which has no slices, can hold it): A is
  * unchanged, rank k·r, and B' (OC, k·r) has slice g's rows hold B_j in column block j (j its index
- * among the enabled slices), zeros elsewhere. fused_B returns a malloc'd B' (NULL: out of memory);
+ * among the enabled slices), zeros elsewhere. fused_B writes B' into Bx (OC·k·r floats);
  * set_fused_B reads one back, refusing a non-zero entry outside the blocks (what names it). */
-float *lora_merged_fused_B(const lora_merged *L);
+void lora_merged_fused_B(const lora_merged *L, float *Bx);
 int lora_merged_set_fused_B(lora_merged *L, const float *Bx, const char *what, lorac_err *err);
 
 /* ---------------------------------------------------------------- mixed-adapter rows */

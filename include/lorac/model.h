@@ -121,8 +121,6 @@ int model_random(const model_config *cfg, uint64_t seed, model **out, lorac_err 
 void model_free(model *m);
 const model_config *model_cfg(const model *m);
 const char *model_path(const model *m);
-/* Whether PATH starts with the GGUF magic. */
-int model_path_is_gguf(const char *path);
 /* The longest sequence the model takes (positions, and a sliding window). */
 int model_max_len(const model *m);
 

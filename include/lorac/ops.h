@@ -100,6 +100,11 @@ void op_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *
 /* dinp (N,C) and dw (C) accumulate; either may be NULL. */
 void op_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
                          const float *w, const float *rstd, int N, int C);
+/* The forward's output again from its saved statistics, with the forward's own arithmetic (the same
+ * bits): (x - mean)·rstd·w + b (LayerNorm; b may be NULL), or x·rstd·w when mean is NULL (RMSNorm).
+ * Lets a backward recompute a norm's output instead of keeping it. */
+void op_norm_apply(float *out, const float *inp, const float *mean, const float *rstd, const float *w, const float *b,
+                   int N, int C);
 
 /* ---- activations (elementwise on n values; out may equal inp) ------------------------------- */
 /* GELU, tanh approximation (GPT-2's gelu_new, torch gelu(approximate='tanh')):

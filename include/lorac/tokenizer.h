@@ -148,6 +148,27 @@ int tok_chat_format(const tok *t, const tok_chat_msg *msgs, int n, int add_gener
 /* The default system prompt tok_chat_format inserts (malloc'd), or NULL when none. */
 char *tok_chat_default_system(const tok *t);
 
+/* ---------------------------------------------------------------- a model family's tokenizer */
+
+/* One of the three kinds a model family names: GPT-2-style vocab.json + merges.txt read by
+ * bpe_load_dir (GPT-2, RoBERTa), anything tok_load reads (tokenizer.json, a GGUF's metadata: the
+ * Llama family), or WordPiece vocab.txt (BERT, lorac/wordpiece.h). */
+typedef enum text_tok_kind { TEXT_TOK_BPE_FILES = 0, TEXT_TOK_ANY = 1, TEXT_TOK_WORDPIECE = 2 } text_tok_kind;
+typedef struct text_tok text_tok;
+int text_tok_load(const char *path, text_tok_kind kind, text_tok **out, lorac_err *err);
+void text_tok_free(text_tok *t);
+int32_t text_tok_id(const text_tok *t, const char *piece); /* -1 if absent (or piece NULL) */
+int text_tok_vocab_size(const text_tok *t);
+/* The tok_load tokenizer (bos/eos, add_bos, chat template), or NULL for the other kinds. */
+const tok *text_tok_generic(const text_tok *t);
+/* parse_special: special tokens spelled in the text map to their ids (not for WordPiece). */
+int text_tok_encode(const text_tok *t, const char *text, size_t len, int parse_special, int32_t **ids, size_t *n,
+                    lorac_err *err);
+/* skip_special drops the special tokens (a BPE vocabulary's "<|...|>" ones) and the n_extra ids in
+ * extra (e.g. a family's <s>, </s>, <pad>). WordPiece ids are not decoded. */
+int text_tok_decode(const text_tok *t, const int32_t *ids, size_t n, int skip_special, const int32_t *extra, int n_extra,
+                    char **text, size_t *len, lorac_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -183,3 +183,25 @@ void op_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float 
         }
     }
 }
+
+void op_norm_apply(float *out, const float *inp, const float *mean, const float *rstd, const float *w, const float *b,
+                   int N, int C) {
+#pragma omp parallel for schedule(static) if ((size_t)N * C > 32768)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float s = rstd[n];
+        if (mean) {
+            float m = mean[n];
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                float y = (x[c] - m) * s;
+                if (w) y *= w[c];
+                if (b) y += b[c];
+                o[c] = y;
+            }
+        } else {
+            for (int c = 0; c < C; c++) o[c] = w ? x[c] * s * w[c] : x[c] * s;
+        }
+    }
+}

@@ -329,6 +329,15 @@ int gguf_open_buffer(const void *data, size_t size, const char *name, gguf_file 
     return parse_file(data, size, name, f, err);
 }
 
+int gguf_is_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    if (!f) return 0;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
 int gguf_open(const char *path, gguf_file *f, lorac_err *err) {
     memset(f, 0, sizeof *f);
     int rc = lorac_map_file(path, &f->map, err);

@@ -161,3 +161,29 @@ void jw_null(json_writer *w) {
     jw_before_value(w);
     fputs("null", w->f);
 }
+
+int jw_file_open(json_writer *w, lorac_out *o, const char *path, lorac_err *err) {
+    int rc = lorac_out_open(o, path, err);
+    if (!rc) jw_init(w, o->f, 1);
+    return rc;
+}
+
+int jw_file_commit(json_writer *w, lorac_out *o, int rc, const char *path, lorac_err *err) {
+    if (!rc && w->error) rc = lorac_fail(err, LORAC_EINVAL, "%s: internal JSON writer error", path);
+    if (rc) {
+        lorac_out_abort(o);
+        return rc;
+    }
+    fputc('\n', o->f);
+    return lorac_out_commit(o, err);
+}
+
+void jw_key_int(json_writer *w, const char *key, long long v) {
+    jw_key(w, key);
+    jw_int(w, v);
+}
+
+void jw_key_double(json_writer *w, const char *key, double v) {
+    jw_key(w, key);
+    jw_double(w, v);
+}

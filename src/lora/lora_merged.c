@@ -241,16 +241,15 @@ int lora_merged_register(lora_merged *L, lora_registry *reg, const char *prefix,
     return rc;
 }
 
-float *lora_merged_fused_B(const lora_merged *L) {
+void lora_merged_fused_B(const lora_merged *L, float *Bx) {
     int rs = L->cfg.r, r = rs * L->n_enabled, OCg = L->OC / L->n_groups;
-    float *Bx = calloc((size_t)L->OC * r, sizeof(float));
-    for (int g = 0, j = 0; Bx && g < L->n_groups; g++) {
+    memset(Bx, 0, (size_t)L->OC * r * sizeof(float));
+    for (int g = 0, j = 0; g < L->n_groups; g++) {
         if (!L->enable_lora[g]) continue;
         for (int row = 0; row < OCg; row++)
             memcpy(Bx + (size_t)(g * OCg + row) * r + (size_t)j * rs, L->lora_B + (size_t)(j * OCg + row) * rs, rs * sizeof(float));
         j++;
     }
-    return Bx;
 }
 
 int lora_merged_set_fused_B(lora_merged *L, const float *Bx, const char *what, lorac_err *err) {

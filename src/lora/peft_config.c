@@ -214,10 +214,9 @@ static const char *bias_name(peft_bias b) {
 
 int peft_config_save(const peft_config *c, const char *path, lorac_err *err) {
     lorac_out o;
-    int rc = lorac_out_open(&o, path, err);
-    if (rc) return rc;
     json_writer w;
-    jw_init(&w, o.f, 1);
+    int rc = jw_file_open(&w, &o, path, err);
+    if (rc) return rc;
     jw_object_begin(&w);
     jw_key(&w, "peft_type"); jw_string(&w, "LORA");
     jw_key(&w, "task_type"); jw_string(&w, c->task_type);
@@ -264,12 +263,7 @@ int peft_config_save(const peft_config *c, const char *path, lorac_err *err) {
         jw_null(&w);
     }
     jw_object_end(&w);
-    fputc('\n', o.f);
-    if (w.error) {
-        lorac_out_abort(&o);
-        return lorac_fail(err, LORAC_EINVAL, "%s: internal JSON writer error", path);
-    }
-    return lorac_out_commit(&o, err);
+    return jw_file_commit(&w, &o, LORAC_OK, path, err);
 }
 
 int peft_module_matches(const char *module, const char *key) {

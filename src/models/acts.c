@@ -85,7 +85,7 @@ static size_t layout(model_acts *a, const model_config *c, float *base) {
     } else {
         size_t BC = (size_t)a->capB * C, BL = (size_t)a->capB * c->num_labels;
         ONE(cls_in, BC); ONE(cls_d, BC); ONE(dense, BC); ONE(tanh_out, BC); ONE(tanh_d, BC);
-        ONE(cls_logits, BL); ONE(dcls_logits, BL); ONE(dtanh, BC); ONE(ddense, BC); ONE(dcls, BC); ONE(scores, a->capB);
+        ONE(cls_logits, BL); ONE(dcls_logits, BL); ONE(dtanh, BC); ONE(ddense, BC); ONE(dcls, BC); ONE(scores, a->capB); ONE(cls_losses, a->capB);
     }
     /* scratch of the layers' forward (o, mlp) and backward (the rest), which the training head's
      * logits slice reuses: it lives only between the last layer's forward and the first backward */

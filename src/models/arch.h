@@ -13,16 +13,11 @@
 
 #include "lorac/json.h"
 #include "lorac/model.h"
+#include "lorac/tokenizer.h"
 
 /* The linear maps of a block. GPT-2 has QKV (fused), O, UP, DOWN; Llama Q, K, V, O, GATE, UP, DOWN;
  * BERT Q, K, V, O, UP, DOWN. The order is the checkpoints' (and the LoRA layout's). */
 enum { ARCH_QKV = 0, ARCH_Q, ARCH_K, ARCH_V, ARCH_O, ARCH_GATE, ARCH_UP, ARCH_DOWN, ARCH_N_SITES };
-
-typedef enum arch_tok {
-    ARCH_TOK_BPE = 0,       /* vocab.json + merges.txt (GPT-2, RoBERTa) */
-    ARCH_TOK_GENERIC = 1,   /* tokenizer.json, vocab.json + merges.txt, or a GGUF's metadata */
-    ARCH_TOK_WORDPIECE = 2, /* vocab.txt (BERT) */
-} arch_tok;
 
 typedef struct arch_family {
     const char *name;                    /* in messages: "GPT-2", "Llama", "BERT", "RoBERTa" */
@@ -55,7 +50,7 @@ typedef struct arch_family {
     const char *embed_alias;             /* short name of the embedding as a target ("wte") */
     const char *targets_help;            /* for messages */
     /* tokenizer */
-    arch_tok tok;
+    text_tok_kind tok;                   /* which tokenizer the directory holds */
     const char *cls_tok, *sep_tok, *pad_tok; /* sentence-pair encoders */
     int pair_seps, pair_type_ids;
 } arch_family;
@@ -66,16 +61,14 @@ const arch_family *arch_find(const char *model_type);
 /* "gpt2, llama, mistral, qwen2, bert, roberta": for messages. */
 const char *arch_model_types(void);
 
-/* ---- config.c: config.json helpers the family readers share. Each records the first error in *rc
- * (and leaves later ones alone), so a reader can read every key and check rc once. */
-long long cfg_int(const json_value *o, const char *key, const char *alias, long long def, const char *path, int *rc,
-                  lorac_err *err);
-double cfg_num(const json_value *o, const char *key, double def, const char *path, int *rc, lorac_err *err);
-int cfg_bool(const json_value *o, const char *key, int def, const char *path, int *rc, lorac_err *err);
+/* ---- config.c: config.json helpers the family readers share (with json_field_*). */
+/* The activation named by key (def when absent) among the allowed ones (mask of 1 << model_act). */
+int cfg_act(const json_value *o, const char *key, const char *def, unsigned allowed, const char *path, model_config *c,
+            lorac_err *err);
+/* "architectures": [architecture] and the activation under act_key, for a written config.json. */
+void cfg_write_class(json_writer *w, const char *architecture, const char *act_key, const model_config *c);
 /* A token id given as a number or a list (the first is taken); -1 when absent or null. */
 int cfg_token(const json_value *o, const char *key, int def, const char *path, int *rc, lorac_err *err);
-/* A dropout probability in [0, 1). */
-float cfg_prob(const json_value *o, const char *key, double def, const char *path, int *rc, lorac_err *err);
 /* "rope_parameters" (transformers >= 5) or "rope_theta" + "rope_scaling" (4.x): theta and scaling;
  * an unknown rope_type, a partial rotary factor or any scaling key lorac does not implement is an
  * error naming it. */

@@ -27,22 +27,22 @@ static void bert_defaults(model_config *c) {
 
 static int bert_read(const json_value *r, const char *path, model_config *c, lorac_err *err) {
     int rc = LORAC_OK, roberta = c->head == MODEL_HEAD_CLS_DENSE;
-    c->n_embd = (int)cfg_int(r, "hidden_size", NULL, -1, path, &rc, err);
-    c->n_layer = (int)cfg_int(r, "num_hidden_layers", NULL, -1, path, &rc, err);
-    c->n_head = (int)cfg_int(r, "num_attention_heads", NULL, -1, path, &rc, err);
-    c->n_inner = (int)cfg_int(r, "intermediate_size", NULL, -1, path, &rc, err);
-    c->vocab_size = (int)cfg_int(r, "vocab_size", NULL, -1, path, &rc, err);
-    c->n_positions = (int)cfg_int(r, "max_position_embeddings", NULL, 512, path, &rc, err);
-    c->type_vocab = (int)cfg_int(r, "type_vocab_size", NULL, 2, path, &rc, err);
-    c->pad_token_id = (int)cfg_int(r, "pad_token_id", NULL, roberta ? 1 : 0, path, &rc, err);
-    c->norm_eps = cfg_num(r, "layer_norm_eps", 1e-12, path, &rc, err);
-    c->initializer_range = (float)cfg_num(r, "initializer_range", 0.02, path, &rc, err);
-    c->hidden_dropout = cfg_prob(r, "hidden_dropout_prob", 0.1, path, &rc, err);
-    c->attn_dropout = cfg_prob(r, "attention_probs_dropout_prob", 0.1, path, &rc, err);
-    c->classifier_dropout = cfg_prob(r, "classifier_dropout", c->hidden_dropout, path, &rc, err);
+    c->n_embd = (int)json_field_int(r, "hidden_size", NULL, -1, path, &rc, err);
+    c->n_layer = (int)json_field_int(r, "num_hidden_layers", NULL, -1, path, &rc, err);
+    c->n_head = (int)json_field_int(r, "num_attention_heads", NULL, -1, path, &rc, err);
+    c->n_inner = (int)json_field_int(r, "intermediate_size", NULL, -1, path, &rc, err);
+    c->vocab_size = (int)json_field_int(r, "vocab_size", NULL, -1, path, &rc, err);
+    c->n_positions = (int)json_field_int(r, "max_position_embeddings", NULL, 512, path, &rc, err);
+    c->type_vocab = (int)json_field_int(r, "type_vocab_size", NULL, 2, path, &rc, err);
+    c->pad_token_id = (int)json_field_int(r, "pad_token_id", NULL, roberta ? 1 : 0, path, &rc, err);
+    c->norm_eps = json_field_num(r, "layer_norm_eps", 1e-12, path, &rc, err);
+    c->initializer_range = (float)json_field_num(r, "initializer_range", 0.02, path, &rc, err);
+    c->hidden_dropout = json_field_prob(r, "hidden_dropout_prob", 0.1, path, &rc, err);
+    c->attn_dropout = json_field_prob(r, "attention_probs_dropout_prob", 0.1, path, &rc, err);
+    c->classifier_dropout = json_field_prob(r, "classifier_dropout", c->hidden_dropout, path, &rc, err);
     /* num_labels: explicit, else the size of id2label, else 2 (HF's PretrainedConfig default) */
     const json_value *id2 = json_get(r, "id2label");
-    c->num_labels = (int)cfg_int(r, "num_labels", NULL, id2 && json_kind(id2) == JSON_OBJECT ? (long long)json_len(id2) : 2,
+    c->num_labels = (int)json_field_int(r, "num_labels", NULL, id2 && json_kind(id2) == JSON_OBJECT ? (long long)json_len(id2) : 2,
                                  path, &rc, err);
     if (rc) return rc;
     if (c->pad_token_id < 0 || c->pad_token_id >= c->vocab_size)
@@ -53,44 +53,32 @@ static int bert_read(const json_value *r, const char *path, model_config *c, lor
         return lorac_fail(err, LORAC_EFORMAT, "%s: num_attention_heads %d does not divide hidden_size %d", path, c->n_head,
                           c->n_embd);
     c->head_dim = c->n_embd / c->n_head;
-    const char *act = json_get_str(r, "hidden_act", "gelu", NULL);
-    if (!act) return lorac_fail(err, LORAC_EFORMAT, "%s: \"hidden_act\" must be a string", path);
-    if (!strcmp(act, "gelu")) c->act = MODEL_ACT_GELU_ERF;
-    else if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh")) c->act = MODEL_ACT_GELU_TANH;
-    else return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (gelu, gelu_new)", path, act);
+    if ((rc = cfg_act(r, "hidden_act", "gelu", (1u << MODEL_ACT_GELU_TANH | 1u << MODEL_ACT_GELU_ERF), path, c, err))) return rc;
     const char *pet = json_get_str(r, "position_embedding_type", "absolute", NULL);
     if (pet && strcmp(pet, "absolute"))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: position_embedding_type \"%s\" is not supported (absolute)", path, pet);
-    if (cfg_bool(r, "is_decoder", 0, path, &rc, err) || cfg_bool(r, "add_cross_attention", 0, path, &rc, err))
+    if (json_field_bool(r, "is_decoder", 0, path, &rc, err) || json_field_bool(r, "add_cross_attention", 0, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: is_decoder / add_cross_attention are not supported", path);
     return rc;
 }
 
 static int bert_write(json_writer *w, const model_config *c, const char *path, lorac_err *err) {
-    jw_key(w, "architectures");
-    jw_array_begin(w);
-    jw_string(w, c->head == MODEL_HEAD_CLS_DENSE ? "RobertaForSequenceClassification" : "BertForSequenceClassification");
-    jw_array_end(w);
-    jw_key(w, "hidden_act");
-    jw_string(w, c->act == MODEL_ACT_GELU_ERF ? "gelu" : "gelu_new");
-#define INT(k, v) (jw_key(w, k), jw_int(w, v))
-    INT("hidden_size", c->n_embd);
-    INT("num_hidden_layers", c->n_layer);
-    INT("num_attention_heads", c->n_head);
-    INT("intermediate_size", c->n_inner);
-    INT("vocab_size", c->vocab_size);
-    INT("max_position_embeddings", c->n_positions);
-    INT("type_vocab_size", c->type_vocab);
-    INT("pad_token_id", c->pad_token_id);
-    INT("num_labels", c->num_labels);
-#undef INT
-#define NUM(k, v) (jw_key(w, k), jw_double(w, v))
-    NUM("layer_norm_eps", c->norm_eps);
-    NUM("initializer_range", c->initializer_range);
-    NUM("hidden_dropout_prob", c->hidden_dropout);
-    NUM("attention_probs_dropout_prob", c->attn_dropout);
-    NUM("classifier_dropout", c->classifier_dropout);
-#undef NUM
+    cfg_write_class(w, c->head == MODEL_HEAD_CLS_DENSE ? "RobertaForSequenceClassification" : "BertForSequenceClassification",
+                    "hidden_act", c);
+    jw_key_int(w, "hidden_size", c->n_embd);
+    jw_key_int(w, "num_hidden_layers", c->n_layer);
+    jw_key_int(w, "num_attention_heads", c->n_head);
+    jw_key_int(w, "intermediate_size", c->n_inner);
+    jw_key_int(w, "vocab_size", c->vocab_size);
+    jw_key_int(w, "max_position_embeddings", c->n_positions);
+    jw_key_int(w, "type_vocab_size", c->type_vocab);
+    jw_key_int(w, "pad_token_id", c->pad_token_id);
+    jw_key_int(w, "num_labels", c->num_labels);
+    jw_key_double(w, "layer_norm_eps", c->norm_eps);
+    jw_key_double(w, "initializer_range", c->initializer_range);
+    jw_key_double(w, "hidden_dropout_prob", c->hidden_dropout);
+    jw_key_double(w, "attention_probs_dropout_prob", c->attn_dropout);
+    jw_key_double(w, "classifier_dropout", c->classifier_dropout);
     jw_key(w, "position_embedding_type");
     jw_string(w, "absolute");
     (void)path, (void)err;
@@ -117,7 +105,7 @@ const arch_family ARCH_BERT = {
     .prefix = "bert.",
     .cls = {"pooler.dense", "^classifier"},
     .cls_save = {"classifier", "pooler"},
-    .tok = ARCH_TOK_WORDPIECE,
+    .tok = TEXT_TOK_WORDPIECE,
     .cls_tok = "[CLS]",
     .sep_tok = "[SEP]",
     .pad_tok = "[PAD]",
@@ -132,7 +120,7 @@ const arch_family ARCH_ROBERTA = {
     .prefix = "roberta.",
     .cls = {"^classifier.dense", "^classifier.out_proj"},
     .cls_save = {"classifier", NULL},
-    .tok = ARCH_TOK_BPE,
+    .tok = TEXT_TOK_BPE_FILES,
     .cls_tok = "<s>",
     .sep_tok = "</s>",
     .pad_tok = "<pad>",

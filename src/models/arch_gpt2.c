@@ -22,52 +22,40 @@ static void gpt2_defaults(model_config *c) {
 
 static int gpt2_read(const json_value *r, const char *path, model_config *c, lorac_err *err) {
     int rc = LORAC_OK;
-    c->n_layer = (int)cfg_int(r, "n_layer", "num_hidden_layers", -1, path, &rc, err);
-    c->n_embd = (int)cfg_int(r, "n_embd", "hidden_size", -1, path, &rc, err);
-    c->n_head = (int)cfg_int(r, "n_head", "num_attention_heads", -1, path, &rc, err);
-    c->n_positions = (int)cfg_int(r, "n_positions", "max_position_embeddings", 1024, path, &rc, err);
-    c->vocab_size = (int)cfg_int(r, "vocab_size", NULL, 50257, path, &rc, err);
-    long long inner = cfg_int(r, "n_inner", NULL, -1, path, &rc, err);
-    c->eos_token_id = (int)cfg_int(r, "eos_token_id", NULL, 50256, path, &rc, err);
-    c->bos_token_id = (int)cfg_int(r, "bos_token_id", NULL, 50256, path, &rc, err);
-    c->tie_word_embeddings = cfg_bool(r, "tie_word_embeddings", 1, path, &rc, err);
-    c->norm_eps = cfg_num(r, "layer_norm_epsilon", 1e-5, path, &rc, err);
+    c->n_layer = (int)json_field_int(r, "n_layer", "num_hidden_layers", -1, path, &rc, err);
+    c->n_embd = (int)json_field_int(r, "n_embd", "hidden_size", -1, path, &rc, err);
+    c->n_head = (int)json_field_int(r, "n_head", "num_attention_heads", -1, path, &rc, err);
+    c->n_positions = (int)json_field_int(r, "n_positions", "max_position_embeddings", 1024, path, &rc, err);
+    c->vocab_size = (int)json_field_int(r, "vocab_size", NULL, 50257, path, &rc, err);
+    long long inner = json_field_int(r, "n_inner", NULL, -1, path, &rc, err);
+    c->eos_token_id = (int)json_field_int(r, "eos_token_id", NULL, 50256, path, &rc, err);
+    c->bos_token_id = (int)json_field_int(r, "bos_token_id", NULL, 50256, path, &rc, err);
+    c->tie_word_embeddings = json_field_bool(r, "tie_word_embeddings", 1, path, &rc, err);
+    c->norm_eps = json_field_num(r, "layer_norm_epsilon", 1e-5, path, &rc, err);
     if (rc) return rc;
     c->n_kv_head = c->n_head;
     c->head_dim = c->n_head > 0 && c->n_embd % c->n_head == 0 ? c->n_embd / c->n_head : -1;
     c->n_inner = inner > 0 ? (int)inner : 4 * c->n_embd;
-    const char *act = json_get_str(r, "activation_function", "gelu_new", NULL);
-    if (!act) return lorac_fail(err, LORAC_EFORMAT, "%s: \"activation_function\" must be a string", path);
-    if (!strcmp(act, "gelu_new") || !strcmp(act, "gelu_pytorch_tanh") || !strcmp(act, "gelu_fast")) c->act = MODEL_ACT_GELU_TANH;
-    else if (!strcmp(act, "gelu")) c->act = MODEL_ACT_GELU_ERF;
-    else return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: activation_function \"%s\" is not supported (gelu_new, gelu)", path, act);
-    if (cfg_bool(r, "scale_attn_by_inverse_layer_idx", 0, path, &rc, err))
+    if ((rc = cfg_act(r, "activation_function", "gelu_new", (1u << MODEL_ACT_GELU_TANH | 1u << MODEL_ACT_GELU_ERF), path, c, err))) return rc;
+    if (json_field_bool(r, "scale_attn_by_inverse_layer_idx", 0, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: scale_attn_by_inverse_layer_idx is not supported", path);
-    if (!cfg_bool(r, "scale_attn_weights", 1, path, &rc, err))
+    if (!json_field_bool(r, "scale_attn_weights", 1, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: scale_attn_weights=false is not supported", path);
-    if (cfg_bool(r, "add_cross_attention", 0, path, &rc, err))
+    if (json_field_bool(r, "add_cross_attention", 0, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: add_cross_attention is not supported", path);
     return rc;
 }
 
 static int gpt2_write(json_writer *w, const model_config *c, const char *path, lorac_err *err) {
-    jw_key(w, "architectures");
-    jw_array_begin(w);
-    jw_string(w, "GPT2LMHeadModel");
-    jw_array_end(w);
-    jw_key(w, "activation_function");
-    jw_string(w, c->act == MODEL_ACT_GELU_ERF ? "gelu" : "gelu_new");
-#define INT(k, v) (jw_key(w, k), jw_int(w, v))
-    INT("n_layer", c->n_layer);
-    INT("n_embd", c->n_embd);
-    INT("n_head", c->n_head);
-    INT("n_positions", c->n_positions);
-    INT("n_ctx", c->n_positions);
-    INT("n_inner", c->n_inner);
-    INT("vocab_size", c->vocab_size);
-#undef INT
-    jw_key(w, "layer_norm_epsilon");
-    jw_double(w, c->norm_eps);
+    cfg_write_class(w, "GPT2LMHeadModel", "activation_function", c);
+    jw_key_int(w, "n_layer", c->n_layer);
+    jw_key_int(w, "n_embd", c->n_embd);
+    jw_key_int(w, "n_head", c->n_head);
+    jw_key_int(w, "n_positions", c->n_positions);
+    jw_key_int(w, "n_ctx", c->n_positions);
+    jw_key_int(w, "n_inner", c->n_inner);
+    jw_key_int(w, "vocab_size", c->vocab_size);
+    jw_key_double(w, "layer_norm_epsilon", c->norm_eps);
     (void)path, (void)err;
     return LORAC_OK;
 }
@@ -93,5 +81,5 @@ const arch_family ARCH_GPT2 = {
     .slice_names = {"q", "k", "v"},
     .embed_alias = "wte",
     .targets_help = "q, k, v, c_attn, attn.c_proj, c_fc, mlp.c_proj, c_proj, wte, all-linear",
-    .tok = ARCH_TOK_BPE,
+    .tok = TEXT_TOK_BPE_FILES,
 };

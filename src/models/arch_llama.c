@@ -24,37 +24,35 @@ static void llama_defaults(model_config *c) {
 
 static int llama_read(const json_value *r, const char *path, model_config *c, lorac_err *err) {
     int rc = LORAC_OK, qwen2 = !strcmp(c->model_type, "qwen2");
-    c->n_layer = (int)cfg_int(r, "num_hidden_layers", NULL, -1, path, &rc, err);
-    c->n_embd = (int)cfg_int(r, "hidden_size", NULL, -1, path, &rc, err);
-    c->n_inner = (int)cfg_int(r, "intermediate_size", NULL, -1, path, &rc, err);
-    c->n_head = (int)cfg_int(r, "num_attention_heads", NULL, -1, path, &rc, err);
-    c->n_kv_head = (int)cfg_int(r, "num_key_value_heads", NULL, c->n_head, path, &rc, err);
-    c->head_dim = (int)cfg_int(r, "head_dim", NULL, c->n_head > 0 ? c->n_embd / c->n_head : -1, path, &rc, err);
-    c->n_positions = (int)cfg_int(r, "max_position_embeddings", NULL, 2048, path, &rc, err);
-    c->vocab_size = (int)cfg_int(r, "vocab_size", NULL, 32000, path, &rc, err);
-    c->norm_eps = cfg_num(r, "rms_norm_eps", 1e-6, path, &rc, err);
-    c->tie_word_embeddings = cfg_bool(r, "tie_word_embeddings", 0, path, &rc, err);
-    int attention_bias = cfg_bool(r, "attention_bias", 0, path, &rc, err);
+    c->n_layer = (int)json_field_int(r, "num_hidden_layers", NULL, -1, path, &rc, err);
+    c->n_embd = (int)json_field_int(r, "hidden_size", NULL, -1, path, &rc, err);
+    c->n_inner = (int)json_field_int(r, "intermediate_size", NULL, -1, path, &rc, err);
+    c->n_head = (int)json_field_int(r, "num_attention_heads", NULL, -1, path, &rc, err);
+    c->n_kv_head = (int)json_field_int(r, "num_key_value_heads", NULL, c->n_head, path, &rc, err);
+    c->head_dim = (int)json_field_int(r, "head_dim", NULL, c->n_head > 0 ? c->n_embd / c->n_head : -1, path, &rc, err);
+    c->n_positions = (int)json_field_int(r, "max_position_embeddings", NULL, 2048, path, &rc, err);
+    c->vocab_size = (int)json_field_int(r, "vocab_size", NULL, 32000, path, &rc, err);
+    c->norm_eps = json_field_num(r, "rms_norm_eps", 1e-6, path, &rc, err);
+    c->tie_word_embeddings = json_field_bool(r, "tie_word_embeddings", 0, path, &rc, err);
+    int attention_bias = json_field_bool(r, "attention_bias", 0, path, &rc, err);
     c->qkv_bias = qwen2 || attention_bias;
     c->o_bias = !qwen2 && attention_bias;
     c->bos_token_id = cfg_token(r, "bos_token_id", -1, path, &rc, err);
     c->eos_token_id = cfg_token(r, "eos_token_id", -1, path, &rc, err);
     c->pad_token_id = cfg_token(r, "pad_token_id", -1, path, &rc, err);
-    c->attn_dropout = cfg_prob(r, "attention_dropout", 0.0, path, &rc, err);
+    c->attn_dropout = json_field_prob(r, "attention_dropout", 0.0, path, &rc, err);
     /* a sliding window (Mistral's; Qwen2's on the layers from max_window_layers on, when
      * use_sliding_window; transformers 5's layer_types) changes nothing for sequences no longer than
      * the window: lorac takes only those (model_max_len) */
-    int window = (int)cfg_int(r, "sliding_window", NULL, 0, path, &rc, err), sliding = 0;
-    int use = qwen2 ? cfg_bool(r, "use_sliding_window", 0, path, &rc, err) &&
-                          cfg_int(r, "max_window_layers", NULL, c->n_layer, path, &rc, err) < c->n_layer
+    int window = (int)json_field_int(r, "sliding_window", NULL, 0, path, &rc, err), sliding = 0;
+    int use = qwen2 ? json_field_bool(r, "use_sliding_window", 0, path, &rc, err) &&
+                          json_field_int(r, "max_window_layers", NULL, c->n_layer, path, &rc, err) < c->n_layer
                     : 1;
     if (!rc) rc = cfg_layer_types(r, path, &sliding, err);
     if (rc) return rc;
     c->sliding_window = use || sliding ? window : 0;
-    const char *act = json_get_str(r, "hidden_act", "silu", NULL);
-    if (!act || strcmp(act, "silu"))
-        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: hidden_act \"%s\" is not supported (silu)", path, act ? act : "?");
-    if (cfg_bool(r, "mlp_bias", 0, path, &rc, err))
+    if ((rc = cfg_act(r, "hidden_act", "silu", 1u << MODEL_ACT_SWIGLU, path, c, err))) return rc;
+    if (json_field_bool(r, "mlp_bias", 0, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: mlp_bias is not supported", path);
     return rc ? rc : cfg_rope(r, path, c, err);
 }
@@ -65,33 +63,22 @@ static int llama_write(json_writer *w, const model_config *c, const char *path, 
     const char *arch = !strcmp(c->model_type, "qwen2")     ? "Qwen2ForCausalLM"
                        : !strcmp(c->model_type, "mistral") ? "MistralForCausalLM"
                                                            : "LlamaForCausalLM";
-    jw_key(w, "architectures");
-    jw_array_begin(w);
-    jw_string(w, arch);
-    jw_array_end(w);
-    jw_key(w, "hidden_act");
-    jw_string(w, "silu");
-#define INT(k, v) (jw_key(w, k), jw_int(w, v))
-    INT("hidden_size", c->n_embd);
-    INT("intermediate_size", c->n_inner);
-    INT("num_hidden_layers", c->n_layer);
-    INT("num_attention_heads", c->n_head);
-    INT("num_key_value_heads", c->n_kv_head);
-    INT("head_dim", c->head_dim);
-    INT("max_position_embeddings", c->n_positions);
-    INT("vocab_size", c->vocab_size);
-#undef INT
-    jw_key(w, "rms_norm_eps");
-    jw_double(w, c->norm_eps);
+    cfg_write_class(w, arch, "hidden_act", c);
+    jw_key_int(w, "hidden_size", c->n_embd);
+    jw_key_int(w, "intermediate_size", c->n_inner);
+    jw_key_int(w, "num_hidden_layers", c->n_layer);
+    jw_key_int(w, "num_attention_heads", c->n_head);
+    jw_key_int(w, "num_key_value_heads", c->n_kv_head);
+    jw_key_int(w, "head_dim", c->head_dim);
+    jw_key_int(w, "max_position_embeddings", c->n_positions);
+    jw_key_int(w, "vocab_size", c->vocab_size);
+    jw_key_double(w, "rms_norm_eps", c->norm_eps);
     cfg_write_rope(w, c);
     if (strcmp(c->model_type, "qwen2")) {
         jw_key(w, "attention_bias");
         jw_bool(w, c->o_bias);
     }
-    if (c->sliding_window > 0) {
-        jw_key(w, "sliding_window");
-        jw_int(w, c->sliding_window);
-    }
+    if (c->sliding_window > 0) jw_key_int(w, "sliding_window", c->sliding_window);
     return LORAC_OK;
 }
 
@@ -127,5 +114,5 @@ const arch_family ARCH_LLAMA = {
     .lora_targets = "q_proj,v_proj",
     .embed_alias = "embed_tokens",
     .targets_help = "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, all-linear",
-    .tok = ARCH_TOK_GENERIC,
+    .tok = TEXT_TOK_ANY,
 };

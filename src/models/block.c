@@ -22,24 +22,6 @@ void norm_forward(const model *m, const float *w, const float *bias, float *out,
     else op_rmsnorm_forward(out, rstd, x, w, N, c->n_embd, (float)c->norm_eps);
 }
 
-/* out = norm(x) again from the saved statistics: (x - mean)·rstd·w + b, or x·rstd·w */
-static void norm_recompute(const model *m, const float *w, const float *bias, float *out, const float *mean,
-                           const float *rstd, const float *x, int N) {
-    int C = m->cfg.n_embd, ln = m->cfg.norm == MODEL_NORM_LAYER;
-#pragma omp parallel for schedule(static) if ((size_t)N * C > 32768)
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *o = out + (size_t)n * C;
-        if (ln) {
-#pragma omp simd
-            for (int i = 0; i < C; i++) o[i] = (xr[i] - mean[n]) * rstd[n] * w[i] + bias[i];
-        } else {
-#pragma omp simd
-            for (int i = 0; i < C; i++) o[i] = xr[i] * rstd[n] * w[i];
-        }
-    }
-}
-
 void norm_backward(const model *m, const float *w, float *dw, float *db, float *dinp, const float *dout,
                    const float *x, const float *mean, const float *rstd, int N) {
     int C = m->cfg.n_embd;
@@ -52,7 +34,7 @@ static void norm_k(const model *m, int l, int k, block_bufs *b, float *out, cons
 }
 
 static void renorm_k(const model *m, int l, int k, block_bufs *b, float *out, const float *x) {
-    norm_recompute(m, m->layers[l].norm_w[k], m->layers[l].norm_b[k], out, b->mean[k], b->rstd[k], x, b->N);
+    op_norm_apply(out, x, m->cfg.norm == MODEL_NORM_LAYER ? b->mean[k] : NULL, b->rstd[k], m->layers[l].norm_w[k], m->layers[l].norm_b[k], b->N, m->cfg.n_embd);
 }
 
 static void renorm_back_k(model *m, int l, int k, block_bufs *b, float *dinp, const float *dout, const float *x) {

@@ -8,33 +8,9 @@
 
 /* ---------------------------------------------------------------- key readers */
 
-static int fail_once(int *rc, lorac_err *err, const char *path, const char *key, const char *what) {
+static int cfg_fail(int *rc, lorac_err *err, const char *path, const char *key, const char *what) {
     if (!*rc) *rc = lorac_fail(err, LORAC_EFORMAT, "%s: \"%s\" must be %s", path, key, what);
     return 0;
-}
-
-long long cfg_int(const json_value *o, const char *key, const char *alias, long long def, const char *path, int *rc,
-                  lorac_err *err) {
-    const json_value *v = json_get(o, key);
-    if (!v && alias) v = json_get(o, key = alias);
-    if (!v || json_kind(v) == JSON_NULL) return def;
-    long long x = 0;
-    if (!json_int_exact(v, &x)) return fail_once(rc, err, path, key, "an integer"), def;
-    return x;
-}
-
-double cfg_num(const json_value *o, const char *key, double def, const char *path, int *rc, lorac_err *err) {
-    const json_value *v = json_get(o, key);
-    if (!v || json_kind(v) == JSON_NULL) return def;
-    if (json_kind(v) != JSON_NUMBER) return fail_once(rc, err, path, key, "a number"), def;
-    return json_num(v);
-}
-
-int cfg_bool(const json_value *o, const char *key, int def, const char *path, int *rc, lorac_err *err) {
-    const json_value *v = json_get(o, key);
-    if (!v || json_kind(v) == JSON_NULL) return def;
-    if (json_kind(v) != JSON_BOOL) return fail_once(rc, err, path, key, "true or false"), def;
-    return json_bool(v);
 }
 
 int cfg_token(const json_value *o, const char *key, int def, const char *path, int *rc, lorac_err *err) {
@@ -43,14 +19,32 @@ int cfg_token(const json_value *o, const char *key, int def, const char *path, i
     if (json_kind(v) == JSON_ARRAY) v = json_len(v) ? json_at(v, 0) : NULL;
     long long x = 0;
     if (!v || !json_int_exact(v, &x) || x < -1 || x > (1 << 24))
-        return fail_once(rc, err, path, key, "a token id or a list of them"), def;
+        return cfg_fail(rc, err, path, key, "a token id or a list of them"), def;
     return (int)x;
 }
 
-float cfg_prob(const json_value *o, const char *key, double def, const char *path, int *rc, lorac_err *err) {
-    double p = cfg_num(o, key, def, path, rc, err);
-    if (!(p >= 0.0 && p < 1.0)) return fail_once(rc, err, path, key, "a number in [0, 1)"), (float)def;
-    return (float)p;
+/* HF's activation names; which of them a family takes is its allowed mask (1 << model_act). */
+static const struct { const char *name; model_act act; } acts[] = {
+    {"gelu_new", MODEL_ACT_GELU_TANH}, {"gelu_pytorch_tanh", MODEL_ACT_GELU_TANH}, {"gelu_fast", MODEL_ACT_GELU_TANH},
+    {"gelu", MODEL_ACT_GELU_ERF}, {"silu", MODEL_ACT_SWIGLU}};
+
+int cfg_act(const json_value *o, const char *key, const char *def, unsigned allowed, const char *path, model_config *c,
+            lorac_err *err) {
+    const char *name = json_get_str(o, key, def, NULL);
+    if (!name) return lorac_fail(err, LORAC_EFORMAT, "%s: \"%s\" must be a string", path, key);
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        if (!strcmp(name, acts[i].name) && (allowed >> acts[i].act & 1)) return c->act = acts[i].act, LORAC_OK;
+    return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: %s \"%s\" is not supported (%s)", path, key, name,
+                      allowed >> MODEL_ACT_SWIGLU & 1 ? "silu" : "gelu_new, gelu_pytorch_tanh, gelu_fast, gelu");
+}
+
+void cfg_write_class(json_writer *w, const char *architecture, const char *act_key, const model_config *c) {
+    jw_key(w, "architectures");
+    jw_array_begin(w);
+    jw_string(w, architecture);
+    jw_array_end(w);
+    jw_key(w, act_key);
+    jw_string(w, c->act == MODEL_ACT_GELU_ERF ? "gelu" : c->act == MODEL_ACT_SWIGLU ? "silu" : "gelu_new");
 }
 
 /* ---------------------------------------------------------------- rotary parameters */
@@ -68,14 +62,14 @@ static int rope_dict(const json_value *rs, const char *what, const char *path, m
     int rc = LORAC_OK;
     for (size_t i = 0; i < json_len(rs); i++) {
         const char *k = json_key_at(rs, i);
-        if (!strcmp(k, "partial_rotary_factor") && cfg_num(rs, k, 1.0, path, &rc, err) == 1.0) continue;
+        if (!strcmp(k, "partial_rotary_factor") && json_field_num(rs, k, 1.0, path, &rc, err) == 1.0) continue;
         if (!rope_key_known(k))
             return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: %s key \"%s\" is not supported", path, what, k);
     }
     const char *type = json_get_str(rs, "rope_type", NULL, NULL);
     if (!type) type = json_get_str(rs, "type", "default", NULL);
-    c->rope_theta = cfg_num(rs, "rope_theta", c->rope_theta, path, &rc, err);
-    c->rope_factor = cfg_num(rs, "factor", 1.0, path, &rc, err);
+    c->rope_theta = json_field_num(rs, "rope_theta", c->rope_theta, path, &rc, err);
+    c->rope_factor = json_field_num(rs, "factor", 1.0, path, &rc, err);
     if (rc) return rc;
     if (!strcmp(type, "default")) return LORAC_OK;
     if (!(c->rope_factor > 0.0)) return lorac_fail(err, LORAC_EFORMAT, "%s: %s factor must be > 0", path, what);
@@ -87,9 +81,9 @@ static int rope_dict(const json_value *rs, const char *what, const char *path, m
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: %s type \"%s\" is not supported (default, linear, llama3)", path,
                           what, type);
     c->rope_scaling = MODEL_ROPE_LLAMA3;
-    c->rope_low_freq_factor = cfg_num(rs, "low_freq_factor", 1.0, path, &rc, err);
-    c->rope_high_freq_factor = cfg_num(rs, "high_freq_factor", 4.0, path, &rc, err);
-    c->rope_original_max_positions = (int)cfg_int(rs, "original_max_position_embeddings", NULL, 8192, path, &rc, err);
+    c->rope_low_freq_factor = json_field_num(rs, "low_freq_factor", 1.0, path, &rc, err);
+    c->rope_high_freq_factor = json_field_num(rs, "high_freq_factor", 4.0, path, &rc, err);
+    c->rope_original_max_positions = (int)json_field_int(rs, "original_max_position_embeddings", NULL, 8192, path, &rc, err);
     if (!rc && !(c->rope_high_freq_factor > c->rope_low_freq_factor && c->rope_low_freq_factor > 0.0))
         rc = lorac_fail(err, LORAC_EFORMAT, "%s: %s needs 0 < low_freq_factor < high_freq_factor", path, what);
     if (!rc && c->rope_original_max_positions <= 0)
@@ -101,8 +95,8 @@ int cfg_rope(const json_value *root, const char *path, model_config *c, lorac_er
     int rc = LORAC_OK;
     c->rope_scaling = MODEL_ROPE_DEFAULT;
     c->rope_factor = 1.0;
-    c->rope_theta = cfg_num(root, "rope_theta", 10000.0, path, &rc, err);
-    if (!rc && cfg_num(root, "partial_rotary_factor", 1.0, path, &rc, err) != 1.0)
+    c->rope_theta = json_field_num(root, "rope_theta", 10000.0, path, &rc, err);
+    if (!rc && json_field_num(root, "partial_rotary_factor", 1.0, path, &rc, err) != 1.0)
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: partial_rotary_factor is not supported", path);
     if (rc) return rc;
     const json_value *rp = json_get(root, "rope_parameters"); /* transformers >= 5 */
@@ -137,8 +131,7 @@ int cfg_layer_types(const json_value *root, const char *path, int *sliding, lora
 }
 
 void cfg_write_rope(json_writer *w, const model_config *c) {
-    jw_key(w, "rope_theta");
-    jw_double(w, c->rope_theta);
+    jw_key_double(w, "rope_theta", c->rope_theta);
     jw_key(w, "rope_scaling");
     if (c->rope_scaling == MODEL_ROPE_DEFAULT) {
         jw_null(w);
@@ -147,15 +140,11 @@ void cfg_write_rope(json_writer *w, const model_config *c) {
     jw_object_begin(w);
     jw_key(w, "rope_type");
     jw_string(w, c->rope_scaling == MODEL_ROPE_LINEAR ? "linear" : "llama3");
-    jw_key(w, "factor");
-    jw_double(w, c->rope_factor);
+    jw_key_double(w, "factor", c->rope_factor);
     if (c->rope_scaling == MODEL_ROPE_LLAMA3) {
-        jw_key(w, "low_freq_factor");
-        jw_double(w, c->rope_low_freq_factor);
-        jw_key(w, "high_freq_factor");
-        jw_double(w, c->rope_high_freq_factor);
-        jw_key(w, "original_max_position_embeddings");
-        jw_int(w, c->rope_original_max_positions);
+        jw_key_double(w, "low_freq_factor", c->rope_low_freq_factor);
+        jw_key_double(w, "high_freq_factor", c->rope_high_freq_factor);
+        jw_key_int(w, "original_max_position_embeddings", c->rope_original_max_positions);
     }
     jw_object_end(w);
 }
@@ -269,28 +258,19 @@ int model_config_save(const model_config *c, const char *path, lorac_err *err) {
     const arch_family *f = arch_find(c->model_type);
     if (!f) return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: model_type \"%s\" has no config.json form", path, c->model_type);
     lorac_out o;
-    int rc = lorac_out_open(&o, path, err);
-    if (rc) return rc;
     json_writer w;
-    jw_init(&w, o.f, 1);
+    int rc = jw_file_open(&w, &o, path, err);
+    if (rc) return rc;
     jw_object_begin(&w);
     jw_key(&w, "model_type");
     jw_string(&w, c->model_type);
-    if ((rc = f->write_config(&w, c, path, err))) {
-        lorac_out_abort(&o);
-        return rc;
-    }
-    if (c->bos_token_id >= 0) jw_key(&w, "bos_token_id"), jw_int(&w, c->bos_token_id);
-    if (c->eos_token_id >= 0) jw_key(&w, "eos_token_id"), jw_int(&w, c->eos_token_id);
+    rc = f->write_config(&w, c, path, err);
+    if (c->bos_token_id >= 0) jw_key_int(&w, "bos_token_id", c->bos_token_id);
+    if (c->eos_token_id >= 0) jw_key_int(&w, "eos_token_id", c->eos_token_id);
     jw_key(&w, "tie_word_embeddings");
     jw_bool(&w, c->tie_word_embeddings);
     jw_key(&w, "torch_dtype");
     jw_string(&w, "float32");
     jw_object_end(&w);
-    fputc('\n', o.f);
-    if (w.error) {
-        lorac_out_abort(&o);
-        return lorac_fail(err, LORAC_EINVAL, "%s: internal JSON writer error", path);
-    }
-    return lorac_out_commit(&o, err);
+    return jw_file_commit(&w, &o, rc, path, err);
 }

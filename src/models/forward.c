@@ -218,25 +218,20 @@ static int cls_forward(model *m, model_acts *a, lorac_rng *rng, lorac_err *err) 
     return linear_forward(&m->cls_out, NULL, NULL, 0, a->cls_logits, a->tanh_d, B, rng, err);
 }
 
-/* Mean loss over the rows: cross-entropy, or MSE for one label; dlogits += its gradient when given. */
-static float cls_loss(const model *m, const model_acts *a, float *dlogits) {
+/* Mean loss over the rows: MSE for one label, else cross-entropy (the LM's op on (B, NL) logits);
+ * dlogits (zeroed) receives its gradient when given. */
+static float cls_loss(const model *m, model_acts *a, float *dlogits) {
     int B = a->B, NL = m->cfg.num_labels;
+    if (NL > 1) {
+        float *z = dlogits ? dlogits : a->dtanh; /* scratch of B·C >= B·NL floats when no gradient is wanted */
+        memcpy(z, a->cls_logits, (size_t)B * NL * sizeof(float));
+        return op_crossentropy_fused(z, a->cls_losses, a->targets, B, NL, 0.0f, 1.0f / (float)B);
+    }
     double sum = 0;
     for (int b = 0; b < B; b++) {
-        const float *z = a->cls_logits + (size_t)b * NL;
-        if (NL == 1) {
-            double d = (double)z[0] - a->scores[b];
-            sum += d * d;
-            if (dlogits) dlogits[b] += (float)(2.0 * d / B);
-            continue;
-        }
-        double mx = z[0], se = 0;
-        for (int j = 1; j < NL; j++) mx = z[j] > mx ? z[j] : mx;
-        for (int j = 0; j < NL; j++) se += exp((double)z[j] - mx);
-        double lse = mx + log(se);
-        sum += lse - z[a->targets[b]];
-        for (int j = 0; dlogits && j < NL; j++)
-            dlogits[(size_t)b * NL + j] += (float)((exp((double)z[j] - lse) - (j == a->targets[b])) / B);
+        double d = (double)a->cls_logits[b] - a->scores[b];
+        sum += d * d;
+        if (dlogits) dlogits[b] = (float)(2.0 * d / B);
     }
     return (float)(sum / B);
 }
@@ -244,7 +239,6 @@ static float cls_loss(const model *m, const model_acts *a, float *dlogits) {
 static int cls_backward(model *m, model_acts *a, lorac_err *err) {
     int B = a->B, C = m->cfg.n_embd, rc;
     size_t BC = (size_t)B * C;
-    memset(a->dcls_logits, 0, (size_t)B * m->cfg.num_labels * sizeof(float));
     cls_loss(m, a, a->dcls_logits);
     /* logits = out(tanh_d) */
     memset(a->dtanh, 0, BC * sizeof(float));

@@ -31,22 +31,16 @@ typedef struct lora_plan {
     int embed;
 } lora_plan;
 
-/* name == t, or name ends with "." t (PEFT's suffix match of target_modules). */
-static int suffix_match(const char *name, const char *t) {
-    size_t n = strlen(name), k = strlen(t);
-    return n >= k && !strcmp(name + n - k, t) && (n == k || name[n - k - 1] == '.');
-}
-
 static int plan_item(const model *m, const char *t, lora_plan *p) {
     const arch_family *f = m->fam;
     char emb[192];
     int hit = 0;
     model_site_module(m, -1, 0, emb, sizeof emb);
     for (int s = 0; s < ARCH_N_SITES; s++)
-        if (f->site[s] && (!strcmp(t, "all-linear") || suffix_match(f->site[s], t))) p->site[s] = hit = 1;
+        if (f->site[s] && (!strcmp(t, "all-linear") || peft_module_matches(f->site[s], t))) p->site[s] = hit = 1;
     for (int i = 0; i < 3 && f->site[ARCH_QKV]; i++)
         if (f->slice_names[i] && !strcmp(t, f->slice_names[i])) p->slices[i] = hit = 1;
-    if ((f->embed_alias && !strcmp(t, f->embed_alias)) || suffix_match(emb, t)) p->embed = hit = 1;
+    if ((f->embed_alias && !strcmp(t, f->embed_alias)) || peft_module_matches(emb, t)) p->embed = hit = 1;
     return hit;
 }
 

@@ -11,15 +11,6 @@
 const model_config *model_cfg(const model *m) { return &m->cfg; }
 const char *model_path(const model *m) { return m->path; }
 
-int model_path_is_gguf(const char *path) {
-    FILE *f = fopen(path, "rb");
-    char magic[4] = {0};
-    if (!f) return 0;
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    return n == 4 && !memcmp(magic, "GGUF", 4);
-}
-
 /* ---------------------------------------------------------------- lifetime */
 
 int model_finish_load(model *m, lorac_err *err) {
@@ -56,7 +47,7 @@ int model_load(const char *path, const model_load_opts *o, model **out, lorac_er
     if (!m) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", path);
     int rc;
     struct stat st;
-    if (model_path_is_gguf(path)) {
+    if (gguf_is_file(path)) {
         rc = model_weights_load_gguf(m, path, err);
     } else if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) { /* a file can only be a GGUF */
         rc = lorac_fail(err, LORAC_EFORMAT, "%s: not a GGUF file (no GGUF magic) nor a model directory", path);

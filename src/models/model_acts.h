@@ -37,6 +37,7 @@ struct model_acts {
     float *cls_in, *cls_d, *dense, *tanh_out, *tanh_d, *cls_logits;
     float *dcls_logits, *dtanh, *ddense, *dcls;
     float *scores;               /* (B) regression targets */
+    float *cls_losses;           /* (B) each row's loss */
     /* scratch (shared with the LM head's slice) */
     float *o, *mlp, *g, *dres, *datt, *dg, *dup;
     /* the last batch */

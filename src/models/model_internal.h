@@ -100,9 +100,6 @@ typedef struct model_tensor {
     model_linear *lin;    /* a linear map's weight: the map (a block site when site >= 0, else the head) */
     int layer, site;      /* the block and site of a site's weight or bias, else -1 */
 } model_tensor;
-/* in and out features of a block's site, and whether the config gives it a bias. */
-void model_site_dims(const model_config *c, int site, int *C, int *OC);
-int model_site_has_bias(const model_config *c, int site);
 /* Allocates the layers and sets every linear map's shape and layout from the config. */
 int model_shape(model *m, lorac_err *err);
 /* Every base tensor of m (its config and family), in checkpoint order; *out is malloc'd. */
@@ -155,8 +152,6 @@ int model_lora_attach(model *m, int layer, int site, const lora_config *lc, cons
 int model_lora_attach_embed(model *m, const lora_config *lc, lorac_rng *rng, lorac_err *err);
 /* HF module name of a site ("transformer.h.3.attn.c_attn") or the embedding (layer < 0). */
 void model_site_module(const model *m, int layer, int site, char *buf, size_t size);
-/* The i-th classification head map (0 dense, 1 out) and its module name. */
-model_linear *model_head_linear(model *m, int i);
 
 /* ---- linear.c: one site's forward/backward, whatever its base and LoRA */
 /* out (N,OC) = L(inp (N,C)) with its LoRA layer lo (may be NULL); act is the site's LoRA record

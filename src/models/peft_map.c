@@ -256,8 +256,8 @@ static int save_config(const model *m, const lora_config *first, const int *used
 typedef struct save_list {
     st_entry *e;
     char (*names)[256];
-    float **owned;
-    size_t n, cap, n_owned;
+    lorac_blocks owned;   /* the fused B' of q/k/v splits */
+    size_t n, cap;
 } save_list;
 
 static void add_entry(save_list *l, const char *name, int ndim, int64_t d0, int64_t d1, const float *data) {
@@ -275,8 +275,9 @@ static int collect(model *m, save_list *l, int k, lorac_err *err) {
             const model_linear *L = &m->layers[ly].site[s];
             model_site_module(m, ly, s, module, sizeof module);
             int r = lo->lin ? lo->lin->cfg.r : lo->split->cfg.r * k;
-            const float *B = lo->lin ? lo->lin->lora_B : (l->owned[l->n_owned++] = lora_merged_fused_B(lo->split));
+            float *B = lo->lin ? lo->lin->lora_B : lorac_blocks_alloc(&l->owned, (size_t)L->OC * r * sizeof(float));
             if (!B) return lorac_fail(err, LORAC_ENOMEM, "out of memory");
+            if (lo->split) lora_merged_fused_B(lo->split, B);
             snprintf(name, sizeof name, PEFT_PREFIX "%s.lora_A.weight", module);
             add_entry(l, name, 2, r, L->C, lo->lin ? lo->lin->lora_A : lo->split->lora_A);
             snprintf(name, sizeof name, PEFT_PREFIX "%s.lora_B.weight", module);
@@ -343,8 +344,8 @@ static int model_peft_save(model *m, const char *dir, lorac_err *err) {
     if (!rc) rc = save_config(m, first, used, split, pc, dir, err);
     k = split[0] + split[1] + split[2];
     size_t cap = (size_t)m->cfg.n_layer * ARCH_N_SITES * 2 + 8 + (m->peft_extra ? m->peft_extra->n : 0);
-    save_list l = {calloc(cap, sizeof(st_entry)), calloc(cap, 256), calloc((size_t)m->cfg.n_layer * ARCH_N_SITES + 1, sizeof(float *)), 0, cap, 0};
-    if (!rc && (!l.e || !l.names || !l.owned)) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
+    save_list l = {calloc(cap, sizeof(st_entry)), calloc(cap, 256), {0}, 0, cap};
+    if (!rc && (!l.e || !l.names)) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
     if (!rc) rc = collect(m, &l, k, err);
     if (!rc) rc = collect_saved(m, &l, err);
     /* each file is written whole (temporary name + rename) into DIR, created if needed, so a training
@@ -358,8 +359,7 @@ static int model_peft_save(model *m, const char *dir, lorac_err *err) {
     if (!rc) rc = st_write(path, l.e, l.n, mk, mv, k ? 2 : 1, err);
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     if (!rc) rc = peft_config_save(pc, path, err);
-    for (size_t i = 0; l.owned && i < l.n_owned; i++) free(l.owned[i]);
-    free(l.owned);
+    lorac_blocks_free(&l.owned);
     free(l.names);
     free(l.e);
     free(pc);
@@ -386,9 +386,9 @@ int model_attach_adapters(model *m, const char *const *specs, int n, char *warn,
     float scale = 1.0f;
     int rc = peft_adapter_spec_parse(specs[0], dir, sizeof dir, &scale, err);
     if (rc) return rc;
-    if (n == 1 && !strcmp(dir, specs[0]) && model_path_is_gguf(dir)) return model_gguf_adapter_load(m, dir, err);
+    if (n == 1 && !strcmp(dir, specs[0]) && gguf_is_file(dir)) return model_gguf_adapter_load(m, dir, err);
     for (int i = 0; i < n; i++)
-        if (!peft_adapter_spec_parse(specs[i], dir, sizeof dir, &scale, err) && model_path_is_gguf(dir))
+        if (!peft_adapter_spec_parse(specs[i], dir, sizeof dir, &scale, err) && gguf_is_file(dir))
             return lorac_fail(err, LORAC_EUNSUPPORTED, "--adapter %s: a GGUF adapter cannot be scaled or combined; give one "
                               "--adapter FILE.gguf", specs[i]);
     peft_adapter *a = NULL;

@@ -92,12 +92,13 @@ static void add_linear(tbuild *b, const char *module, int layer, int site, model
     }
 }
 
-int model_site_has_bias(const model_config *c, int site) {
+/* Whether the config gives a block's site a bias, and its in and out features. */
+static int site_has_bias(const model_config *c, int site) {
     if (site <= ARCH_V) return c->qkv_bias;
     return site == ARCH_O ? c->o_bias : c->mlp_bias;
 }
 
-void model_site_dims(const model_config *c, int site, int *C, int *OC) {
+static void site_dims(const model_config *c, int site, int *C, int *OC) {
     int E = c->n_embd, Q = c->n_head * c->head_dim, KV = c->n_kv_head * c->head_dim, I = c->n_inner;
     switch (site) {
     case ARCH_QKV: *C = E, *OC = Q + 2 * KV; break;
@@ -117,7 +118,7 @@ int model_shape(model *m, lorac_err *err) {
         for (int s = 0; s < ARCH_N_SITES; s++) {
             model_linear *L = &m->layers[l].site[s];
             if (!m->fam->site[s]) continue;
-            model_site_dims(c, s, &L->C, &L->OC);
+            site_dims(c, s, &L->C, &L->OC);
             L->layout = c->conv1d ? OP_W_IN_OUT : OP_W_OUT_IN;
         }
     model_linear *h[2] = {&m->cls_dense, &m->cls_out};
@@ -135,7 +136,7 @@ static void add_sites(tbuild *b, int l, int pass, int permute) {
     const arch_family *f = m->fam;
     for (int s = pass ? ARCH_GATE : ARCH_QKV; s <= (pass ? ARCH_DOWN : ARCH_O); s++)
         if (f->site[s])
-            add_linear(b, f->site[s], l, s, &m->layers[l].site[s], model_site_has_bias(&m->cfg, s), f->gguf_site[s],
+            add_linear(b, f->site[s], l, s, &m->layers[l].site[s], site_has_bias(&m->cfg, s), f->gguf_site[s],
                        permute && (s == ARCH_Q || s == ARCH_K));
 }
 

@@ -329,12 +329,7 @@ static int load_path(tok *t, const char *path, lorac_err *err) {
         if (!rc && cfg) rc = special_ids(t, json_root(cfg), json_root(cfg), err);
     } else {
         const char *file = isdir ? p : path;
-        char magic[4] = {0};
-        FILE *f = fopen(file, "rb");
-        if (!f) return lorac_fail(err, LORAC_EIO, "%s: cannot open", file);
-        size_t got = fread(magic, 1, 4, f);
-        fclose(f);
-        if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+        if (gguf_is_file(file)) {
             gguf_file g;
             if ((rc = gguf_open(file, &g, err))) return rc;
             tok *gt = NULL;
