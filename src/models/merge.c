@@ -135,9 +135,8 @@ static int write_tensors(merge_out *o, model *m, lorac_err *err) {
     }
     /* a merged embedding LoRA changes the lookup only: the tied head keeps W0 as output.weight */
     if (!rc && m->embed_lora && m->cfg.tie_word_embeddings) {
-        model_tensor h = {.ndim = 2, .shape = {m->cfg.vocab_size, m->cfg.n_embd}, .q = &m->lm_head, .layer = -1, .site = -1};
-        snprintf(h.gguf, sizeof h.gguf, "output.weight");
-        rc = emit_matrix(o, m, &h, err);
+        model_tensor h = model_tied_head(m);
+        rc = h.name[0] ? emit_matrix(o, m, &h, err) : lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", o->path);
     }
     if (!rc && m->rope_freqs) rc = emit_vector(o, m, "rope_freqs.weight", m->rope_freqs, m->cfg.head_dim / 2, 0);
     free(t);

@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 
 #include "models/model_internal.h"
-#include "models/model_text.h"
 
 const model_config *model_cfg(const model *m) { return &m->cfg; }
 const char *model_path(const model *m) { return m->path; }

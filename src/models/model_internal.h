@@ -46,8 +46,11 @@ typedef struct model_store {
     lorac_blocks owned;
 } model_store;
 
-/* The tokenizer the family uses (one of three kinds; src/models/model_text.c). */
+/* The tokenizer the family uses (model_text.c): loaded from PATH (a directory's files, or a GGUF's
+ * metadata) with the token ids a run needs, checked against the model's vocabulary. */
 typedef struct model_text model_text;
+int model_text_load(model *m, const char *path, lorac_err *err);
+void model_text_free(model_text *t);
 
 struct model {
     model_config cfg;
@@ -104,6 +107,10 @@ typedef struct model_tensor {
 int model_shape(model *m, lorac_err *err);
 /* Every base tensor of m (its config and family), in checkpoint order; *out is malloc'd. */
 int model_tensors(model *m, model_tensor **out, size_t *n, lorac_err *err);
+/* A tied LM head as an entry of its own (an untied head's names over the embedding's matrix): what a
+ * merged checkpoint writes when an embedding LoRA unties them, and what modules_to_save may copy.
+ * Its name is "" when out of memory. */
+model_tensor model_tied_head(model *m);
 /* The tensor's values now: its f32 pointer or its matrix's data (NULL when stored quantized). */
 const float *model_tensor_f32(const model_tensor *t);
 /* Points the tensor at f32 data (a matrix becomes an F32 qmat of the tensor's shape). */

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/model_text.h"
+#include "models/model_internal.h"
 
 struct model_text {
     text_tok *tt;

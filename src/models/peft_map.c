@@ -35,10 +35,10 @@ static int extra_slots(model *m, hf_slot **out, size_t *n_out, lorac_err *err) {
         s[k].d1 = t[i].ndim == 2 ? t[i].shape[1] : 0;
     }
     /* a tied LM head is a module of its own in PEFT's eyes (modules_to_save may copy it) */
-    const char *h = m->fam->lm_head;
-    if (!rc && h && m->cfg.head == MODEL_HEAD_LM && m->cfg.tie_word_embeddings) {
-        snprintf(s[k].name, sizeof s[k].name, "%s%s.weight", h[0] == '^' ? "" : m->fam->prefix, h + (h[0] == '^'));
-        s[k].q = &m->lm_head, s[k].d0 = m->cfg.vocab_size, s[k].d1 = m->cfg.n_embd;
+    model_tensor h = !rc && m->cfg.head == MODEL_HEAD_LM && m->cfg.tie_word_embeddings ? model_tied_head(m) : (model_tensor){0};
+    if (h.name[0]) {
+        snprintf(s[k].name, sizeof s[k].name, "%s", h.name);
+        s[k].q = h.q, s[k].d0 = h.shape[0], s[k].d1 = h.shape[1];
         k++;
     }
     free(t);
@@ -134,14 +134,16 @@ static int attach_layers(model *m, hf_attach *h, int *any, lorac_err *err) {
     return rc;
 }
 
-/* A classifier's adapter always carries its classifier (PeftModelForSequenceClassification adds it
- * to modules_to_save, and writes null in the config when the user gave none). */
-static void classifier_saved(const model *m, peft_config *pc) {
-    if (m->cfg.head == MODEL_HEAD_LM || !m->fam->cls_save[0]) return;
-    for (int i = 0; i < pc->n_modules_to_save; i++)
-        if (!strcmp(pc->modules_to_save[i], m->fam->cls_save[0])) return;
-    if (pc->n_modules_to_save < PEFT_MAX_TARGETS)
-        snprintf(pc->modules_to_save[pc->n_modules_to_save++], sizeof pc->modules_to_save[0], "%s", m->fam->cls_save[0]);
+/* A classifier's adapter carries its head under modules_to_save: the first n of the family's
+ * cls_save (PeftModelForSequenceClassification adds the classifier, and writes null in the config
+ * when the user gave none; lorac's saved adapters also hold the pooler). */
+static void classifier_saved(const model *m, peft_config *pc, int n) {
+    for (int i = 0; i < n && m->cfg.head != MODEL_HEAD_LM && m->fam->cls_save[i]; i++) {
+        int dup = 0;
+        for (int j = 0; j < pc->n_modules_to_save; j++) dup |= !strcmp(pc->modules_to_save[j], m->fam->cls_save[i]);
+        if (!dup && pc->n_modules_to_save < PEFT_MAX_TARGETS)
+            snprintf(pc->modules_to_save[pc->n_modules_to_save++], sizeof pc->modules_to_save[0], "%s", m->fam->cls_save[i]);
+    }
 }
 
 int model_peft_attach(model *m, const peft_adapter *a0, lorac_err *err) {
@@ -153,7 +155,7 @@ int model_peft_attach(model *m, const peft_adapter *a0, lorac_err *err) {
     if (a0->cfg.fan_in_fan_out && !m->cfg.conv1d)
         return lorac_fail(err, LORAC_EFORMAT, "%s: fan_in_fan_out is true but %s's maps are nn.Linear", src, m->fam->name);
     peft_adapter a = *a0; /* the config may gain the classifier; the tensors are the caller's */
-    classifier_saved(m, &a.cfg);
+    classifier_saved(m, &a.cfg, 1);
     hf_attach h;
     hf_slot *slots = NULL;
     size_t ns = 0;
@@ -241,12 +243,7 @@ static int save_config(const model *m, const lora_config *first, const int *used
         pc->n_modules_to_save = x->cfg.n_modules_to_save;
         memcpy(pc->modules_to_save, x->cfg.modules_to_save, sizeof pc->modules_to_save);
     }
-    for (int i = 0; i < 2 && m->cfg.head != MODEL_HEAD_LM; i++)
-        if (m->fam->cls_save[i]) {
-            int dup = 0;
-            for (int j = 0; j < pc->n_modules_to_save; j++) dup |= !strcmp(pc->modules_to_save[j], m->fam->cls_save[i]);
-            if (!dup) snprintf(pc->modules_to_save[pc->n_modules_to_save++], 64, "%s", m->fam->cls_save[i]);
-        }
+    classifier_saved(m, pc, 2);
     if (!first && !x && m->cfg.head == MODEL_HEAD_LM)
         return lorac_fail(err, LORAC_EINVAL, "%s: the model has no LoRA layers to save", dir);
     return LORAC_OK;

@@ -140,6 +140,22 @@ static void add_sites(tbuild *b, int l, int pass, int permute) {
                        permute && (s == ARCH_Q || s == ARCH_K));
 }
 
+static void add_lm_head(tbuild *b, int gguf) {
+    const model_config *c = &b->m->cfg;
+    add_f32(b, b->m->fam->lm_head, -1, "weight", c->vocab_size, c->n_embd, NULL, NULL, gguf ? "output" : NULL);
+    if (b->n) b->t[b->n - 1].f32 = NULL, b->t[b->n - 1].q = &b->m->lm_head;
+}
+
+model_tensor model_tied_head(model *m) {
+    tbuild b = {m, NULL, 0, 0, 0};
+    int perm;
+    model_tensor h = {.layer = -1, .site = -1};
+    add_lm_head(&b, m->fam->gguf_arch && m->fam->gguf_arch(&m->cfg, &perm));
+    if (b.n) h = b.t[0];
+    free(b.t);
+    return h;
+}
+
 int model_tensors(model *m, model_tensor **out, size_t *n, lorac_err *err) {
     tbuild b = {m, NULL, 0, 0, 0};
     const model_config *c = &m->cfg;
@@ -165,10 +181,7 @@ int model_tensors(model *m, model_tensor **out, size_t *n, lorac_err *err) {
     if (c->final_norm)
         add_norm(&b, f->final_norm, -1, &m->final_norm_w, &m->final_norm_b, &m->dfinal_norm_w, &m->dfinal_norm_b,
                  ga ? "output_norm" : NULL);
-    if (c->head == MODEL_HEAD_LM && !c->tie_word_embeddings) {
-        add_f32(&b, f->lm_head, -1, "weight", c->vocab_size, c->n_embd, NULL, NULL, ga ? "output" : NULL);
-        if (b.n) b.t[b.n - 1].f32 = NULL, b.t[b.n - 1].q = &m->lm_head;
-    }
+    if (c->head == MODEL_HEAD_LM && !c->tie_word_embeddings) add_lm_head(&b, ga != NULL);
     size_t head0 = b.n;
     if (c->head != MODEL_HEAD_LM) {
         add_linear(&b, f->cls[0], -1, -1, &m->cls_dense, 1, NULL, 0);

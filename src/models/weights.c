@@ -168,16 +168,12 @@ int model_weights_save_files(model *m, const char *dir, int merge, lorac_err *er
         rc = tensor_out(m, &t[i], merge, &owned[i], &data, err);
         e[k] = st_entry_f32(t[i].name, t[i].ndim, t[i].shape[0], t[i].shape[1], data);
     }
-    char head_name[160];
-    float *head = NULL;
+    model_tensor head = untie ? model_tied_head(m) : (model_tensor){0};
+    float *head_owned = NULL;
     if (!rc && untie) { /* lm_head.weight = W0 of the embedding */
-        const char *h = m->fam->lm_head;
-        snprintf(head_name, sizeof head_name, "%s%s.weight", h[0] == '^' ? "" : m->fam->prefix, h + (h[0] == '^'));
-        const float *w0 = m->embed.type == QUANT_F32 ? m->embed.data : NULL;
-        if (!w0 && (head = malloc((size_t)m->embed.rows * m->embed.cols * sizeof(float))))
-            for (int r = 0; r < m->embed.rows; r++) qmat_row_f32(&m->embed, r, head + (size_t)r * m->embed.cols);
-        if (!w0 && !head) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
-        else e[k++] = st_entry_f32(head_name, 2, m->embed.rows, m->embed.cols, w0 ? w0 : head);
+        const float *data;
+        rc = head.name[0] ? tensor_out(m, &head, 0, &head_owned, &data, err) : lorac_fail(err, LORAC_ENOMEM, "out of memory");
+        e[k++] = st_entry_f32(head.name, 2, head.shape[0], head.shape[1], data);
     }
     char path[4200];
     const char *mk[] = {"format"}, *mv[] = {"pt"};
@@ -189,7 +185,7 @@ int model_weights_save_files(model *m, const char *dir, int merge, lorac_err *er
     if (!rc) rc = model_config_save(&c, path, err);
     for (size_t i = 0; owned && i < n; i++) free(owned[i]);
     free(owned);
-    free(head);
+    free(head_owned);
     free(e);
     free(t);
     return rc;
