@@ -1,5 +1,6 @@
 /* lorac merge: base + adapter(s) -> a complete model with W0 + s·BA in the weights: a Hugging Face
- * directory, or (Llama family) a GGUF file. */
+ * directory, or (Llama family) a GGUF file. Without an adapter it converts the base (a GGUF into
+ * an f32 Hugging Face directory, or into a GGUF of another type). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,9 +29,10 @@ int cmd_merge(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            printf("usage: lorac merge --model DIR|FILE.gguf --adapter DIR[:SCALE] [--adapter ...] --out DIR|FILE.gguf "
+            printf("usage: lorac merge --model DIR|FILE.gguf [--adapter DIR[:SCALE] ...] --out DIR|FILE.gguf "
                    "[--type same|f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
-                   "DIR: config.json, model.safetensors (F32, W0 + s·BA) and the tokenizer files;\n"
+                   "DIR: config.json, model.safetensors (F32, W0 + s·BA) and the tokenizer files of a directory base;\n"
+                   "no --adapter: the base converted (dequantized to F32 for a directory);\n"
                    "FILE.gguf (families with a GGUF form: Llama, Qwen2): the base's metadata and tokenizer, weights of --type (same: the base's\n"
                    "own type, re-quantized after merging)\n");
             return 0;
@@ -46,8 +48,8 @@ int cmd_merge(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_arg || !n_adapters || !out) {
-        cli_error("merge: --model, --adapter and --out are required");
+    if (!model_arg || !out) {
+        cli_error("merge: --model and --out are required");
         return 2;
     }
     int type;
@@ -62,6 +64,6 @@ int cmd_merge(int argc, char **argv) {
     int rc = model_save_merged(m, out, type, &err);
     model_free(m);
     if (rc) return cli_fail(&err);
-    fprintf(stderr, "merged model written to %s\n", out);
+    fprintf(stderr, "%s written to %s\n", n_adapters ? "merged model" : "converted model", out);
     return 0;
 }

@@ -22,7 +22,7 @@ static void train_usage(FILE *f) {
             "  --hidden-dropout P  (the model's hidden_dropout_prob; 0 for causal LMs)\n"
             "  --lr (LM 2e-4; classifier: LoRA 5e-4, head 2e-3, full 5e-5)  --warmup STEPS (LM 500) | --warmup-ratio R\n"
             "  (classifier 0.06)  --weight-decay (0.01)  --label-smoothing (LM 0.1)  --clip NORM (classifier 1)\n"
-            "  --batch-size (LM 8, classifier 32)  --grad-accum (1)  --max-seq-len (LM: the model's; classifier 128)\n"
+            "  --batch-size (LM 8, classifier 32)  --grad-accum (1)  --max-seq-len (LM: the model's, at most 512; classifier 128)\n"
             "  --epochs (LM 5, classifier 3) | --steps N  --max-train N  --seed (LM 110, classifier 42)  --threads N\n"
             "  --precision fp32|bf16|auto (auto)  frozen-weight matmuls in bf16 (fp32 accumulation) where the\n"
             "                  CPU has AVX512-BF16: about 1.7x faster steps; the adapter and its gradients stay fp32\n"

@@ -73,6 +73,12 @@ ml=$($L eval --model "$T/m.gguf" --data "$T/eval.jsonl" --threads 2 --json | jlo
 echo "merged Q8_0 eval loss $ml (adapter on Q4_1: $tuned)"
 check "close $ml $tuned 0.03" "merged loss $ml is far from the adapter's $tuned"
 
+# no adapter: the base converted; F32 holds the Q4_1 weights exactly, so the loss stays the base's
+$L merge --model "$G" --out "$T/f32.gguf" --type f32 2>/dev/null || bad "merge (convert) --type f32"
+cl=$($L eval --model "$T/f32.gguf" --data "$T/eval.jsonl" --threads 2 --json | jloss)
+check "close $cl $base 0.0005" "converted F32 loss $cl differs from the Q4_1 base's $base"
+rm -f "$T/f32.gguf"
+
 # bad input: one line, non-zero exit
 head -c 3000000 "$G" >"$T/trunc.gguf"
 expect_error "truncated GGUF" "trunc.gguf" $L eval --model "$T/trunc.gguf" --data "$T/eval.jsonl"
