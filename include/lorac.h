@@ -16,14 +16,15 @@
  *   lorac/tokenizer.h    tokenizers (tok_*): GPT-2/SmolLM2/Llama 3/Qwen2 byte-level BPE and SentencePiece BPE
  *                        from GGUF, tokenizer.json or vocab.json+merges.txt; ChatML; GPT-2 BPE (bpe_*)
  *   lorac/peft.h         PEFT adapter directories: config, adapters in memory, combine (cat/svd/linear), weighted sums
+ *   lorac/analyze.h      the LoRA paper's Section 7 on an adapter: spectra of ΔW, subspace similarity φ, ΔW vs W
  *   lorac/gpt2.h         GPT-2 with LoRA: weights, forward/backward, KV-cache sessions, adapter sets, mixed batches
  *   lorac/llama.h        Llama family (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2) from HF dirs or GGUF, quantized base
  *   lorac/bert.h         BERT/RoBERTa encoders with LoRA and classification/regression heads
  *   lorac/wordpiece.h    BERT's WordPiece tokenizer (BasicTokenizer normalisation, pairs, truncation)
  *   lorac/glue.h         GLUE tasks: TSV readers, metrics, training and evaluation runs
  *
- * Build: link build/liblorac.a with OpenBLAS (cblas), OpenMP and libm:
- *   cc -std=c11 app.c -Iinclude build/liblorac.a -lopenblas -fopenmp -lm
+ * Build: link build/liblorac.a with LAPACKE, OpenBLAS (cblas, and LAPACK under LAPACKE), OpenMP and libm:
+ *   cc -std=c11 app.c -Iinclude build/liblorac.a -llapacke -lopenblas -fopenmp -lm
  *
  * Errors: every function that can fail returns LORAC_OK (0) or a lorac_status and, given a
  * lorac_err, a one-line message naming the file and the problem. Nothing exits or prints.
@@ -46,6 +47,7 @@
 #include "lorac/lora.h"
 #include "lorac/tokenizer.h"
 #include "lorac/peft.h"
+#include "lorac/analyze.h"
 #include "lorac/gpt2.h"
 #include "lorac/llama.h"
 #include "lorac/gen_gpt2.h"
