@@ -25,6 +25,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "GPT-2 BPE ids of a text (or --decode ids to text)"},
     {"bench", cmd_bench, "training-step and generation throughput of a GPT-2 shape (random weights)"},
     {"combine", cmd_combine, "adapter arithmetic as PEFT's add_weighted_adapter (cat, svd, linear): a new adapter"},
+    {"analyze", cmd_analyze, "the LoRA paper's Section 7 on adapters: spectra of dW, subspace similarity, dW vs W"},
 };
 
 int cli_error(const char *fmt, ...) {
