@@ -232,6 +232,10 @@ int cmd_analyze(int argc, char **argv) {
     base_weight(&base, NULL, 0, NULL, NULL);
     peft_adapter_free(ads[0]);
     peft_adapter_free(ads[1]);
+    for (int i = 0; !rc && i < n; i++)
+        if (r->ignored[i])
+            fprintf(stderr, "lorac: note: %s: %zu tensor(s) that are not LoRA A/B (trained biases, modules_to_save) "
+                    "are not analysed\n", paths[i], r->ignored[i]);
     if (!rc && figdir) rc = write_outdir(r, figdir, paths, &err);
     if (!rc && json) rc = analyze_write_json(r, stdout, &err);
     else if (!rc) print_table(r, paths);

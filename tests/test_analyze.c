@@ -2,8 +2,9 @@
  * tests/fixtures/analyze: the explicit ΔW = s·B·A and numpy's full SVDs, float64):
  *  - singular values, energies, effective rank, ||ΔW||_F, ||W||_F, ||Uᵀ·W·Vᵀ||_F for ΔW's and W's
  *    own top-r singular vectors, the amplification factor, φ from A (Eq. 4) and from B (footnote 7):
- *    on a Llama-style pair (W (out, in), r 4 vs r 6: a rank mismatch, with a planted spectrum
- *    5, 3, 2, 0.5 and a planted shared 2-D subspace: φ = 1 where min(i, j) <= 2) and on a GPT-2
+ *    on a Llama-style pair (W (out, in), r 4 vs r 6: a rank mismatch; a LoRA on the token
+ *    embedding, ΔW = (B·A)ᵀ against W (vocab, dim); a planted spectrum 5, 3, 2, 0.5 and a planted
+ *    shared 2-D subspace: φ = 1 where min(i, j) <= 2) and on a GPT-2
  *    pair (fan_in_fan_out: W (in, out), c_attn with lorac's q,v split analysed per slice, r 2 vs 3);
  *    |diff| <= 1e-10 + 1e-9·|ref| (both sides double; measured ~1e-14);
  *  - the low-rank SVD's singular vectors equal numpy's full SVD of the explicit ΔW (same sign
@@ -51,7 +52,6 @@ typedef struct wctx {
 } wctx;
 
 static int weight_cb(void *ctx, const char *module, int embedding, analyze_weight *w, lorac_err *err) {
-    (void)embedding;
     wctx *c = ctx;
     if (c->not_available) {
         snprintf(w->why, sizeof w->why, "test: no W");
@@ -71,7 +71,7 @@ static int weight_cb(void *ctx, const char *module, int embedding, analyze_weigh
     w->data = b;
     w->rows = t->shape[0];
     w->cols = t->shape[1];
-    w->layout = c->layout;
+    w->layout = embedding ? ANALYZE_IN_OUT : c->layout; /* embeddings are (vocab, dim) */
     return LORAC_OK;
 }
 
@@ -138,17 +138,20 @@ static void test_llama(void) {
     wctx w = {.layout = ANALYZE_OUT_IN};
     CHECK(st_open(FIX "/base_llama.safetensors", &w.f, &err) == 0, "%s", err.msg);
     analyze_report *r = run(FIX "/llama_r4", FIX "/llama_r6", NULL, NULL, &w, &err);
-    CHECK(r && r->n == 4 && r->two, "llama: %s", r ? "4 modules" : err.msg);
+    CHECK(r && r->n == 5 && r->two, "llama: %s", r ? "5 modules" : err.msg);
     for (size_t i = 0; r && i < r->n; i++) {
         const analyze_module *m = &r->mods[i];
-        CHECK(m->has_weight && !m->slice && m->layer == (int)(i / 2), "%s: W, no slice, layer", m->name);
+        int emb = !strcmp(m->name, "model.embed_tokens"); /* first: the tensors are in name order */
+        CHECK(m->has_weight && !m->slice && m->embedding == emb && m->layer == (emb ? -1 : (int)(i - 1) / 2),
+              "%s: W, no slice, embedding %d, layer %d", m->name, m->embedding, m->layer);
         CHECK(m->d[0].rank == 4 && m->d[1].rank == 6 && m->phi_rows == 4 && m->phi_cols == 6, "%s: ranks", m->name);
         check_delta(m, &m->d[0], "llama_r4");
         check_delta(m, &m->d[1], "llama_r6");
         check_phi(m, "llama");
     }
-    if (r && r->n == 4) { /* layer 0 q_proj: the planted spectrum and shared subspace */
-        const analyze_module *m = &r->mods[0];
+    if (r && r->n == 5) { /* layer 0 q_proj: the planted spectrum and shared subspace */
+        const analyze_module *m = &r->mods[1];
+        CHECK(!strcmp(m->name, "model.layers.0.self_attn.q_proj"), "second module %s", m->name);
         const double want[4] = {5, 3, 2, 0.5};
         for (int i = 0; i < 4; i++) CHECK_CLOSE(m->d[0].sv[i], want[i], 1e-5, 1e-5, "planted σ");
         for (int i = 0; i < 4; i++)
@@ -159,7 +162,7 @@ static void test_llama(void) {
     analyze_report_free(r);
     /* W not available: the spectrum and φ still come, the projections are NaN */
     w.not_available = 1;
-    r = run(FIX "/llama_r4", NULL, NULL, "0", &w, &err);
+    r = run(FIX "/llama_r4", NULL, NULL, "0", &w, &err); /* the embedding has no layer: left out */
     CHECK(r && r->n == 2 && !r->two, "no W: %s", r ? "" : err.msg);
     for (size_t i = 0; r && i < r->n; i++) {
         CHECK(!r->mods[i].has_weight && !strcmp(r->mods[i].weight_why, "test: no W"), "no W: why");
@@ -327,7 +330,11 @@ static void test_filters_and_errors(void) {
         analyze_report_free(r);
     }
     analyze_report *r = run(FIX "/llama_r4", FIX "/gpt2_r2", NULL, NULL, NULL, &err);
-    CHECK(!r && strstr(err.msg, "has no module model.layers.0.self_attn.q_proj"), "mismatched adapters: %s", err.msg);
+    CHECK(!r && strstr(err.msg, "has no module model."), "mismatched adapters: %s", err.msg);
+    analyze_report_free(r);
+    /* a modules_to_save copy (PEFT's mts_wte fixture) is left out and counted; its c_fc LoRA is analysed */
+    r = run(LORAC_SOURCE_DIR "/tests/fixtures/peft/mts_wte", NULL, NULL, NULL, NULL, &err);
+    CHECK(r && r->n >= 1 && r->ignored[0] == 1, "mts_wte: %s", r ? "one tensor left out" : err.msg);
     analyze_report_free(r);
 }
 

@@ -7,8 +7,9 @@ Run:  .venv/bin/python tools/analyze_ref.py     (from the repository root; numpy
       PyPI: `.venv/bin/pip install numpy safetensors`)
 Writes tests/fixtures/analyze/ (small, deterministic for the seed below):
   llama_r4/, llama_r6/   PEFT adapters for a Llama-style base ((out, in) weights): q_proj (24, 20) and
-                         v_proj (12, 20) in layers 0 and 1, r 4 (alpha 8) and r 6 (alpha 3): a rank
-                         mismatch for φ. Layer 0's q_proj has a planted spectrum (ΔW = U·diag(σ)·Vᵀ
+                         v_proj (12, 20) in layers 0 and 1, and the token embedding embed_tokens (30, 20)
+                         (lora_embedding_A/B; ΔW is (B·A)ᵀ against W (vocab, dim)), r 4 (alpha 8) and
+                         r 6 (alpha 3): a rank mismatch for φ. Layer 0's q_proj has a planted spectrum (ΔW = U·diag(σ)·Vᵀ
                          with σ = 5, 3, 2, 0.5 through a non-orthogonal factorisation) and a planted
                          shared subspace: the top 2 right-singular vectors of A are the same 2
                          directions in both adapters (φ = 1 where min(i, j) <= 2).
@@ -117,8 +118,8 @@ def planted_factors(out, inn, r, sigma, shared):
 
 
 def llama_case(ref):
-    C, outs = 20, {"q_proj": 24, "v_proj": 12}
-    W = {}
+    C, V, outs = 20, 30, {"q_proj": 24, "v_proj": 12}
+    W = {"model.embed_tokens.weight": rng.standard_normal((V, C))}   # embeddings: (vocab, dim)
     for l in range(2):
         for m, o in outs.items():
             W[f"model.layers.{l}.self_attn.{m}.weight"] = rng.standard_normal((o, C)) * 0.5
@@ -138,9 +139,15 @@ def llama_case(ref):
                     B = rng.standard_normal((o, r)) * 0.2
                 t[f"base_model.model.model.layers.{l}.self_attn.{m}.lora_A.weight"] = A.astype(np.float32)
                 t[f"base_model.model.model.layers.{l}.self_attn.{m}.lora_B.weight"] = B.astype(np.float32)
-        write_adapter(name, peft_cfg(r, alpha, ["q_proj", "v_proj"]), t)
+        # the token embedding: lora_embedding_A (r, V), lora_embedding_B (C, r); PEFT's delta is (B·A)ᵀ
+        t["base_model.model.model.embed_tokens.lora_embedding_A"] = (rng.standard_normal((r, V))).astype(np.float32)
+        t["base_model.model.model.embed_tokens.lora_embedding_B"] = (rng.standard_normal((C, r)) * 0.1).astype(np.float32)
+        write_adapter(name, peft_cfg(r, alpha, ["q_proj", "v_proj", "embed_tokens"]), t)
         adapters[name] = (t, s)
     for name, (t, s) in adapters.items():
+        Wemb = W["model.embed_tokens.weight"].astype(np.float32).astype(np.float64).T   # (out, in) = (C, V)
+        spectrum(t["base_model.model.model.embed_tokens.lora_embedding_B"],
+                 t["base_model.model.model.embed_tokens.lora_embedding_A"], s, Wemb, f"{name}.model.embed_tokens", ref)
         for l in range(2):
             for m in outs:
                 mod = f"model.layers.{l}.self_attn.{m}"
@@ -149,6 +156,9 @@ def llama_case(ref):
                 Wf = W[mod + ".weight"].astype(np.float32).astype(np.float64)
                 spectrum(B, A, s, Wf, f"{name}.{mod}", ref)
     (t1, _), (t2, _) = adapters["llama_r4"], adapters["llama_r6"]
+    e1, e2 = "base_model.model.model.embed_tokens.lora_embedding_", "base_model.model.model.embed_tokens.lora_embedding_"
+    ref["llama.model.embed_tokens.phi"] = phi(t1[e1 + "A"], t2[e2 + "A"], 4, 6)
+    ref["llama.model.embed_tokens.phi_b"] = phi(t1[e1 + "B"].T, t2[e2 + "B"].T, 4, 6)
     for l in range(2):
         for m, o in outs.items():
             mod = f"model.layers.{l}.self_attn.{m}"

@@ -103,6 +103,8 @@ typedef struct analyze_report {
     analyze_module *mods;
     size_t n;
     int two;               /* a second adapter was compared */
+    size_t ignored[2];     /* tensors of each adapter that are not LoRA A/B (trained biases,
+                              modules_to_save copies): not analysed */
 } analyze_report;
 
 /* Analyses every module of a1 that the filters keep, and with a2 (may be NULL) the same modules of

@@ -22,14 +22,30 @@ typedef struct entry {
 } entry;
 
 typedef struct entries {
+    peft_adapter *view;          /* the adapter's LoRA A/B tensors only (shallow: data borrowed) */
     peft_module *mods;
     entry *e;
     size_t n;
+    size_t ignored;              /* tensors left out: trained biases, modules_to_save copies */
 } entries;
 
 static void entries_free(entries *es) {
+    if (es->view) free(es->view->t);
+    free(es->view);
     free(es->mods);
     free(es->e);
+}
+
+/* A PEFT LoRA tensor name: base_model.model.<module>.lora_A.weight / lora_B.weight / lora_embedding_A|B. */
+static int is_lora_tensor(const char *name) {
+    static const char *sfx[] = {".lora_A.weight", ".lora_B.weight", ".lora_embedding_A", ".lora_embedding_B"};
+    size_t n = strlen(name);
+    if (strncmp(name, "base_model.model.", 17)) return 0;
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        size_t k = strlen(sfx[i]);
+        if (n > 17 + k && !strcmp(name + n - k, sfx[i])) return 1;
+    }
+    return 0;
 }
 
 static const char *src_of(const peft_adapter *a) { return a->source[0] ? a->source : "adapter"; }
@@ -71,7 +87,18 @@ static int split_ok(const peft_module *m, const int *on, int rs) {
 static int list_entries(const peft_adapter *a, entries *es, lorac_err *err) {
     memset(es, 0, sizeof *es);
     size_t nm = 0;
-    int rc = peft_adapter_modules(a, &es->mods, &nm, err);
+    es->view = malloc(sizeof *es->view);
+    if (es->view) {
+        *es->view = *a;
+        es->view->n = 0;
+        es->view->t = malloc((a->n + 1) * sizeof *a->t);
+    }
+    if (!es->view || !es->view->t) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", src_of(a));
+    for (size_t i = 0; i < a->n; i++) {
+        if (is_lora_tensor(a->t[i].name)) es->view->t[es->view->n++] = a->t[i];
+        else es->ignored++;
+    }
+    int rc = peft_adapter_modules(es->view, &es->mods, &nm, err);
     if (rc) return rc;
     int on[3] = {0, 0, 0}, k = 0;
     const char *sv = peft_adapter_meta(a, SPLIT_KEY);
@@ -518,7 +545,11 @@ int analyze_run(const peft_adapter *a1, const peft_adapter *a2, const analyze_op
         size_t q = r->n++;
         rc = analyze_entry(&r->mods[q], &e1.e[i], y, a1, weight, ctx, seed * 0x9E3779B97F4A7C15ull + 2 * q, err);
     }
-    if (r) r->two = a2 != NULL;
+    if (r) {
+        r->two = a2 != NULL;
+        r->ignored[0] = e1.ignored;
+        r->ignored[1] = e2.ignored;
+    }
     free(keep);
     entries_free(&e1);
     entries_free(&e2);

@@ -4,9 +4,9 @@
 # + c_fc, r 2 and r 3): --json has the issue's keys for every module (c_attn.q, c_attn.v, c_fc), --out
 # writes the SVG figures and analysis.json; a Llama GGUF adapter over an F32 GGUF base gives the
 # spectrum of the same adapter as a PEFT directory, over a Q8_0 base it says "W not available
-# (quantized base)"; bad input (a missing adapter directory, adapters of different bases, bad
-# --layers / --targets, a GGUF adapter without --model) exits 1 with ONE stderr line and leaves no
-# output directory. With ../shared/data: two adapters trained here (r 2 and r 4, q,v) are compared.
+# (quantized base)"; a LoRA on GPT-2's wte; a modules_to_save copy is left out with a note; bad
+# input (a missing adapter directory, adapters of different bases, bad --layers / --targets, a GGUF
+# adapter without --model) exits 1 with ONE stderr line and leaves no output directory. With ../shared/data: two adapters trained here (r 2 and r 4, q,v) are compared.
 # Usage: analyze.sh LORAC SOURCE_DIR
 set -u
 lorac=$1
@@ -70,6 +70,15 @@ b=$("$lorac" analyze --model "$gg/gqa.f32.gguf" --adapter "$gg/gqa_rs/adapter" -
 q=$("$lorac" analyze --model "$gg/gqa.q8_0.gguf" --adapter "$gg/gqa_rs/adapter" --layers 1 --targets v_proj 2>&1) \
   || bad "quantized base: $q"
 grep -qF 'W not available (quantized base)' <<<"$q" || bad "quantized base: $q"
+
+# a LoRA on GPT-2's token embedding (lorac_written: q,v split + c_fc + wte) over the tiny GPT-2 fixture
+peft=$2/tests/fixtures/peft
+e=$("$lorac" analyze --model "$2/tests/fixtures/gpt2/tiny/base" --adapter "$peft/lorac_written" --targets wte --json) \
+  || bad "embedding"
+grep -qF '"name":"transformer.wte"' <<<"$e" && ! grep -qF '"delta":null' <<<"$e" || bad "embedding: $e"
+# a modules_to_save copy is left out with a note; the LoRA modules are analysed
+"$lorac" analyze --adapter "$peft/mts_wte" >/dev/null 2>"$T/err" || bad "mts_wte: $(cat "$T/err")"
+grep -qF "1 tensor(s) that are not LoRA A/B" "$T/err" || bad "mts_wte note: $(cat "$T/err")"
 
 expect_error "missing adapter" "adapter_config.json" "$T/x1" "$lorac" analyze --adapter "$T/nope" --out "$T/x1"
 expect_error "mismatched adapters" "has no module" "$T/x2" \
