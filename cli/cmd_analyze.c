@@ -148,7 +148,7 @@ static void print_table(const analyze_report *r, const char *const *labels) {
 
 static int usage(void) {
     printf("usage: lorac analyze --adapter DIR [--adapter DIR2] [--model BASE] [--targets LIST] [--layers LIST]\n"
-           "                     [--out FIGDIR] [--json] [--seed N]\n"
+           "                     [--out FIGDIR] [--json] [--seed N] [--threads N]\n"
            "Section 7 of the LoRA paper (Hu et al. 2021) on a PEFT adapter (or a GGUF adapter, with --model):\n"
            "  spectrum   singular values of dW = s*B*A per module (from QR of B and A^T, never the full matrix),\n"
            "             effective rank exp(H(p)), p_i = sigma_i / sum(sigma), and the energy of the top k\n"
@@ -164,6 +164,7 @@ static int usage(void) {
            "  --out      SVG figures (spectra, phi heatmaps) and analysis.json into FIGDIR (replaced as a whole)\n"
            "  --json     all numbers as one JSON object on stdout instead of the table\n"
            "  --seed     for the random baselines (default 0)\n"
+           "  --threads  OpenBLAS/LAPACK threads (default 1: the matrices are small; 0 = all cores)\n"
            "docs/analyze.md describes every number.\n");
     return 0;
 }
@@ -199,7 +200,7 @@ int cmd_analyze(int argc, char **argv) {
     const char *model = NULL, *paths[2] = {NULL, NULL}, *figdir = NULL;
     analyze_opts o = {NULL, NULL, 0};
     int n = 0, json = 0;
-    long seed = 0;
+    long seed = 0, threads = 1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) return usage();
@@ -211,6 +212,7 @@ int cmd_analyze(int argc, char **argv) {
         else if (!strcmp(f, "--layers")) { if (cli_opt_str(argc, argv, &i, &o.layers)) return 2; }
         else if (!strcmp(f, "--out")) { if (cli_opt_str(argc, argv, &i, &figdir)) return 2; }
         else if (!strcmp(f, "--seed")) { if (cli_opt_int(argc, argv, &i, &seed)) return 2; }
+        else if (!strcmp(f, "--threads")) { if (cli_opt_int(argc, argv, &i, &threads)) return 2; }
         else if (!strcmp(f, "--json")) json = 1;
         else {
             cli_error("analyze: unknown option '%s' (see `lorac analyze --help`)", f);
@@ -221,6 +223,8 @@ int cmd_analyze(int argc, char **argv) {
         cli_error("analyze: --adapter is required (see `lorac analyze --help`)");
         return 2;
     }
+    if (threads < 0 || threads > 1024) return cli_error("analyze: --threads takes 0 (all cores) .. 1024");
+    lorac_set_threads((int)threads);
     o.seed = (uint64_t)seed;
     lorac_err err = {0};
     peft_adapter *ads[2] = {NULL, NULL};

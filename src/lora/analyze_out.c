@@ -139,21 +139,23 @@ static void colormap(double v, int *rgb) {
 /* A tick label every `step` of 1..n (always 1 and n). */
 static int tick_step(int n) { return n <= 10 ? 1 : n <= 20 ? 4 : n <= 40 ? 8 : n <= 80 ? 16 : n <= 160 ? 32 : 64; }
 
-/* One heatmap panel of v (rows, cols) at (x0, y0), cells cw x ch; rows i top to bottom. */
-static void heatmap(FILE *f, const double *v, int rows, int cols, double x0, double y0, double cw, double ch,
+/* One heatmap panel of v (rows, cols; row stride ld) at (x0, y0), cells cw x ch; rows i top to bottom. */
+static void heatmap(FILE *f, const double *v, int rows, int cols, int ld, double x0, double y0, double cw, double ch,
                     const char *title, const char *ylabel, const char *xlabel) {
     fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"13\" fill=\"#222\">", x0 + cw * cols / 2,
             y0 - 10);
     svg_text(f, title);
     fputs("</text>\n<g shape-rendering=\"crispEdges\">\n", f);
+    int tips = rows * cols <= 1024; /* a tooltip per cell, except on big maps (file size) */
     for (int i = 0; i < rows; i++)
         for (int j = 0; j < cols; j++) {
             int c[3];
-            double x = v[(size_t)i * cols + j];
+            double x = v[(size_t)i * ld + j];
             colormap(x, c);
-            fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"><title>i=%d j=%d "
-                       "phi=%.4f</title></rect>\n", x0 + j * cw, y0 + i * ch, cw + 0.05, ch + 0.05, c[0], c[1], c[2],
-                    i + 1, j + 1, x);
+            fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"", x0 + j * cw,
+                    y0 + i * ch, cw + 0.05, ch + 0.05, c[0], c[1], c[2]);
+            if (tips) fprintf(f, "><title>i=%d j=%d phi=%.4f</title></rect>\n", i + 1, j + 1, x);
+            else fputs("/>\n", f);
             if (cw >= 26 && ch >= 16)
                 fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\" fill=\"%s\">%.2f</text>\n",
                         x0 + (j + 0.5) * cw, y0 + (i + 0.5) * ch + 3, x > 0.6 ? "#222" : "#fff", x);
@@ -177,19 +179,23 @@ static void heatmap(FILE *f, const double *v, int rows, int cols, double x0, dou
 }
 
 /* φ and its random baseline side by side, with a colour bar. */
+/* φ and its random baseline side by side (and, for unequal ranks, φ for i, j <= min(r1, r2), as the
+ * paper's Figure 3 zooms in), with a colour bar. */
 static void svg_phi(FILE *f, const analyze_module *m, const char *label, const char *const *labels) {
-    int R = m->phi_rows, C = m->phi_cols;
-    double cw = fmin(28, 300.0 / C), ch = fmin(28, 300.0 / R);
-    double pw = cw * C, ph = ch * R;
-    int W = (int)(2 * pw + 260), H = (int)(ph + 150);
+    int R = m->phi_rows, C = m->phi_cols, k = R < C ? R : C, zoom = R != C;
+    double cw = fmin(28, 300.0 / C), ch = fmin(28, 300.0 / R), zc = fmin(28, 160.0 / k);
+    double pw = cw * C, ph = ch * R, zx = 60 + 2 * (pw + 70);
+    double x_bar = zoom ? zx + k * zc + 40 : 60 + 2 * pw + 110;
+    int W = (int)(x_bar + 60), H = (int)(fmax(ph, zoom ? k * zc : 0) + 150);
     char title[400], yl[160], xl[160];
     snprintf(title, sizeof title, "%s: subspace similarity (LoRA Section 7.2, Eq. 4)", label);
     svg_begin(f, W, H, title);
     snprintf(yl, sizeof yl, "i (%s, r=%d)", labels && labels[0] ? labels[0] : "adapter 1", m->d[0].rank);
     snprintf(xl, sizeof xl, "j (%s, r=%d)", labels && labels[1] ? labels[1] : "adapter 2", m->d[1].rank);
-    heatmap(f, m->phi, R, C, 60, 70, cw, ch, "phi(A1, A2, i, j)", yl, xl);
-    heatmap(f, m->phi_random, R, C, 60 + pw + 70, 70, cw, ch, "random Gaussian A1, A2 (baseline)", "i", "j");
-    double bx = 60 + 2 * pw + 110, by = 70, bh = fmax(ph, 100);
+    heatmap(f, m->phi, R, C, C, 60, 70, cw, ch, "phi(A1, A2, i, j)", yl, xl);
+    heatmap(f, m->phi_random, R, C, C, 60 + pw + 70, 70, cw, ch, "random Gaussian A1, A2 (baseline)", "i", "j");
+    if (zoom) heatmap(f, m->phi, k, k, C, zx, 70, zc, zc, "phi, i, j <= min(r1, r2)", "i", "j");
+    double bx = x_bar, by = 70, bh = fmax(ph, 100);
     for (int s = 0; s < 50; s++) { /* colour bar, 1 at the top */
         int c[3];
         colormap(1 - (s + 0.5) / 50, c);
@@ -210,15 +216,19 @@ static void svg_spectrum(FILE *f, const analyze_module *m, int two, const char *
     for (int a = 0; a < (two ? 2 : 1); a++)
         for (int i = 0; i < m->d[a].n_sv; i++) top = fmax(top, m->d[a].sv[i]);
     if (!(top > 0)) top = 1;
+    double step = pow(10, floor(log10(top / 4))); /* a round tick step: 1, 2 or 5 times a power of 10 */
+    step *= top / 4 <= step ? 1 : top / 4 <= 2 * step ? 2 : top / 4 <= 5 * step ? 5 : 10;
+    top = ceil(top / step - 1e-9) * step;
+    int ticks = (int)lround(top / step);
     char title[400];
     snprintf(title, sizeof title, "%s: singular values of dW = s*B*A", label);
     svg_begin(f, W, H, title);
     double pw = W - L - Rp, ph = H - T - B, bw = pw / (n ? n : 1);
     fputs("<g font-size=\"10\" fill=\"#444\">\n", f);
-    for (int t = 0; t <= 4; t++) {
-        double y = T + ph * (1 - t / 4.0);
+    for (int t = 0; t <= ticks; t++) {
+        double y = T + ph * (1 - (double)t / ticks);
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", L, y, L + pw, y);
-        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.3g</text>\n", L - 6, y + 3, top * t / 4.0);
+        fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6, y + 3, step * t);
     }
     for (int i = 1; i <= n; i++)
         if (i == 1 || i == n || (i % tick_step(n) == 0 && n - i >= tick_step(n) / 2))
