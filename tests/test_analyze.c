@@ -12,6 +12,7 @@
  *  - φ's properties: φ(A, A, i, i) = 1, φ(A1, A2, i, j) = φ(A2, A1, j, i), all values in [0, 1];
  *  - the random baselines' means over 300 seeds: E||UᵀWV||_F² = (k/out)(k/in)·||W||_F² for random
  *    orthonormal U, V, and E φ = max(i, j)/in for Gaussian A1, A2 (within 8% / 0.03);
+ *    and a module's draws do not depend on the filters;
  *  - analyze_projection with given U, V; W not available; filters (--targets, --layers) and their
  *    errors; mismatched adapters; a base of the wrong shape; the JSON report's keys. */
 #include <stdlib.h>
@@ -297,6 +298,19 @@ static void test_random_baselines(void) {
             for (int j = 0; j < 6; j++)
                 CHECK_CLOSE(phi[i * 6 + j], (i > j ? i + 1 : j + 1) / 20.0, 0.03, 0, "mean random φ = max(i, j)/n");
     }
+    /* a module's random draws depend on the seed and its name, not on which other modules the filters keep */
+    analyze_opts all = {NULL, NULL, 5}, one = {"v_proj", "1", 5};
+    analyze_report *ra = NULL, *r1 = NULL;
+    CHECK(ok && analyze_run(a1, a2, &all, weight_cb, &w, &ra, &err) == 0 &&
+          analyze_run(a1, a2, &one, weight_cb, &w, &r1, &err) == 0, "%s", err.msg);
+    if (ra && r1) {
+        const analyze_module *x = &ra->mods[ra->n - 1], *y = &r1->mods[0];
+        CHECK(!strcmp(x->name, y->name) && x->d[0].proj_random == y->d[0].proj_random &&
+              x->d[1].proj_random == y->d[1].proj_random && x->phi_random[5] == y->phi_random[5],
+              "the random baselines of %s do not depend on the filters", y->name);
+    }
+    analyze_report_free(ra);
+    analyze_report_free(r1);
     peft_adapter_free(a1);
     peft_adapter_free(a2);
     wctx_close(&w);

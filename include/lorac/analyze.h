@@ -68,7 +68,7 @@ typedef struct analyze_opts {
                             of it ("c_attn", "q_proj", "attn.c_proj"; split slices also match
                             "<module>.q", so "q" or "c_attn.v"); NULL or "": all */
     const char *layers;  /* "0,2,5-7": modules whose first ".N." index is listed; NULL or "": all */
-    uint64_t seed;       /* for the random baselines */
+    uint64_t seed;       /* for the random baselines (each module's draws: from seed and its name) */
 } analyze_opts;
 
 /* One adapter's ΔW at one module. */

@@ -542,8 +542,10 @@ int analyze_run(const peft_adapter *a1, const peft_adapter *a2, const analyze_op
     for (size_t i = 0; i < e1.n && !rc; i++) {
         if (!keep[i]) continue;
         const entry *y = a2 ? find_entry(&e2, &e1.e[i]) : NULL;
+        uint64_t h = 1469598103934665603ull; /* FNV-1a of the name: a module's draws do not depend on the filters */
+        for (const char *c = e1.e[i].match; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
         size_t q = r->n++;
-        rc = analyze_entry(&r->mods[q], &e1.e[i], y, a1, weight, ctx, seed * 0x9E3779B97F4A7C15ull + 2 * q, err);
+        rc = analyze_entry(&r->mods[q], &e1.e[i], y, a1, weight, ctx, seed * 0x9E3779B97F4A7C15ull + 2 * h, err);
     }
     if (r) {
         r->two = a2 != NULL;
