@@ -46,6 +46,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* Added this session, each owned by one part of the work (see the file named): */
 int cmd_combine(int argc, char **argv);        /* cli/cmd_combine.c: adapter arithmetic */
+int cmd_analyze(int argc, char **argv);        /* cli/cmd_analyze.c: the LoRA paper's Section 7 */
 int cmd_bench_adapters(int argc, char **argv); /* cli/cmd_bench_adapters.c: switch / mixed batch */
 
 #endif

@@ -25,6 +25,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "token ids of a text with a model's tokenizer or GPT-2 BPE (or --decode ids to text)"},
     {"bench", cmd_bench, "throughput: train, generate (a real model or a random shape), adapter switching"},
     {"combine", cmd_combine, "adapter arithmetic as PEFT's add_weighted_adapter (cat, svd, linear): a new adapter"},
+    {"analyze", cmd_analyze, "the LoRA paper's Section 7 on adapters: spectra of dW, subspace similarity, dW vs W"},
 };
 
 int cli_error(const char *fmt, ...) {

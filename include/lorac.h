@@ -17,6 +17,7 @@
  *   lorac/tokenizer.h    tokenizers (tok_*): GPT-2/SmolLM2/Llama 3/Qwen2 byte-level BPE and SentencePiece BPE
  *                        from GGUF, tokenizer.json or vocab.json+merges.txt; ChatML; GPT-2 BPE (bpe_*)
  *   lorac/peft.h         PEFT adapter directories: config, adapters in memory, combine (cat/svd/linear), weighted sums
+ *   lorac/analyze.h      the LoRA paper's Section 7 on an adapter: spectra of ΔW, subspace similarity φ, ΔW vs W
  *   lorac/model.h        one transformer for every family (GPT-2, Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2,
  *                        BERT, RoBERTa) from HF dirs or GGUF: LoRA, forward/backward, KV-cache sessions,
  *                        adapter sets and mixed batches, PEFT and GGUF adapters, merging
@@ -24,8 +25,8 @@
  *   lorac/glue.h         GLUE data: TSV readers and sentence(-pair) encoding
  *   lorac/finetune.h     the one trainer and evaluation for every family and task
  *
- * Build: link build/liblorac.a with OpenBLAS (cblas), OpenMP and libm:
- *   cc -std=c11 app.c -Iinclude build/liblorac.a -lopenblas -fopenmp -lm
+ * Build: link build/liblorac.a with LAPACKE, OpenBLAS (cblas, and LAPACK under LAPACKE), OpenMP and libm:
+ *   cc -std=c11 app.c -Iinclude build/liblorac.a -llapacke -lopenblas -fopenmp -lm
  *
  * Errors: every function that can fail returns LORAC_OK (0) or a lorac_status and, given a
  * lorac_err, a one-line message naming the file and the problem. Nothing exits or prints.
@@ -49,6 +50,7 @@
 #include "lorac/tokenizer.h"
 #include "lorac/peft.h"
 #include "lorac/model.h"
+#include "lorac/analyze.h"
 #include "lorac/wordpiece.h"
 #include "lorac/glue.h"
 #include "lorac/finetune.h"

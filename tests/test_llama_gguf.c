@@ -330,6 +330,18 @@ static void test_adapters(const char *tmp) {
     if (!rc) {
         float *want = fx_f32(&ref, "logits", NULL), *got = logits_of(g, &b);
         if (got) check_arrays_close(got, want, n, 2e-5, 1e-4, "GGUF base + GGUF rsLoRA adapter vs PEFT");
+        /* the GGUF adapter (each layer its own rank, scales folded) written as a PEFT directory: the
+         * layers' ranks and alphas become rank/alpha patterns, and it loads back to the same logits */
+        char pdir[700];
+        model *p = NULL;
+        snprintf(pdir, sizeof pdir, "%s/rs_peft", tmp);
+        rc = model_save_adapter(g, pdir, &err) || load(GG "/gqa.f32.gguf", &p, &err) || attach(p, pdir, &err);
+        CHECK(rc == 0, "GGUF adapter as PEFT: %s", err.msg);
+        float *again = rc ? NULL : logits_of(p, &b);
+        if (again) check_arrays_close(again, want, n, 2e-5, 1e-4, "GGUF rsLoRA adapter saved as PEFT (rank patterns) vs PEFT");
+        free(again);
+        model_free(p);
+        fx_rm_adapter(pdir);
         free(want);
         free(got);
         st_close(&ref);

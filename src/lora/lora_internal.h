@@ -33,10 +33,19 @@ void lora_merge_fused(float *dst, size_t ldd, const float *w0, size_t ldw, const
  * A) and c_t = A[t, i] (transpose) or B[i, t]. */
 void lora_merge_row(float *restrict d, const float *restrict w, const float *restrict x, const float *A, const float *B,
                     int i, int r, int K, int cols, float s, int transpose);
+/* QR of X (m,n) column-major (destroyed; LAPACK dgeqrf + dorgqr): R (p,n) column-major upper
+ * trapezoid into Rm (may be NULL), p = min(m,n), and X's first p columns overwritten by Q (m,p),
+ * leading dimension m. tau holds p doubles. what names the module in messages. */
+int lora_qr_thin(double *X, int m, int n, double *Rm, double *tau, const char *what, lorac_err *err);
+/* The SVD of D = B·A (B (M,R), A (R,K), row-major doubles) without forming D: QR of B and of Aᵀ,
+ * then an SVD of the small core (LAPACK). D = U·diag(sig)·Vt with k = min(M, R, K) triplets, sig
+ * descending, U (M,k) and Vt (k,K) row-major (U or Vt may be NULL when not wanted); with Vt, each
+ * pair's sign makes the largest-magnitude entry of its row of Vt positive. what names the module. */
+int lora_lowrank_svd_triplets(const double *B, const double *A, int M, int R, int K, double *U, double *sig,
+                              double *Vt, const char *what, lorac_err *err);
 /* The best rank-k approximation of D = B·A (B (M,R), A (R,K), double) as Bout (M,k) = U_k·Σ_k and
- * Aout (k,K) = V_kᵀ (zero columns/rows beyond D's rank); kept = Σ_{i<k} σ_i², total = ||D||_F².
- * Returns -1 when out of memory. */
+ * Aout (k,K) = V_kᵀ (zero columns/rows beyond D's rank); kept = Σ_{i<k} σ_i², total = ||D||_F². */
 int lora_lowrank_svd(const double *B, const double *A, int M, int R, int K, int k, float *Bout, float *Aout,
-                     double *kept, double *total);
+                     double *kept, double *total, const char *what, lorac_err *err);
 
 #endif

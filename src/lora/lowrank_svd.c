@@ -1,145 +1,109 @@
-/* Truncated SVD of a product of thin factors, D = B·A with B (M,R), A (R,K), R small, without
- * forming D and without LAPACK: QR of B and of Aᵀ (Householder), then a one-sided Jacobi SVD of
- * the small core Rb·Raᵀ. D = Qb·(U·Σ·Vᵀ)·Qaᵀ, so D's singular values are the core's. Double
- * precision throughout; the cost is O((M+K)·R²) plus O(R³) per Jacobi sweep. */
+/* The SVD of a product of thin factors, D = B·A with B (M,R), A (R,K), R small, without forming D:
+ * QR of B and of Aᵀ (LAPACK dgeqrf/dorgqr), then an SVD of the small core Rb·Raᵀ (dgesdd).
+ * D = Qb·Rb·Raᵀ·Qaᵀ = (Qb·Uc)·Σ·(Qa·Vc)ᵀ, so D's singular values are the core's and its singular
+ * vectors are the core's mapped through Qb and Qa. Double precision; the cost is O((M+K)·R²) plus
+ * O(R³) for the core. lorac combine --mode svd and lorac analyze use it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cblas.h>
+#include <lapacke.h>
+
 #include "lora/lora_internal.h"
 
-/* Thin Householder QR of X (m,n) row-major: Q (m,p) and Rm (p,n), p = min(m,n). X is destroyed. */
-static void householder_qr(double *X, int m, int n, double *Q, double *Rm, double *v) {
+/* lora_internal.h: Rm (p,n) and Q (m,p) over X, p = min(m,n), column-major. */
+int lora_qr_thin(double *X, int m, int n, double *Rm, double *tau, const char *what, lorac_err *err) {
     int p = m < n ? m : n;
-    double *vs = malloc((size_t)m * (p ? p : 1) * sizeof(double)); /* reflector j in column j */
-    if (!vs) return;
-    memset(vs, 0, (size_t)m * (p ? p : 1) * sizeof(double));
-    for (int j = 0; j < p; j++) {
-        double nrm = 0;
-        for (int i = j; i < m; i++) nrm += X[(size_t)i * n + j] * X[(size_t)i * n + j];
-        nrm = sqrt(nrm);
-        for (int i = 0; i < m; i++) v[i] = i < j ? 0 : X[(size_t)i * n + j];
-        double alpha = X[(size_t)j * n + j] >= 0 ? -nrm : nrm;
-        v[j] -= alpha;
-        double vn = 0;
-        for (int i = j; i < m; i++) vn += v[i] * v[i];
-        if (vn > 0) {
-            for (int c = j; c < n; c++) { /* X := (I - 2vvᵀ/vᵀv)·X on the trailing block */
-                double d = 0;
-                for (int i = j; i < m; i++) d += v[i] * X[(size_t)i * n + c];
-                d = 2 * d / vn;
-                for (int i = j; i < m; i++) X[(size_t)i * n + c] -= d * v[i];
-            }
-            for (int i = j; i < m; i++) vs[(size_t)i * p + j] = v[i] / sqrt(vn);
-        }
-    }
-    for (int i = 0; i < p; i++)
-        for (int c = 0; c < n; c++) Rm[(size_t)i * n + c] = c < i ? 0 : X[(size_t)i * n + c];
-    /* Q = H_0 ··· H_{p-1} · I[:, :p], applied right to left */
-    for (int i = 0; i < m; i++)
-        for (int c = 0; c < p; c++) Q[(size_t)i * p + c] = i == c;
-    for (int j = p - 1; j >= 0; j--)
-        for (int c = 0; c < p; c++) {
-            double d = 0;
-            for (int i = j; i < m; i++) d += vs[(size_t)i * p + j] * Q[(size_t)i * p + c];
-            for (int i = j; i < m; i++) Q[(size_t)i * p + c] -= 2 * d * vs[(size_t)i * p + j];
-        }
-    free(vs);
+    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, m, n, X, m, tau);
+    if (info) return lorac_fail(err, LORAC_EINVAL, "%s: LAPACK dgeqrf failed (info %d)", what, (int)info);
+    for (int j = 0; Rm && j < n; j++)
+        for (int i = 0; i < p; i++) Rm[i + (size_t)j * p] = i <= j ? X[i + (size_t)j * m] : 0.0;
+    info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, m, p, p, X, m, tau);
+    if (info) return lorac_fail(err, LORAC_EINVAL, "%s: LAPACK dorgqr failed (info %d)", what, (int)info);
+    return LORAC_OK;
 }
 
-/* One-sided Jacobi on the columns of W (r,c): W·V has orthogonal columns; V (c,c) accumulates. */
-static void jacobi_columns(double *W, int r, int c, double *V) {
-    for (int i = 0; i < c; i++)
-        for (int j = 0; j < c; j++) V[(size_t)i * c + j] = i == j;
-    for (int sweep = 0; sweep < 80; sweep++) {
-        int rotated = 0;
-        for (int i = 0; i < c - 1; i++)
-            for (int j = i + 1; j < c; j++) {
-                double a = 0, b = 0, g = 0;
-                for (int k = 0; k < r; k++) {
-                    double x = W[(size_t)k * c + i], y = W[(size_t)k * c + j];
-                    a += x * x;
-                    b += y * y;
-                    g += x * y;
-                }
-                if (g == 0 || fabs(g) <= 1e-15 * sqrt(a * b)) continue;
-                rotated = 1;
-                double zeta = (b - a) / (2 * g);
-                double t = (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1 + zeta * zeta));
-                double cs = 1 / sqrt(1 + t * t), sn = cs * t;
-                for (int k = 0; k < r; k++) {
-                    double x = W[(size_t)k * c + i], y = W[(size_t)k * c + j];
-                    W[(size_t)k * c + i] = cs * x - sn * y;
-                    W[(size_t)k * c + j] = sn * x + cs * y;
-                }
-                for (int k = 0; k < c; k++) {
-                    double x = V[(size_t)k * c + i], y = V[(size_t)k * c + j];
-                    V[(size_t)k * c + i] = cs * x - sn * y;
-                    V[(size_t)k * c + j] = sn * x + cs * y;
-                }
-            }
-        if (!rotated) break;
+/* Flips each pair (U[:,j], Vt[j,:]) so that the largest-magnitude entry of Vt[j,:] is positive:
+ * LAPACK's signs are arbitrary, this makes them reproducible. U (M,k) (or NULL), Vt (k,K) row-major. */
+static void fix_signs(double *U, double *Vt, int M, int k, int K) {
+    for (int j = 0; j < k; j++) {
+        double *v = Vt + (size_t)j * K, big = 0;
+        for (int i = 0; i < K; i++)
+            if (fabs(v[i]) > fabs(big)) big = v[i];
+        if (big >= 0) continue;
+        for (int i = 0; i < K; i++) v[i] = -v[i];
+        for (int i = 0; U && i < M; i++) U[(size_t)i * k + j] = -U[(size_t)i * k + j];
     }
+}
+
+typedef struct lr_work {
+    double *Qb, *Qa, *Rb, *Ra, *tau, *core, *Uc, *Vct;
+} lr_work;
+
+static void lr_work_free(lr_work *w) {
+    free(w->Qb); free(w->Qa); free(w->Rb); free(w->Ra); free(w->tau); free(w->core); free(w->Uc); free(w->Vct);
+}
+
+int lora_lowrank_svd_triplets(const double *B, const double *A, int M, int R, int K, double *U, double *sig,
+                              double *Vt, const char *what, lorac_err *err) {
+    if (M < 1 || R < 1 || K < 1) return lorac_fail(err, LORAC_EINVAL, "%s: empty factor (%d, %d, %d)", what, M, R, K);
+    int pb = M < R ? M : R, pa = K < R ? K : R, k = pb < pa ? pb : pa;
+    size_t big = (size_t)(M > K ? M : K) * R;
+    lr_work w = {malloc((size_t)M * R * sizeof(double)), malloc((size_t)K * R * sizeof(double)),
+                 malloc((size_t)pb * R * sizeof(double)), malloc((size_t)pa * R * sizeof(double)),
+                 malloc((size_t)R * sizeof(double)), malloc((size_t)pb * pa * sizeof(double)),
+                 malloc((size_t)pb * k * sizeof(double)), malloc((size_t)k * pa * sizeof(double))};
+    double *tmp = malloc(big * sizeof(double));
+    int rc = (!w.Qb || !w.Qa || !w.Rb || !w.Ra || !w.tau || !w.core || !w.Uc || !w.Vct || !tmp)
+                 ? lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for the SVD", what) : LORAC_OK;
+    if (!rc) {
+        for (int i = 0; i < M; i++) /* B (M,R) row-major -> column-major */
+            for (int j = 0; j < R; j++) w.Qb[i + (size_t)j * M] = B[(size_t)i * R + j];
+        memcpy(w.Qa, A, (size_t)K * R * sizeof(double)); /* A (R,K) row-major is Aᵀ (K,R) column-major */
+        rc = lora_qr_thin(w.Qb, M, R, w.Rb, w.tau, what, err);
+    }
+    if (!rc) rc = lora_qr_thin(w.Qa, K, R, w.Ra, w.tau, what, err);
+    if (!rc) { /* core (pb,pa) = Rb·Raᵀ, column-major */
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, pb, pa, R, 1.0, w.Rb, pb, w.Ra, pa, 0.0, w.core, pb);
+        lapack_int info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'S', pb, pa, w.core, pb, sig, w.Uc, pb, w.Vct, k);
+        if (info) rc = lorac_fail(err, LORAC_EINVAL, "%s: LAPACK dgesdd did not converge (info %d)", what, (int)info);
+    }
+    if (!rc && U) { /* U (M,k) = Qb·Uc, computed column-major into tmp, stored row-major */
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, M, k, pb, 1.0, w.Qb, M, w.Uc, pb, 0.0, tmp, M);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < k; j++) U[(size_t)i * k + j] = tmp[i + (size_t)j * M];
+    }
+    if (!rc && Vt) { /* Vtᵀ (K,k) = Qa·Vcᵀᵀ column-major, which is Vt (k,K) row-major */
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, K, k, pa, 1.0, w.Qa, K, w.Vct, k, 0.0, Vt, K);
+        fix_signs(U, Vt, M, k, K);
+    }
+    lr_work_free(&w);
+    free(tmp);
+    return rc;
 }
 
 int lora_lowrank_svd(const double *B, const double *A, int M, int R, int K, int k, float *Bout, float *Aout,
-                     double *kept, double *total) {
+                     double *kept, double *total, const char *what, lorac_err *err) {
     // B (M,R), A (R,K) -> Bout (M,k) = U_k·Σ_k, Aout (k,K) = V_kᵀ
-    int pb = M < R ? M : R, pa = K < R ? K : R, big = M > K ? M : K;
-    double *Xb = malloc((size_t)M * R * sizeof(double)), *Xa = malloc((size_t)K * R * sizeof(double));
-    double *Qb = malloc((size_t)M * pb * sizeof(double)), *Rb = malloc((size_t)pb * R * sizeof(double));
-    double *Qa = malloc((size_t)K * pa * sizeof(double)), *Ra = malloc((size_t)pa * R * sizeof(double));
-    double *W = malloc((size_t)pb * pa * sizeof(double)), *V = malloc((size_t)pa * pa * sizeof(double));
-    double *v = malloc((size_t)big * sizeof(double));
-    int *order = malloc((size_t)pa * sizeof(int));
-    double *sig = malloc((size_t)pa * sizeof(double));
-    int rc = (!Xb || !Xa || !Qb || !Rb || !Qa || !Ra || !W || !V || !v || !order || !sig) ? -1 : 0;
+    int pb = M < R ? M : R, pa = K < R ? K : R, n = pb < pa ? pb : pa;
+    double *U = malloc((size_t)M * n * sizeof(double)), *Vt = malloc((size_t)n * K * sizeof(double));
+    double *sig = malloc((size_t)n * sizeof(double));
+    int rc = (!U || !Vt || !sig) ? lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for the SVD", what) : LORAC_OK;
+    if (!rc) rc = lora_lowrank_svd_triplets(B, A, M, R, K, U, sig, Vt, what, err);
     if (!rc) {
-        memcpy(Xb, B, (size_t)M * R * sizeof(double));
-        for (int i = 0; i < R; i++)
-            for (int j = 0; j < K; j++) Xa[(size_t)j * R + i] = A[(size_t)i * K + j]; /* Aᵀ */
-        householder_qr(Xb, M, R, Qb, Rb, v);
-        householder_qr(Xa, K, R, Qa, Ra, v);
-        for (int i = 0; i < pb; i++) /* core W = Rb·Raᵀ (pb,pa) */
-            for (int j = 0; j < pa; j++) {
-                double s = 0;
-                for (int t = 0; t < R; t++) s += Rb[(size_t)i * R + t] * Ra[(size_t)j * R + t];
-                W[(size_t)i * pa + j] = s;
-            }
-        jacobi_columns(W, pb, pa, V);
-        *total = 0;
-        for (int j = 0; j < pa; j++) {
-            double s = 0;
-            for (int i = 0; i < pb; i++) s += W[(size_t)i * pa + j] * W[(size_t)i * pa + j];
-            sig[j] = sqrt(s);
-            *total += s;
-            order[j] = j;
-        }
-        for (int i = 1; i < pa; i++) /* descending σ (insertion sort: pa is small) */
-            for (int j = i; j > 0 && sig[order[j]] > sig[order[j - 1]]; j--) {
-                int t = order[j];
-                order[j] = order[j - 1];
-                order[j - 1] = t;
-            }
-        *kept = 0;
+        *kept = *total = 0;
+        for (int j = 0; j < n; j++) *total += sig[j] * sig[j];
         memset(Bout, 0, (size_t)M * k * sizeof(float));
         memset(Aout, 0, (size_t)k * K * sizeof(float));
-        for (int q = 0; q < k && q < pa; q++) {
-            int j = order[q];
-            *kept += sig[j] * sig[j];
-            /* Bout[:,q] = Qb·(W[:,j]) (= Qb·u_j·σ_j); Aout[q,:] = (Qa·V[:,j])ᵀ */
-            for (int i = 0; i < M; i++) {
-                double s = 0;
-                for (int t = 0; t < pb; t++) s += Qb[(size_t)i * pb + t] * W[(size_t)t * pa + j];
-                Bout[(size_t)i * k + q] = (float)s;
-            }
-            for (int i = 0; i < K; i++) {
-                double s = 0;
-                for (int t = 0; t < pa; t++) s += Qa[(size_t)i * pa + t] * V[(size_t)t * pa + j];
-                Aout[(size_t)q * K + i] = (float)s;
-            }
+        for (int q = 0; q < k && q < n; q++) {
+            *kept += sig[q] * sig[q];
+            for (int i = 0; i < M; i++) Bout[(size_t)i * k + q] = (float)(U[(size_t)i * n + q] * sig[q]);
+            for (int i = 0; i < K; i++) Aout[(size_t)q * K + i] = (float)Vt[(size_t)q * K + i];
         }
     }
-    free(Xb); free(Xa); free(Qb); free(Rb); free(Qa); free(Ra); free(W); free(V); free(v); free(order); free(sig);
+    free(U);
+    free(Vt);
+    free(sig);
     return rc;
 }

@@ -122,8 +122,9 @@ static int combine_module(peft_adapter *out, const char *module, const contrib *
         }
         if (!rc && mode == PEFT_COMBINE_SVD) {
             double kp = 0, tot = 0;
-            if (lora_lowrank_svd(Bd, Ad, (int)outd, R, (int)in, k, B, A, &kp, &tot))
-                rc = lorac_fail(err, LORAC_ENOMEM, "combine: out of memory for the SVD of module '%s'", module);
+            char what[300];
+            snprintf(what, sizeof what, "combine: module '%s'", module);
+            rc = lora_lowrank_svd(Bd, Ad, (int)outd, R, (int)in, k, B, A, &kp, &tot, what, err);
             *kept += kp;
             *total += tot;
         }

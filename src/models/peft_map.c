@@ -314,20 +314,48 @@ static int collect_saved(model *m, save_list *l, lorac_err *err) {
     return rc;
 }
 
-/* The first layer's config, every layer's checked equal to it (one r and alpha per file); which
- * sites are used; the q/k/v slices of a fused map's split. */
+/* The first layer's config (the file's r and alpha; others go to rank/alpha patterns), which sites
+ * are used, and the q/k/v slices of a fused map's split (whose layers must share r and alpha). */
 static int survey(const model *m, const lora_config **first, int *used, int *split, const char *dir, lorac_err *err) {
     *first = m->embed_lora ? &m->embed_lora->cfg : NULL;
+    const lora_config *first_split = NULL;
     for (int l = 0; l < m->cfg.n_layer; l++)
         for (int s = 0; s < ARCH_N_SITES; s++) {
             const site_lora *lo = model_site_lora(m, l, s);
             if (!lo) continue;
             const lora_config *lc = lo->lin ? &lo->lin->cfg : &lo->split->cfg;
             if (!*first) *first = lc;
-            if (lc->r != (*first)->r || lc->lora_alpha != (*first)->lora_alpha || lc->use_rslora != (*first)->use_rslora)
-                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layers with different ranks are not written yet", dir);
+            if (lo->split && !first_split) first_split = lc;
+            if (lc->use_rslora != (*first)->use_rslora)
+                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: layers with and without rsLoRA have no one PEFT config", dir);
+            if (lo->split && (lc->r != first_split->r || lc->lora_alpha != first_split->lora_alpha))
+                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: q/k/v splits with different ranks have no PEFT form", dir);
             used[s] = 1;
             for (int g = 0; lo->split && g < 3; g++) split[g] = lo->split->enable_lora[g];
+        }
+    return LORAC_OK;
+}
+
+/* A module whose r or alpha differs from the file's gets its own rank_pattern / alpha_pattern entry
+ * (its full name: PEFT's suffix match then takes that module alone). */
+static int layer_patterns(const model *m, const lora_config *first, peft_config *pc, const char *dir, lorac_err *err) {
+    char module[192];
+    for (int l = -1; l < m->cfg.n_layer; l++)
+        for (int s = 0; s < (l < 0 ? 1 : ARCH_N_SITES); s++) {
+            const site_lora *lo = l >= 0 ? model_site_lora(m, l, s) : NULL;
+            const lora_config *lc = l < 0 ? (m->embed_lora ? &m->embed_lora->cfg : NULL) : lo && lo->lin ? &lo->lin->cfg : NULL;
+            if (!lc || (lc->r == first->r && lc->lora_alpha == first->lora_alpha)) continue;
+            if (pc->n_rank_pattern == PEFT_MAX_PATTERNS)
+                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d layers with their own rank", dir, PEFT_MAX_PATTERNS);
+            model_site_module(m, l, s, module, sizeof module);
+            peft_pattern *rp = &pc->rank_pattern[pc->n_rank_pattern++], *ap = &pc->alpha_pattern[pc->n_alpha_pattern++];
+            if (snprintf(rp->key, sizeof rp->key, "%s", module) >= (int)sizeof rp->key)
+                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: module name %s is too long for a rank pattern", dir, module);
+            rp->value = lc->r;
+            char num[32]; /* the short decimal of the float alpha, as save_config writes the file's */
+            snprintf(num, sizeof num, "%.7g", lc->lora_alpha);
+            *ap = *rp;
+            ap->value = strtod(num, NULL);
         }
     return LORAC_OK;
 }
@@ -339,6 +367,7 @@ static int model_peft_save(model *m, const char *dir, lorac_err *err) {
     if (!pc) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", dir);
     int rc = survey(m, &first, used, split, dir, err);
     if (!rc) rc = save_config(m, first, used, split, pc, dir, err);
+    if (!rc && first) rc = layer_patterns(m, first, pc, dir, err);
     k = split[0] + split[1] + split[2];
     size_t cap = (size_t)m->cfg.n_layer * ARCH_N_SITES * 2 + 8 + (m->peft_extra ? m->peft_extra->n : 0);
     save_list l = {calloc(cap, sizeof(st_entry)), calloc(cap, 256), {0}, 0, cap};
