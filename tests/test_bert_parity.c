@@ -120,8 +120,10 @@ static void run_case(const char *name, int full_ft) {
             model_batch bi = {B, T, ids, tt, mask, NULL, NULL, NULL};
             rc = model_forward(m, a, &bi, 0.0f, 0, NULL, NULL, NULL, &err);
             if (!rc) memcpy(l1, model_acts_logits(a), (size_t)B * c->num_labels * sizeof(float));
-            if (!rc) rc = model_forward(m2, a, &bi, 0.0f, 0, NULL, NULL, NULL, &err);
-            if (!rc) memcpy(l2, model_acts_logits(a), (size_t)B * c->num_labels * sizeof(float));
+            model_acts *ia = NULL; /* inference activations (post-norm blocks): the same bits */
+            if (!rc) rc = model_acts_alloc_inference(m2, B, T, &ia, &err) || model_forward(m2, ia, &bi, 0.0f, 0, NULL, NULL, NULL, &err);
+            if (!rc) memcpy(l2, model_acts_logits(ia), (size_t)B * c->num_labels * sizeof(float));
+            model_acts_free(ia);
             CHECK(rc == 0, "%s: %s", name, err.msg);
             CHECK(!memcmp(l1, l2, (size_t)B * c->num_labels * sizeof(float)), "%s: reloaded adapter differs", name);
             /* merged inference equals the training-mode forward */

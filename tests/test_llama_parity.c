@@ -50,6 +50,13 @@ static void run_variant(const char *name, int want_layers, int want_nkv) {
     char what[128];
     snprintf(what, sizeof what, "%s base logits", name);
     check_arrays_close(model_acts_logits(a), ref_base, nl, 2e-5, 1e-4, what);
+    model_acts *ia = NULL; /* inference activations (one layer's buffers for all): the same bits */
+    rc = model_acts_alloc_inference(m, B, T, &ia, &err) || fx_lm_forward(m, ia, ids, NULL, B, T, 0.0f, 0, NULL, NULL, NULL, &err);
+    CHECK(rc == 0 && !memcmp(model_acts_logits(ia), model_acts_logits(a), nl * sizeof(float)), "%s inference activations: %s",
+          name, err.msg);
+    CHECK(fx_lm_forward(m, ia, ids, ids, B, T, 0.0f, MODEL_FWD_TRAIN, NULL, NULL, NULL, &err) == LORAC_EINVAL,
+          "inference activations refuse a training forward");
+    model_acts_free(ia);
 
     char warn[1024];
     const char *spec = adapter;

@@ -237,6 +237,9 @@ typedef struct model_acts model_acts;
  * (op_set_matmul_precision), they keep the MLP's pre-activations as bf16 (half the memory of the
  * largest activations; the activation function then sees bf16-rounded inputs). */
 int model_acts_alloc(const model *m, int B, int T, model_acts **out, lorac_err *err);
+/* The same for forwards only (MODEL_FWD_LOGITS / LOSS): one layer's activations, reused by every
+ * layer, so its memory does not grow with the depth (evaluation, scoring). */
+int model_acts_alloc_inference(const model *m, int B, int T, model_acts **out, lorac_err *err);
 void model_acts_free(model_acts *a);
 /* The logits of the last forward: (B,T,V) for an LM after a MODEL_FWD_LOGITS one (allocated on
  * first use), (B,num_labels) for a classifier. */

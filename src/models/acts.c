@@ -52,9 +52,10 @@ static size_t layout(model_acts *a, const model_config *c, float *base) {
     int L = c->n_layer, ln = c->norm == MODEL_NORM_LAYER, swiglu = c->act == MODEL_ACT_SWIGLU;
     size_t pre = (swiglu ? 2 : 1) * N * I;
     for (int l = 0; l <= L; l++) {
-        float *r = carve(base, &off, N * C);
-        if (base) a->in[l] = r;
+        float *r = a->infer && l >= 2 ? NULL : carve(base, &off, N * C);
+        if (base) a->in[l] = a->infer && l >= 2 ? a->in[l & 1] : r; /* block l reads in[l], writes in[l+1] */
         if (l == L) break;
+        if (a->infer && l >= 1) continue; /* tables() points them at layer 0's */
 #define PART(field, n) do { float *p_ = carve(base, &off, (n)); if (base) a->field[l] = p_; } while (0)
         PART(sum1, N * C);
         if (c->post_norm) PART(sum2, N * C);
@@ -80,7 +81,7 @@ static size_t layout(model_acts *a, const model_config *c, float *base) {
     }
     ONE(h, N * C);
     if (c->head == MODEL_HEAD_LM) {
-        ONE(dfinal, N * C);
+        if (!a->infer) ONE(dfinal, N * C);
         ONE(losses, N);
     } else {
         size_t BC = (size_t)a->capB * C, BL = (size_t)a->capB * c->num_labels;
@@ -93,9 +94,11 @@ static size_t layout(model_acts *a, const model_config *c, float *base) {
     ONE(o, N * C); ONE(mlp, mlp);
     if (swiglu && a->pre_bf16) ONE(g, N * I); /* mlp holds the widened gate and up */
     else if (base) a->g = a->mlp;
-    ONE(dres, N * C); ONE(datt, N * QD); ONE(dg, N * (I > W ? I : W));
     size_t dup = swiglu ? N * I : 0, dkr = !c->fused_qkv && c->pos == MODEL_POS_ROPE ? N * KD : 0;
-    if (dup || dkr) ONE(dup, dup > dkr ? dup : dkr);
+    if (!a->infer) { /* the backward's */
+        ONE(dres, N * C); ONE(datt, N * QD); ONE(dg, N * (I > W ? I : W));
+        if (dup || dkr) ONE(dup, dup > dkr ? dup : dkr);
+    }
     size_t end = off;
     if (c->head == MODEL_HEAD_LM) {
         size_t R = N < LM_ROWS ? N : LM_ROWS, fit = (end - shared) / V; /* rows the scratch has room for */
@@ -108,17 +111,21 @@ static size_t layout(model_acts *a, const model_config *c, float *base) {
     return off > end ? off : end;
 }
 
-/* The per-layer pointer tables in one allocation: in (L+1) and 10 of L. */
-static int tables(model_acts *a, int L) {
+/* The per-layer pointer tables in one allocation: in (L+1) and 10 of L; with layout done, an
+ * inference arena points every layer at layer 0's buffers. */
+static int tables(model_acts *a, int L, int share) {
     float ***tabs[] = {&a->sum1, &a->sum2, &a->mean0, &a->rstd0, &a->mean1, &a->rstd1, &a->qkv, &a->att, &a->lse, &a->pre};
     size_t nt = sizeof tabs / sizeof tabs[0];
+    for (size_t i = 0; share && i < nt; i++)
+        for (int l = 1; l < L; l++) (*tabs[i])[l] = (*tabs[i])[0];
+    if (share) return 0;
     a->in = calloc((size_t)(L + 1) + nt * (size_t)L, sizeof(float *));
     if (!a->in) return -1;
     for (size_t i = 0; i < nt; i++) *tabs[i] = a->in + (L + 1) + i * (size_t)L;
     return 0;
 }
 
-int model_acts_alloc(const model *m, int B, int T, model_acts **out, lorac_err *err) {
+static int acts_alloc(const model *m, int B, int T, int infer, model_acts **out, lorac_err *err) {
     const model_config *c = &m->cfg;
     *out = NULL;
     if (B < 1 || T < 1) return lorac_fail(err, LORAC_EINVAL, "%s: batch %d x %d is empty", m->path, B, T);
@@ -130,20 +137,30 @@ int model_acts_alloc(const model *m, int B, int T, model_acts **out, lorac_err *
     a->capB = B;
     a->capT = T;
     a->n_layer = c->n_layer;
+    a->infer = infer;
     /* bf16 matmuls round the MLP's next input to bf16 anyway: keeping its pre-activations as bf16
      * halves the largest activations */
     a->pre_bf16 = op_matmul_precision() == OP_PREC_BF16;
     size_t N = (size_t)B * T, n = layout(a, c, NULL), bytes;
-    if (tables(a, c->n_layer) || lorac_size_mul(n, sizeof(float), &bytes) || !(a->arena = malloc(bytes)) ||
+    if (tables(a, c->n_layer, 0) || lorac_size_mul(n, sizeof(float), &bytes) || !(a->arena = malloc(bytes)) ||
         !(a->ints = malloc(4 * N * sizeof(int32_t))) || !(a->bytes = malloc(N + 2 * (size_t)B * c->n_embd))) {
         model_acts_free(a);
         return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for activations of a %d x %d batch", m->path, B, T);
     }
     layout(a, c, a->arena);
+    if (infer) tables(a, c->n_layer, 1);
     a->ids = a->ints, a->type_ids = a->ids + N, a->pos = a->type_ids + N, a->targets = a->pos + N;
     a->mask = a->bytes, a->mask_cls = a->mask + N, a->mask_tanh = a->mask_cls + (size_t)B * c->n_embd;
     *out = a;
     return LORAC_OK;
+}
+
+int model_acts_alloc(const model *m, int B, int T, model_acts **out, lorac_err *err) {
+    return acts_alloc(m, B, T, 0, out, err);
+}
+
+int model_acts_alloc_inference(const model *m, int B, int T, model_acts **out, lorac_err *err) {
+    return acts_alloc(m, B, T, 1, out, err);
 }
 
 /* Hidden dropout needs a mask per sublayer output and one after the embeddings, made on first use. */

@@ -274,6 +274,8 @@ int model_forward(model *m, model_acts *a, const model_batch *bt, float label_sm
     int for_backward = mode == MODEL_FWD_TRAIN;
     if (mode != MODEL_FWD_LOGITS && mode != MODEL_FWD_TRAIN && mode != MODEL_FWD_LOSS)
         return lorac_fail(err, LORAC_EINVAL, "%s: forward mode %d", m->path, (int)mode);
+    if (for_backward && a->infer)
+        return lorac_fail(err, LORAC_EINVAL, "%s: activations made for inference keep nothing for a backward", m->path);
     int rc = check_batch(m, a, bt, for_backward, err);
     if (!rc) rc = lora_records(m, a, err);
     if (rc) return rc;

@@ -12,6 +12,7 @@ struct model_acts {
     int have_grad;               /* the last forward left what model_backward needs */
     int has_mask;                /* the last batch had a padding mask */
     int pre_bf16;                /* MLP pre-activations kept as bf16 */
+    int infer;                   /* forwards only: every layer shares one layer's buffers, inputs ping-pong */
     float drop;                  /* hidden dropout the last forward applied */
     float cls_drop;              /* classifier dropout the last forward applied */
     float dloss;                 /* gradient of the mean loss per scored token / row */

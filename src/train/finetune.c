@@ -65,7 +65,7 @@ int ft_eval(model *m, const glue_task *task, const char *path, int batch_size, i
     if (!rc && task && !(logits = malloc(d.n * (size_t)nl * sizeof(float)))) rc = lorac_fail(err, LORAC_ENOMEM, "out of memory");
     if (!rc) rc = train_batcher_init(&bt, &d, batch_size, 0, 0, 0, err);
     if (!rc) rc = train_batch_init(&batch, batch_size, d.max_len, err);
-    if (!rc) rc = model_acts_alloc(m, batch_size, (int)d.max_len, &acts, err);
+    if (!rc) rc = model_acts_alloc_inference(m, batch_size, (int)d.max_len, &acts, err);
     if (!rc) rc = model_train_mode(m, 0, err); /* inference: no dropout, adapters merged */
     double sum = 0.0;
     size_t count = 0;
