@@ -78,6 +78,10 @@ int cmd_version(int argc, char **argv) {
     if (cap && *cap) printf(" (LORAC_ISA=%s)", cap);
     printf("\ncpu: %s\n", lorac_isa_name(lorac_isa_detected()));
     printf("openblas: %s (%s)\n", lorac_blas_corename(), lorac_blas_config());
+    /* OpenBLAS falls back to its Prescott (SSE3) kernels on a CPU it does not know */
+    if (lorac_isa_detected() >= LORAC_ISA_AVX2 && !strcmp(lorac_blas_corename(), "Prescott"))
+        printf("note: OpenBLAS did not recognise this CPU; OPENBLAS_CORETYPE=%s selects faster kernels\n",
+               lorac_isa_detected() >= LORAC_ISA_AVX512 ? "SkylakeX" : "Haswell");
     return 0;
 }
 
