@@ -68,11 +68,30 @@ int cli_opt_float(int argc, char **argv, int *i, double *out) {
     return 0;
 }
 
+/* The version, then what runs: the kernel level of lorac's own kernels (and what capped it), the
+ * CPU's level, and OpenBLAS's kernel. */
 int cmd_version(int argc, char **argv) {
     (void)argc;
     (void)argv;
+    const char *cap = getenv("LORAC_ISA");
     printf("lorac %s\n", LORAC_VERSION);
+    printf("kernels: %s", lorac_isa_name(lorac_isa_active()));
+    if (cap && *cap) printf(" (LORAC_ISA=%s)", cap);
+    printf("\ncpu: %s\n", lorac_isa_name(lorac_isa_detected()));
+    printf("openblas: %s (%s)\n", lorac_blas_corename(), lorac_blas_config());
+    /* OpenBLAS falls back to its Prescott (SSE3) kernels on a CPU it does not know */
+    if (lorac_isa_detected() >= LORAC_ISA_AVX2 && !strcmp(lorac_blas_corename(), "Prescott"))
+        printf("note: OpenBLAS did not recognise this CPU; OPENBLAS_CORETYPE=%s selects faster kernels\n",
+               lorac_isa_detected() >= LORAC_ISA_AVX512 ? "SkylakeX" : "Haswell");
     return 0;
+}
+
+/* LORAC_ISA, when set, must name a kernel level: a misspelt cap would silently run other kernels */
+static int check_isa_env(void) {
+    const char *cap = getenv("LORAC_ISA");
+    lorac_isa isa;
+    if (!cap || !*cap || lorac_isa_parse(cap, &isa) == 0) return 0;
+    return cli_error("LORAC_ISA=%s: not a kernel level (avx512bf16, avx512, avx2 or generic)", cap);
 }
 
 static void usage(FILE *f) {
@@ -91,6 +110,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
+    if (check_isa_env()) return 2;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try `lorac --help`)", argv[1]);

@@ -1,12 +1,37 @@
-/* core/base: one-line messages, overflow-checked sizes, half-precision conversions, atomic outputs. */
+/* core/base: one-line messages, overflow-checked sizes, half-precision conversions, atomic outputs,
+ * kernel levels. */
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "lorac/base.h"
 
+/* Kernel levels: names round trip, LORAC_ISA (as the test runs) caps the detected level, and a
+ * cap set in code never raises the level above the CPU's. */
+static void check_isa(void) {
+    const lorac_isa det = lorac_isa_detected(), act = lorac_isa_active();
+    lorac_isa l;
+    for (int i = LORAC_ISA_GENERIC; i <= LORAC_ISA_AVX512BF16; i++)
+        CHECK(lorac_isa_parse(lorac_isa_name((lorac_isa)i), &l) == 0 && l == (lorac_isa)i, "level %d round trip", i);
+    CHECK(lorac_isa_parse("AVX2", &l) == 0 && l == LORAC_ISA_AVX2, "any case");
+    CHECK(lorac_isa_parse("avx3", &l) == -1 && lorac_isa_parse("", &l) == -1 && lorac_isa_parse(NULL, &l) == -1,
+          "unknown names");
+    CHECK(!strcmp(lorac_isa_name((lorac_isa)7), "unknown"), "name of a bad level");
+    const char *env = getenv("LORAC_ISA");
+    lorac_isa cap = LORAC_ISA_AVX512BF16;
+    if (env && lorac_isa_parse(env, &l) == 0) cap = l;
+    CHECK(act == (cap < det ? cap : det), "active %s: detected %s capped by LORAC_ISA=%s", lorac_isa_name(act),
+          lorac_isa_name(det), env ? env : "(unset)");
+    CHECK(lorac_isa_set_cap(LORAC_ISA_GENERIC) == LORAC_ISA_GENERIC && lorac_isa_active() == LORAC_ISA_GENERIC,
+          "cap at generic");
+    CHECK(lorac_isa_set_cap(LORAC_ISA_AVX512BF16) == det && lorac_isa_active() == det, "a cap above the CPU");
+    lorac_isa_set_cap(act);
+    printf("kernels: %s (cpu: %s)\n", lorac_isa_name(act), lorac_isa_name(det));
+}
+
 int main(void) {
     lorac_err err;
+    check_isa();
     /* a name read from a hostile file cannot split a message over two lines */
     lorac_fail(&err, LORAC_EFORMAT, "%s: tensor '%s' is bad", "f.safetensors", "a\nb\r\tc");
     CHECK(!strchr(err.msg, '\n') && !strchr(err.msg, '\r') && !strchr(err.msg, '\t'), "one line: %s", err.msg);

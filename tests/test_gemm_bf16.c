@@ -88,6 +88,17 @@ static double gemm_case(int transb, int M, int N, int K, int pad, float alpha, f
     return worst;
 }
 
+/* max |a[i] - b[i]| (a compare, not fmax: GCC 12's aarch64 vectoriser crashes on an fmax reduction
+ * here, an internal compiler error in vect_transform_reduction) */
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
 static void check_matmul_ops(void) {
     /* op_matmul_forward / _backward in bf16 mode vs fp32 mode, both weight layouts */
     const int N = 40, C = 96, OC = 80;
@@ -105,11 +116,9 @@ static void check_matmul_ops(void) {
         memset(dx16, 0, (size_t)N * C * 4);
         op_matmul_backward(dx16, NULL, NULL, dy, x, w, 0.5f, N, C, OC, (op_wlayout)layout);
         /* |x|,|w| < 1, so sum|a||b| < C (forward) and 0.5*OC (backward) */
-        double dmax = 0;
-        for (size_t i = 0; i < (size_t)N * OC; i++) dmax = fmax(dmax, fabs(y16[i] - y32[i]));
+        double dmax = max_abs_diff(y16, y32, (size_t)N * OC);
         CHECK(dmax <= C / 128.0 && dmax > 0, "layout %d forward: max |bf16 - fp32| = %g", layout, dmax);
-        dmax = 0;
-        for (size_t i = 0; i < (size_t)N * C; i++) dmax = fmax(dmax, fabs(dx16[i] - dx32[i]));
+        dmax = max_abs_diff(dx16, dx32, (size_t)N * C);
         CHECK(dmax <= 0.5 * OC / 128.0 && dmax > 0, "layout %d backward: max |bf16 - fp32| = %g", layout, dmax);
     }
     op_set_matmul_precision(OP_PREC_FP32);

@@ -15,8 +15,12 @@
  *   3. NULL gradients: the backward with only g[i] set gives g[i] bit for bit as with all set,
  *      and with every pointer NULL it runs (nothing written, nothing dereferenced);
  *   4. accumulation: from a prefilled buffer P, two backward calls give P + 2·G;
- *   5. threads: forward + backward with lorac_set_threads(1) and (2) agree bit for bit, at the
- *      small sizes and again at the big ones.
+ *   5. threads: forward + backward run twice with 1 thread and twice with 2 agree bit for bit for
+ *      the same thread count; 1 and 2 threads agree bit for bit where lorac's own loops and
+ *      kernels do every sum, and within the bound of two summation orders where OpenBLAS does
+ *      (blas_k > 0); at the small sizes and again at the big ones.
+ *   6. kernel levels: at every level below the CPU's (lorac_isa_set_cap), the AVX2 kernels give the
+ *      AVX-512 kernels' bits, and the generic ones agree within the forward/gradient tolerances.
  * Op-specific behaviour (dropout statistics, ignored rows, fused cross-entropy, fully masked
  * attention rows) is checked by an optional `extra` function.
  */
@@ -55,6 +59,7 @@ struct gcase {
     tensor t[MAX_TENSORS];
     size_t nout;
     int N, C, OC, B, T, NH, NKV, HS, V, flag;
+    int blas_k;     /* OpenBLAS does the op's sums, the longest of K terms (bias included); 0: lorac does */
     float f;        /* eps, alpha, theta, p or label smoothing */
     int *ids;       /* token ids, targets or positions */
     uint8_t *mask;  /* padding mask or dropout mask */
@@ -86,6 +91,8 @@ static void setup_matmul(gcase *c, int big) {
     add_tensor(c, "w", (size_t)c->OC * c->C, 1, 0.5f);
     if (c->variant & 2) add_tensor(c, "bias", (size_t)c->OC, 1, 1.0f);
     c->nout = (size_t)c->N * c->OC;
+    /* out sums C products, dinp OC, dw N; plus the bias or the accumulated value */
+    c->blas_k = 1 + (c->N > c->C ? (c->N > c->OC ? c->N : c->OC) : (c->C > c->OC ? c->C : c->OC));
 }
 static op_wlayout mm_layout(const gcase *c) { return (c->variant & 1) ? OP_W_IN_OUT : OP_W_OUT_IN; }
 static void fwd_matmul(gcase *c, float *out) {
@@ -567,7 +574,7 @@ static void case_init(gcase *c, int big) {
     const char *name = c->name;
     int variant = c->variant;
     lorac_rng_seed(&c->rng, 1000 + (uint64_t)variant + 17 * (uint64_t)strlen(name));
-    c->nt = 0, c->ids = NULL, c->mask = NULL, c->s1 = c->s2 = NULL;
+    c->nt = 0, c->ids = NULL, c->mask = NULL, c->s1 = c->s2 = NULL, c->blas_k = 0;
     c->setup(c, big);
 }
 
@@ -673,22 +680,104 @@ static void check_case(gcase *c) {
     case_free(c);
 }
 
-/* 5. forward + backward with 1 and with 2 threads give the same bits */
+/* |x| of n values, in a new array */
+static float *abs_copy(const float *x, size_t n) {
+    float *y = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+    return y;
+}
+
+/* 1 and 2 threads where OpenBLAS does the sums: check_sum_orders' bound (check.h) for the output
+ * and each gradient, Σ|terms| of every element being the same op run (1 thread) on the absolute
+ * values of the inputs and of dout: the op is bilinear in them, so each result is then its sum of
+ * |terms| (computed in float: within gamma_K of the exact one, immaterial against the bound). */
+static void check_threads_blas(gcase *c, const float *R, float *const *out, float *const (*g)[MAX_TENSORS], int big) {
+    float *saved[MAX_TENSORS], *mg[MAX_TENSORS], *aR = abs_copy(R, c->nout), *mo = malloc(c->nout * sizeof(float));
+    for (int i = 0; i < c->nt; i++) {
+        saved[i] = c->t[i].x;
+        c->t[i].x = abs_copy(saved[i], c->t[i].n);
+        mg[i] = malloc(c->t[i].n * sizeof(float));
+    }
+    lorac_set_threads(1);
+    run_fwd_bwd(c, aR, mo, mg);
+    char what[256];
+    for (int i = -1; i < c->nt; i++) {
+        const size_t n = i < 0 ? c->nout : c->t[i].n;
+        const float *m = i < 0 ? mo : mg[i];
+        double *mag = malloc(n * sizeof(double));
+        for (size_t j = 0; j < n; j++) mag[j] = m[j];
+        snprintf(what, sizeof what, "%s (%s sizes): %s with 1 and 2 threads", c->name, big ? "big" : "small",
+                 i < 0 ? "out" : c->t[i].name);
+        check_sum_orders(i < 0 ? out[0] : g[0][i], i < 0 ? out[2] : g[2][i], mag, n, c->blas_k, what);
+        free(mag);
+    }
+    for (int i = 0; i < c->nt; i++) {
+        free(c->t[i].x);
+        c->t[i].x = saved[i];
+        free(mg[i]);
+    }
+    free(aR), free(mo);
+}
+
+/* 5. forward + backward twice with 1 thread and twice with 2: the same bits for the same thread
+ * count; across thread counts the same bits, or (OpenBLAS's sums) within the bound above */
 static void check_threads(gcase *c, int big) {
     case_init(c, big);
     lorac_rng rr;
     lorac_rng_seed(&rr, 7);
     float *R = rand_floats(&rr, c->nout, 1.0f);
+    float *out[4], *g[4][MAX_TENSORS];
+    for (int k = 0; k < 4; k++) {
+        out[k] = malloc(c->nout * sizeof(float));
+        for (int i = 0; i < c->nt; i++) g[k][i] = malloc(c->t[i].n * sizeof(float));
+        lorac_set_threads(k < 2 ? 1 : 2);
+        run_fwd_bwd(c, R, out[k], g[k]);
+    }
+    /* pairs (0,1) and (2,3): one thread count twice; (0,2): 1 vs 2 threads */
+    for (int p = 0; p < 3; p++) {
+        const int a = p < 2 ? 2 * p : 0, b = p < 2 ? 2 * p + 1 : 2;
+        if (p == 2 && c->blas_k > 0) {
+            check_threads_blas(c, R, out, g, big);
+            break;
+        }
+        int same = memcmp(out[a], out[b], c->nout * sizeof(float)) == 0;
+        for (int i = 0; i < c->nt; i++) same &= memcmp(g[a][i], g[b][i], c->t[i].n * sizeof(float)) == 0;
+        if (p < 2)
+            CHECK(same, "%s (%s sizes): two runs on %d thread(s) differ", c->name, big ? "big" : "small", p + 1);
+        else
+            CHECK(same, "%s (%s sizes): 1 and 2 threads differ", c->name, big ? "big" : "small");
+    }
+    for (int k = 0; k < 4; k++) {
+        free(out[k]);
+        for (int i = 0; i < c->nt; i++) free(g[k][i]);
+    }
+    free(R);
+    case_free(c);
+}
+
+/* 6. the op (big sizes, 2 threads) with the kernels capped at avx2 gives the bits of the avx512
+ * kernels (attention tiles and vector math agree lane for lane; OpenBLAS is not affected by the
+ * cap). The generic level is checked against the references when the suite runs under
+ * LORAC_ISA=generic (.ci/run). */
+static void check_levels(gcase *c) {
+    const lorac_isa top = lorac_isa_active();
+    if (top < LORAC_ISA_AVX512) return;
+    case_init(c, 1);
+    lorac_rng rr;
+    lorac_rng_seed(&rr, 13);
+    float *R = rand_floats(&rr, c->nout, 1.0f);
     float *out[2], *g[2][MAX_TENSORS];
+    lorac_set_threads(2);
     for (int k = 0; k < 2; k++) {
         out[k] = malloc(c->nout * sizeof(float));
         for (int i = 0; i < c->nt; i++) g[k][i] = malloc(c->t[i].n * sizeof(float));
-        lorac_set_threads(k + 1);
+        lorac_isa_set_cap(k ? LORAC_ISA_AVX2 : top);
         run_fwd_bwd(c, R, out[k], g[k]);
     }
+    lorac_isa_set_cap(top);
     int same = memcmp(out[0], out[1], c->nout * sizeof(float)) == 0;
     for (int i = 0; i < c->nt; i++) same &= memcmp(g[0][i], g[1][i], c->t[i].n * sizeof(float)) == 0;
-    CHECK(same, "%s (%s sizes): 1 and 2 threads differ", c->name, big ? "big" : "small");
+    CHECK(same, "%s: the avx2 kernels' bits differ from %s's", c->name, lorac_isa_name(top));
     for (int k = 0; k < 2; k++) {
         free(out[k]);
         for (int i = 0; i < c->nt; i++) free(g[k][i]);
@@ -769,33 +858,39 @@ static void check_inplace(void) {
     free(x), free(w), free(b);
 }
 
-/* The vector exp/tanh/max (ops_vmath.c) against double libm: exp within 3 float ulps (relative
- * 4e-7, plus 1e-44 absolute where the result is subnormal) including exp(-inf) = 0 and the
- * returned sum; tanh within 3e-7 absolute; max over every tail length, skipping NaN. */
-static void check_vmath(void) {
+/* The vector exp/tanh/max (ops_vmath.c) against double libm, at every kernel level up to the
+ * active one: exp within 3 float ulps (relative 4e-7, plus 1e-44 absolute where the result is
+ * subnormal) including exp(-inf) = 0 and the returned sum; tanh within 3e-7 absolute; max over
+ * every tail length, skipping NaN. The AVX2 and AVX-512 kernels give the same bits (values over
+ * the whole range, subnormal results included, and sums of every tail length). */
+static void check_vmath_level(lorac_isa isa, float *ex, float *th, float *sums) {
     enum { N = 4099 };
+    const char *lv = lorac_isa_name(isa);
     float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
     for (int i = 0; i < N; i++) x[i] = -110.0f + 198.7f * (float)i / (N - 1);
     x[7] = -INFINITY;
     double worst = 0.0, sum = 0.0;
     op_vexp_sum(y, x, 1.0f, 0.0f, N);
+    memcpy(ex, y, N * sizeof(float));
     for (int i = 0; i < N; i++) {
         double e = exp((double)x[i]), err = fabs(y[i] - e) - 4e-7 * e - 1e-44;
         worst = err > worst ? err : worst;
     }
-    CHECK(worst <= 0.0 && y[7] == 0.0f, "vexp: exceeds 4e-7 relative by %g", worst);
+    CHECK(worst <= 0.0 && y[7] == 0.0f, "vexp (%s): exceeds 4e-7 relative by %g", lv, worst);
     float s = op_vexp_sum(y, x, 1.0f, 0.0f, 3500); /* x up to ~59: the float sum stays finite */
     for (int i = 0; i < 3500; i++) sum += exp((double)x[i]);
-    CHECK(fabs(s - sum) <= 1e-5 * sum, "vexp: sum %g vs %g", (double)s, sum);
+    CHECK(fabs(s - sum) <= 1e-5 * sum, "vexp (%s): sum %g vs %g", lv, (double)s, sum);
     float s2 = op_vexp_sum(y, x + 3000, 0.5f, 1.0f, 37); /* scale, shift and a tail */
     double sum2 = 0.0;
     for (int i = 0; i < 37; i++) sum2 += exp(0.5 * x[3000 + i] - 1.0);
-    CHECK(fabs(s2 - sum2) <= 1e-6 * sum2, "vexp: scaled and shifted sum");
+    CHECK(fabs(s2 - sum2) <= 1e-6 * sum2, "vexp (%s): scaled and shifted sum", lv);
+    for (int n = 0; n < 40; n++) sums[n] = op_vexp_sum(y, x + 3000, 0.5f, 1.0f, (size_t)n);
     for (int i = 0; i < N; i++) x[i] = -20.0f + 40.0f * (float)i / (N - 1);
     op_vtanh(y, x, N);
+    memcpy(th, y, N * sizeof(float));
     worst = 0.0;
     for (int i = 0; i < N; i++) worst = fmax(worst, fabs(y[i] - tanh((double)x[i])));
-    CHECK(worst <= 3e-7, "vtanh: error %g", worst);
+    CHECK(worst <= 3e-7, "vtanh (%s): error %g", lv, worst);
     int ok = 1;
     for (int n = 1; n <= 40; n++) {
         for (int i = 0; i < n; i++) x[i] = (float)((i * 7) % n);
@@ -804,8 +899,25 @@ static void check_vmath(void) {
         for (int i = 0; i < n; i++) want = x[i] > want ? x[i] : want;
         ok &= op_vmax(x, (size_t)n) == want;
     }
-    CHECK(ok && op_vmax(x, 0) == -INFINITY, "vmax over tails with a NaN");
+    CHECK(ok && op_vmax(x, 0) == -INFINITY, "vmax (%s) over tails with a NaN", lv);
     free(x), free(y);
+}
+
+static void check_vmath(void) {
+    enum { N = 4099 };
+    const lorac_isa top = lorac_isa_active();
+    float *ex[3], *th[3], sums[3][40];
+    for (int l = LORAC_ISA_GENERIC; l <= (int)top && l <= LORAC_ISA_AVX512; l++) {
+        ex[l] = malloc(N * sizeof(float)), th[l] = malloc(N * sizeof(float));
+        lorac_isa_set_cap((lorac_isa)l);
+        check_vmath_level((lorac_isa)l, ex[l], th[l], sums[l]);
+    }
+    lorac_isa_set_cap(top);
+    if (top >= LORAC_ISA_AVX512)
+        CHECK(!memcmp(ex[1], ex[2], N * sizeof(float)) && !memcmp(th[1], th[2], N * sizeof(float)) &&
+                  !memcmp(sums[1], sums[2], sizeof sums[1]),
+              "vexp, vtanh: the avx2 kernels' bits differ from avx512's");
+    for (int l = LORAC_ISA_GENERIC; l <= (int)top && l <= LORAC_ISA_AVX512; l++) free(ex[l]), free(th[l]);
 }
 
 /* bf16 storage (op_f32_to_bf16 / op_bf16_to_f32) agrees bit for bit with the scalar conversions of
@@ -874,6 +986,7 @@ static void check_add_zero(void) {
 }
 
 int main(void) {
+    printf("kernels: %s (cpu: %s)\n", lorac_isa_name(lorac_isa_active()), lorac_isa_name(lorac_isa_detected()));
     check_inplace();
     check_vmath();
     check_bf16_storage();
@@ -882,6 +995,7 @@ int main(void) {
         check_case(&cases[i]);
         check_threads(&cases[i], 0);
         check_threads(&cases[i], 1);
+        check_levels(&cases[i]);
         if (!strncmp(cases[i].name, "attention", 9)) check_attention_bf16(&cases[i]);
     }
     lorac_set_threads(0);

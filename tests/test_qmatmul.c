@@ -4,7 +4,9 @@
  *   forward   out = inp · Wᵀ + b        equal to a float64 matmul of the dequantized W (rel 1e-5)
  *   backward  dinp += dout · W          the same, and equal to central finite differences of
  *                                       sum(out · g) with respect to inp
- * and bit-identical results with 1 and 2 threads. Shapes cover one tile, many row tiles and
+ * and, run twice with 1 thread and twice with 2, the same bits for the same thread count; 1 and 2
+ * threads within the bound of two summation orders (check_sum_orders: OpenBLAS does the sums, and
+ * its split of them may change with the thread count). Shapes cover one tile, many row tiles and
  * several column strips (a strip is 256 columns, a tile 65536 floats). */
 #include "check.h"
 #include "lorac.h"
@@ -59,47 +61,68 @@ static void check_type_shape(int type, int rows, int cols, int N, lorac_rng *rng
     fill_normal(inp, (size_t)N * cols, rng, 1.0f);
     fill_normal(bias, (size_t)rows, rng, 0.1f);
     fill_normal(dout, (size_t)N * rows, rng, 1.0f);
-    float *out1 = malloc((size_t)N * rows * sizeof *out1), *out2 = malloc((size_t)N * rows * sizeof *out2);
-    float *ref = malloc((size_t)N * rows * sizeof *ref);
-    float *din1 = malloc((size_t)N * cols * sizeof *din1), *din2 = malloc((size_t)N * cols * sizeof *din2);
-    float *dref = malloc((size_t)N * cols * sizeof *dref);
+    float *outs[4], *dins[4]; /* 1 thread twice, 2 threads twice */
+    for (int k = 0; k < 4; k++) {
+        outs[k] = malloc((size_t)N * rows * sizeof *outs[k]);
+        dins[k] = malloc((size_t)N * cols * sizeof *dins[k]);
+    }
+    float *out1 = outs[0], *out2 = outs[2], *din1 = dins[0], *din2 = dins[2];
+    float *ref = malloc((size_t)N * rows * sizeof *ref), *dref = malloc((size_t)N * cols * sizeof *dref);
+    double *mag = malloc((size_t)N * rows * sizeof *mag), *dmag = malloc((size_t)N * cols * sizeof *dmag);
     lorac_err err = {0};
 
-    /* reference: float64 sums over the dequantized weight */
+    /* reference: float64 sums over the dequantized weight, and the sums of |terms| */
     for (int n = 0; n < N; n++)
         for (int o = 0; o < rows; o++) {
-            double s = bias[o];
-            for (int c = 0; c < cols; c++) s += (double)inp[(size_t)n * cols + c] * wf[(size_t)o * cols + c];
+            double s = bias[o], m = fabs(bias[o]);
+            for (int c = 0; c < cols; c++) {
+                double t = (double)inp[(size_t)n * cols + c] * wf[(size_t)o * cols + c];
+                s += t, m += fabs(t);
+            }
             ref[(size_t)n * rows + o] = (float)s;
+            mag[(size_t)n * rows + o] = m;
         }
     for (int n = 0; n < N; n++)
         for (int c = 0; c < cols; c++) {
-            double s = 0.5; /* dinp starts at 0.5 everywhere: the backward accumulates */
-            for (int o = 0; o < rows; o++) s += (double)dout[(size_t)n * rows + o] * wf[(size_t)o * cols + c];
+            double s = 0.5, m = 0.5; /* dinp starts at 0.5 everywhere: the backward accumulates */
+            for (int o = 0; o < rows; o++) {
+                double t = (double)dout[(size_t)n * rows + o] * wf[(size_t)o * cols + c];
+                s += t, m += fabs(t);
+            }
             dref[(size_t)n * cols + c] = (float)s;
+            dmag[(size_t)n * cols + c] = m;
         }
 
-    for (int threads = 1; threads <= 2; threads++) {
-        float *out = threads == 1 ? out1 : out2, *din = threads == 1 ? din1 : din2;
-        lorac_set_threads(threads);
-        CHECK(qmat_matmul_forward(out, inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
-        for (size_t i = 0; i < (size_t)N * cols; i++) din[i] = 0.5f;
-        CHECK(qmat_matmul_backward_input(din, dout, &w, N, &err) == LORAC_OK, "%s", err.msg);
+    for (int k = 0; k < 4; k++) {
+        lorac_set_threads(k < 2 ? 1 : 2);
+        CHECK(qmat_matmul_forward(outs[k], inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
+        for (size_t i = 0; i < (size_t)N * cols; i++) dins[k][i] = 0.5f;
+        CHECK(qmat_matmul_backward_input(dins[k], dout, &w, N, &err) == LORAC_OK, "%s", err.msg);
     }
     snprintf(what, sizeof what, "%s %dx%d N=%d forward vs float64", tn, rows, cols, N);
     check_arrays_close(out1, ref, (size_t)N * rows, 1e-4, 1e-5, what);
     snprintf(what, sizeof what, "%s %dx%d N=%d backward_input vs float64", tn, rows, cols, N);
     check_arrays_close(din1, dref, (size_t)N * cols, 1e-4, 1e-5, what);
-    CHECK(!memcmp(out1, out2, (size_t)N * rows * sizeof *out1), "%s %dx%d: forward differs with 2 threads", tn,
-          rows, cols);
-    CHECK(!memcmp(din1, din2, (size_t)N * cols * sizeof *din1), "%s %dx%d: backward differs with 2 threads", tn,
-          rows, cols);
+    for (int t = 0; t < 2; t++) {
+        CHECK(!memcmp(outs[2 * t], outs[2 * t + 1], (size_t)N * rows * sizeof *out1),
+              "%s %dx%d: forward differs between two runs on %d thread(s)", tn, rows, cols, t + 1);
+        CHECK(!memcmp(dins[2 * t], dins[2 * t + 1], (size_t)N * cols * sizeof *din1),
+              "%s %dx%d: backward differs between two runs on %d thread(s)", tn, rows, cols, t + 1);
+    }
+    /* the bias is added after the product, dinp's 0.5 before: cols + 1 and rows + 1 terms */
+    snprintf(what, sizeof what, "%s %dx%d N=%d forward with 1 and 2 threads", tn, rows, cols, N);
+    check_sum_orders(out1, out2, mag, (size_t)N * rows, cols + 1, what);
+    snprintf(what, sizeof what, "%s %dx%d N=%d backward_input with 1 and 2 threads", tn, rows, cols, N);
+    check_sum_orders(din1, din2, dmag, (size_t)N * cols, rows + 1, what);
 
-    /* finite differences of L = sum(out · dout) w.r.t. a few inputs: dL/dinp = dout · W */
+    /* finite differences of L = sum(out · dout) w.r.t. a few inputs: dL/dinp = dout · W. L is linear
+     * in inp, so central differences have no truncation error at any step: a large one keeps the
+     * forward's float rounding, divided by 2·eps, small (with 1e-2, a GEMM kernel without FMA, as
+     * OpenBLAS's Nehalem, came out 3.5e-3 off) */
     const int probes[3] = {0, cols / 2, cols - 1};
     for (int p = 0; p < 3; p++) {
         size_t i = (size_t)(N - 1) * cols + probes[p];
-        const float eps = 1e-2f, x0 = inp[i];
+        const float eps = 0.5f, x0 = inp[i];
         double L[2];
         for (int s = 0; s < 2; s++) {
             inp[i] = x0 + (s ? -eps : eps);
@@ -113,8 +136,8 @@ static void check_type_shape(int type, int rows, int cols, int N, lorac_rng *rng
         snprintf(what, sizeof what, "%s %dx%d dinp[%zu] vs finite differences", tn, rows, cols, i);
         CHECK_CLOSE(din1[i] - 0.5f, fd, 2e-3, 2e-3, what);
     }
-    free(data); free(wf); free(inp); free(bias); free(dout); free(out1); free(out2); free(ref);
-    free(din1); free(din2); free(dref);
+    free(data); free(wf); free(inp); free(bias); free(dout); free(ref); free(dref); free(mag); free(dmag);
+    for (int k = 0; k < 4; k++) free(outs[k]), free(dins[k]);
 }
 
 static void check_bad_input(void) {

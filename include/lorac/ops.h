@@ -7,7 +7,16 @@
  *    caller-provided buffers whose sizes are stated below; nothing here allocates;
  *  - every backward ACCUMULATES (+=) into the gradient buffers it is given;
  *  - a gradient pointer that is NULL is not computed (frozen weights never get a dW GEMM);
- *  - results do not depend on the number of threads.
+ *  - determinism: the same inputs on the same thread count give the same bits, run after run.
+ *    lorac's own loops and kernels (norms, activations, softmax, attention, embedding, dropout,
+ *    cross-entropy, the bf16 GEMM) sum in orders fixed by the shapes, so their bits do not depend
+ *    on the thread count either. The fp32 matmuls are OpenBLAS's, which may split a sum of K terms
+ *    differently for another thread count: across thread counts they agree within fp32 rounding,
+ *    |Δ| <= 2·γ_K·Σ|terms|, γ_K = K·2^-24/(1 - K·2^-24) (tests/check.h, check_sum_orders).
+ *  - kernel levels (lorac_isa, base.h): avx2 and avx512 give the same bits for the attention tiles
+ *    and the vector math; the generic level differs from them by rounding (libm's exp and tanh, a
+ *    cblas tile product), within each op's tested tolerance; so do OpenBLAS's kernels on
+ *    different CPUs (or OPENBLAS_CORETYPE).
  */
 #ifndef LORAC_OPS_H
 #define LORAC_OPS_H
@@ -47,7 +56,8 @@ void op_matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
  * op_gemm_bf16 keeps its packing buffers per thread (about 5 MiB), the one allocation in this file.
  * Small products (fewer than 16 rows, or under 64 in K or N) stay fp32 whatever the setting. */
 typedef enum op_precision { OP_PREC_FP32 = 0, OP_PREC_BF16 = 1 } op_precision;
-/* 1 when this CPU (and build) can run the bf16 kernel. */
+/* 1 when this CPU (and build) can run the bf16 kernel and LORAC_ISA does not cap it: the kernel
+ * level is avx512bf16 (base.h). */
 int op_bf16_supported(void);
 /* Returns 0, or -1 (setting unchanged) when bf16 is asked for and not supported. */
 int op_set_matmul_precision(op_precision p);
@@ -146,7 +156,8 @@ void op_softmax_backward(float *dinp, const float *dout, const float *out, int N
  * token, 0 padding). A query row that sees no key gets out = 0 (never NaN).
  * lse (B,NH,T) receives the log-sum-exp of each query row's visible scores (-INFINITY for a row
  * that sees nothing): it is all the backward needs besides the inputs; no (T,T) matrix is ever
- * stored. Tiled (64 queries x 64 keys, an AVX-512 or cblas product per tile, online softmax;
+ * stored. Tiled (64 queries x 64 keys, an AVX-512 or AVX2 kernel product per tile, cblas at the
+ * generic kernel level; online softmax;
  * causal tiles above the diagonal skipped), parallel over (b, h, query tile). Under bf16 matmul
  * precision (op_set_matmul_precision) and HS <= 128 the tile products take bf16 operands (q, k,
  * v, dout and the probabilities rounded; fp32 sums): within ~0.5% relative L2 of fp32. */
@@ -219,7 +230,8 @@ int op_crossentropy_count(const int *targets, int N);
 float op_crossentropy_fused(float *logits, float *losses, const int *targets, int N, int V,
                             float label_smoothing, float dloss);
 
-/* ---- vector math on arrays (AVX-512 when compiled for it, else libm; a few ulp apart) ---------- */
+/* ---- vector math on arrays (AVX-512 or AVX2, the same bits; libm at the generic level, a few ulp
+ * apart; chosen at run time, base.h) ------------------------------------------------------------- */
 /* out[i] = exp(inp[i]·scale - shift) for n values; returns their float sum. out may equal inp. */
 float op_vexp_sum(float *out, const float *inp, float scale, float shift, size_t n);
 /* out[i] = tanh(inp[i]) (absolute error ~1e-7); out may equal inp. */

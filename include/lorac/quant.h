@@ -107,8 +107,11 @@ int quant_row_dot(int type, const void *row, const float *x, size_t n, float *ou
  * BF16 or a block type; rows contiguous (row_bytes = cols/block_size*type_size). data is usually
  * mapped from a GGUF or safetensors file and never written.
  * Threads: the matmuls parallelise with OpenMP over tiles whose boundaries do not depend on the
- * thread count, so results are the same for any number of threads. Memory: one tile of f32 scratch
- * per thread (about 256 KiB), allocated per call. */
+ * thread count; each tile is one cblas_sgemm. Results are the same bits for the same thread count;
+ * across thread counts they agree within fp32 rounding of a sum in another order (OpenBLAS runs a
+ * single-tile product, and every F32 one, on its own threads, and may split its sums differently
+ * for another count), as op_matmul_* (ops.h). Memory: one tile of f32 scratch per thread (about
+ * 256 KiB), allocated per call. */
 typedef struct qmat {
     quant_type type;
     int rows, cols;

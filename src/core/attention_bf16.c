@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#ifdef LORAC_HAVE_AVX512_KERNELS
+#ifdef LORAC_X86_KERNELS
 #define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 
 int at_bf16_ready(int HS) {

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "core/simd_avx512.h"
-#ifdef LORAC_HAVE_AVX512_KERNELS
+#ifdef LORAC_X86_KERNELS
 #define LORAC_HAVE_BF16_KERNEL 1
 #endif
 
@@ -25,14 +25,10 @@
 #define MC 336  /* rows of A per packed block (MC x KP x 4 bytes = 516 KiB, in a core's L2) */
 #define NC 3072 /* columns of B per packed block (KP x NC x 4 bytes = 4.5 MiB, in L3) */
 
+/* the avx512bf16 kernel level (base.h): the CPU has AVX512-BF16 and LORAC_ISA does not cap it */
 int op_bf16_supported(void) {
 #ifdef LORAC_HAVE_BF16_KERNEL
-    static int known = -1; /* a benign race: every thread computes the same value */
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") ? 1 : 0;
-    }
-    return known;
+    return lorac_isa_active() >= LORAC_ISA_AVX512BF16;
 #else
     return 0;
 #endif

@@ -3,13 +3,16 @@
  * (scores, then probabilities · values) with an online softmax, so at most one AT_BQ x AT_BK tile
  * of scores exists per thread; causal tiles above the diagonal are skipped. Only a log-sum-exp
  * per query row is kept for the backward, which recomputes the scores tile by tile, once.
- * The tile products are an AVX-512 kernel where the CPU has it (a 64x64x64 product is too small
- * for OpenBLAS's blocking and its copies of transposed operands), cblas otherwise; both sum in
- * the same order on any thread count. Under bf16 matmul precision they are bf16 products
+ * The tile products are lorac's own kernel at the AVX-512 and AVX2 levels (a 64x64x64 product is
+ * too small for OpenBLAS's blocking and its copies of transposed operands; the two levels give the
+ * same bits: each element is one FMA chain over k in order), cblas at the generic level (one call
+ * per tile inside the parallel loop, so OpenBLAS runs it on the calling thread); every level sums
+ * in the same order on any thread count. Under bf16 matmul precision they are bf16 products
  * (attention_bf16.c) of operands paired into words tile by tile. */
 #include "lorac/ops.h"
 
 #include "core/attention_tiles.h"
+#include "core/simd_avx2.h"
 #include "core/simd_avx512.h"
 
 #include <cblas.h>
@@ -22,16 +25,7 @@
 /* ---- tile products ----
  * C(m x n) = alpha·A·B + beta·C with A(i,p) = A[i·ars + p·acs] (a transposed A is only other
  * strides: the kernel broadcasts A one element at a time) and B row-major (k x n, ldb). */
-#ifdef LORAC_HAVE_AVX512_KERNELS
-static int have_avx512_(void) {
-    static int known = -1; /* a benign race: every thread computes the same value */
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    }
-    return known;
-}
-
+#ifdef LORAC_X86_KERNELS
 /* 4 rows x 64 columns of C in 16 registers; n <= 64, lanes past n masked (never read or written) */
 LORAC_TGT_AVX512 static void tile_mm_avx512_(int m, int n, int k, float alpha, const float *A, int ars, int acs,
                                              const float *B, int ldb, float beta, float *C, int ldc) {
@@ -65,6 +59,46 @@ LORAC_TGT_AVX512 static void tile_mm_avx512_(int m, int n, int k, float alpha, c
     }
 }
 
+/* 6 rows x 16 columns of C in 12 registers (of AVX2's 16); n <= 16, lanes past n masked (never read
+ * or written). Each element is the AVX-512 kernel's FMA chain, so the bits are the same. */
+LORAC_TGT_AVX2 static void tile_mm_avx2_(int m, int n, int k, float alpha, const float *A, int ars, int acs,
+                                         const float *B, int ldb, float beta, float *C, int ldc) {
+    const __m256i k0 = simd_mask8(n), k1 = simd_mask8(n - 8);
+    for (int i0 = 0; i0 < m; i0 += 6) {
+        const int mr = m - i0 < 6 ? m - i0 : 6;
+        /* rows past mr repeat row 0: computed, never stored */
+        const float *a0 = A + (size_t)i0 * ars, *a1 = mr > 1 ? a0 + ars : a0, *a2 = mr > 2 ? a0 + 2 * (size_t)ars : a0,
+                    *a3 = mr > 3 ? a0 + 3 * (size_t)ars : a0, *a4 = mr > 4 ? a0 + 4 * (size_t)ars : a0,
+                    *a5 = mr > 5 ? a0 + 5 * (size_t)ars : a0;
+        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00,
+               c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        for (int p = 0; p < k; p++) {
+            const float *b = B + (size_t)p * ldb;
+            const __m256 b0 = _mm256_maskload_ps(b, k0), b1 = _mm256_maskload_ps(b + 8, k1);
+            const size_t pa = (size_t)p * acs;
+            __m256 x;
+#define AT_ROW(ap, r0, r1)               \
+    x = _mm256_broadcast_ss(ap + pa);    \
+    r0 = _mm256_fmadd_ps(x, b0, r0);     \
+    r1 = _mm256_fmadd_ps(x, b1, r1);
+            AT_ROW(a0, c00, c01) AT_ROW(a1, c10, c11) AT_ROW(a2, c20, c21)
+            AT_ROW(a3, c30, c31) AT_ROW(a4, c40, c41) AT_ROW(a5, c50, c51)
+#undef AT_ROW
+        }
+        const __m256 acc[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+        const __m256i km[2] = {k0, k1};
+        const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+        for (int i = 0; i < mr; i++) { /* as simd_store_tile4x64: C = alpha·acc + beta·C, beta 0 never reads C */
+            float *ci = C + (size_t)(i0 + i) * ldc;
+            for (int v = 0; v < 2; v++) {
+                __m256 r = _mm256_mul_ps(acc[i][v], va);
+                if (beta != 0.0f) r = _mm256_fmadd_ps(_mm256_maskload_ps(ci + 8 * v, km[v]), vb, r);
+                _mm256_maskstore_ps(ci + 8 * v, km[v], r);
+            }
+        }
+    }
+}
+
 /* dst (cols x AT_BK) = srcᵀ for src (rows x cols, lds), rows <= AT_BK, cols <= 64 */
 LORAC_TGT_AVX512 static void tile_transpose_avx512_(float *dst, const float *src, int lds, int rows, int cols) {
     for (int j0 = 0; j0 < rows; j0 += 16)
@@ -83,10 +117,16 @@ LORAC_TGT_AVX512 static void tile_transpose_avx512_(float *dst, const float *src
 static void tile_mm_(int m, int n, int k, float alpha, const float *A, int ars, int acs, const float *B, int ldb,
                      float beta, float *C, int ldc) {
     if (m <= 0 || n <= 0) return;
-#ifdef LORAC_HAVE_AVX512_KERNELS
-    if (have_avx512_()) {
+#ifdef LORAC_X86_KERNELS
+    const lorac_isa isa = lorac_isa_active();
+    if (isa >= LORAC_ISA_AVX512) {
         for (int j0 = 0; j0 < n; j0 += 64) /* head sizes past 64: column blocks */
             tile_mm_avx512_(m, n - j0 < 64 ? n - j0 : 64, k, alpha, A, ars, acs, B + j0, ldb, beta, C + j0, ldc);
+        return;
+    }
+    if (isa >= LORAC_ISA_AVX2) {
+        for (int j0 = 0; j0 < n; j0 += 16)
+            tile_mm_avx2_(m, n - j0 < 16 ? n - j0 : 16, k, alpha, A, ars, acs, B + j0, ldb, beta, C + j0, ldc);
         return;
     }
 #endif
@@ -103,8 +143,8 @@ static void tile_mm_nt_(int m, int n, int k, float alpha, const float *A, int ld
     float bt[64 * AT_BK];
     for (int d0 = 0; d0 < k; d0 += 64) {
         const int dc = k - d0 < 64 ? k - d0 : 64;
-#ifdef LORAC_HAVE_AVX512_KERNELS
-        if (have_avx512_())
+#ifdef LORAC_X86_KERNELS
+        if (lorac_isa_active() >= LORAC_ISA_AVX512)
             tile_transpose_avx512_(bt, B + d0, ldb, n, dc);
         else
 #endif

@@ -1,17 +1,35 @@
-/* AVX-512 helpers shared by the hand-written kernels of core/ (gemm_bf16.c, ops_attention.c).
- * They are compiled with a target attribute, not -march, so that every build (the sanitizer one
- * included) contains them; callers check the CPU at run time before using them. */
+/* AVX-512 helpers shared by the hand-written kernels of core/ (gemm_bf16.c, ops_attention.c,
+ * attention_bf16.c, ops_vmath.c). They are compiled with a target attribute, not -march, so that
+ * every build (the sanitizer one included) contains them; callers check lorac_isa_active() first. */
 #ifndef LORAC_SIMD_AVX512_H
 #define LORAC_SIMD_AVX512_H
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define LORAC_HAVE_AVX512_KERNELS 1
+#include "core/simd.h"
+
+#ifdef LORAC_X86_KERNELS
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#define LORAC_TGT_AVX512 __attribute__((target("avx512f")))
+#define LORAC_TGT_AVX512 __attribute__((target("avx512f,fma")))
+
+/* exp of 16 lanes (simd.h): vscalefps scales by 2^n with one rounding */
+LORAC_TGT_AVX512 static inline __m512 simd_exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(SIMD_EXP_HI)), _mm512_set1_ps(SIMD_EXP_LO));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(SIMD_EXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SIMD_EXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(SIMD_EXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(SIMD_EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SIMD_EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SIMD_EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SIMD_EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SIMD_EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SIMD_EXP_P5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
 
 /* In-register transpose of a 16x16 block of 32-bit elements: r[i] lane j becomes r[j] lane i. */
 LORAC_TGT_AVX512 static inline void simd_transpose16(__m512i r[16]) {
