@@ -138,7 +138,7 @@ for s in shapes:
             print("|   lorac phases | | forward+loss %.0f ms, backward %.0f ms, AdamW %.2f ms |||||||" % (l["forward_ms"], l["backward_ms"], l["adamw_ms"]))
     if t:
         print("|   torch phases | | forward+loss %.0f ms, backward %.0f ms, AdamW %.2f ms |||||||" % (t["forward_ms"], t["backward_ms"], t["adamw_ms"]))
-        torch_info = "torch %s, %s" % (t["torch"], t["blas"])
+        torch_info = "torch %s, %s" % (t["torch"], t.get("blas") or "CPU capability %s" % t.get("cpu_capability", "?"))
 print()
 print("speed ratio = lorac tokens/s / torch tokens/s (> 1: lorac faster); RSS ratio = lorac / torch (< 1: lorac smaller)")
 if core:

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LORAC_VERSION "0.1.0"
 
@@ -79,11 +80,27 @@ int cmd_version(int argc, char **argv) {
     if (cap && *cap) printf(" (LORAC_ISA=%s)", cap);
     printf("\ncpu: %s\n", lorac_isa_name(lorac_isa_detected()));
     printf("openblas: %s (%s)\n", lorac_blas_corename(), lorac_blas_config());
-    /* OpenBLAS falls back to its Prescott (SSE3) kernels on a CPU it does not know */
-    if (lorac_isa_detected() >= LORAC_ISA_AVX2 && !strcmp(lorac_blas_corename(), "Prescott"))
+    const char *chosen = getenv("LORAC_BLAS_CORE_CHOSEN");
+    if (chosen && *chosen) printf("note: OpenBLAS chose %s for this CPU; lorac set OPENBLAS_CORETYPE=%s\n", chosen,
+                                  lorac_blas_corename());
+    else if (lorac_blas_core_for_cpu()) /* LORAC_BLAS_CORE=keep */
         printf("note: OpenBLAS did not recognise this CPU; OPENBLAS_CORETYPE=%s selects faster kernels\n",
-               lorac_isa_detected() >= LORAC_ISA_AVX512 ? "SkylakeX" : "Haswell");
+               lorac_blas_core_for_cpu());
     return 0;
+}
+
+/* When OpenBLAS fell back to kernels older than the CPU (it does not know the CPU) and the user set no
+ * OPENBLAS_CORETYPE, lorac runs itself again with the kernel the CPU supports: OpenBLAS reads the
+ * variable only when it is loaded. LORAC_BLAS_CORE=keep keeps OpenBLAS's own choice. On any failure
+ * this process goes on as it is. */
+static void blas_core_rerun(char **argv) {
+    const char *keep = getenv("LORAC_BLAS_CORE"), *set = getenv("OPENBLAS_CORETYPE");
+    const char *core = lorac_blas_core_for_cpu();
+    if ((keep && !strcmp(keep, "keep")) || (set && *set) || !core || getenv("LORAC_BLAS_CORE_CHOSEN")) return;
+    if (setenv("LORAC_BLAS_CORE_CHOSEN", lorac_blas_corename(), 1) || setenv("OPENBLAS_CORETYPE", core, 1)) return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("LORAC_BLAS_CORE_CHOSEN");
 }
 
 /* LORAC_ISA, when set, must name a kernel level: a misspelt cap would silently run other kernels */
@@ -111,6 +128,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (check_isa_env()) return 2;
+    blas_core_rerun(argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
     cli_error("unknown command '%s' (try `lorac --help`)", argv[1]);

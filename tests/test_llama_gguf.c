@@ -96,8 +96,8 @@ static void test_f32_matches_hf(const char *variant) {
     CHECK(a->n_layer == c->n_layer && a->n_embd == c->n_embd && a->n_inner == c->n_inner && a->n_head == c->n_head &&
               a->n_kv_head == c->n_kv_head && a->head_dim == c->head_dim && a->vocab_size == c->vocab_size &&
               a->n_positions == c->n_positions && a->tie_word_embeddings == c->tie_word_embeddings &&
-              a->qkv_bias == c->qkv_bias && a->o_bias == c->o_bias && a->rope_scaling == c->rope_scaling &&
-              a->rope_factor == c->rope_factor && a->rope_theta == c->rope_theta && a->eos_token_id == c->eos_token_id &&
+              a->qkv_bias == c->qkv_bias && a->o_bias == c->o_bias && a->rope.scaling == c->rope.scaling &&
+              a->rope.factor == c->rope.factor && a->rope.theta == c->rope.theta && a->eos_token_id == c->eos_token_id &&
               (float)a->norm_eps == (float)c->norm_eps,
           "%s: GGUF config differs from config.json", variant);
     batch b;
@@ -135,12 +135,12 @@ static void test_llama3_rope_freqs(void) {
         return;
     }
     /* the HF model as if its config.json said rope_scaling llama3 */
-    h->cfg.rope_scaling = MODEL_ROPE_LLAMA3;
-    h->cfg.rope_factor = 4.0;
-    h->cfg.rope_low_freq_factor = 1.0;
-    h->cfg.rope_high_freq_factor = 4.0;
-    h->cfg.rope_original_max_positions = 64;
-    model_rope_inv_freq(&h->cfg, h->inv_freq);
+    h->cfg.rope.scaling = ROPE_SCALING_LLAMA3;
+    h->cfg.rope.factor = 4.0;
+    h->cfg.rope.low_freq_factor = 1.0;
+    h->cfg.rope.high_freq_factor = 4.0;
+    h->cfg.rope.original_max_positions = 64;
+    op_rope_inv_freq(&h->cfg.rope, h->cfg.head_dim, h->inv_freq);
     CHECK(g->rope_freqs != NULL, "rope_freqs.weight not read");
     check_arrays_close(g->inv_freq, h->inv_freq, (size_t)h->cfg.head_dim / 2, 0, 1e-6, "llama3 frequencies via rope_freqs");
     batch b;

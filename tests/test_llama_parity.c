@@ -181,10 +181,8 @@ static void test_rope_freqs(void) {
         w[i] = lorac_rng_normal(&rng);
     }
     float inv[HS / 2];
-    model_config c = {0};
-    c.head_dim = HS;
-    c.rope_theta = 10000.0;
-    model_rope_inv_freq(&c, inv);
+    const rope_params rp = {.theta = 10000.0};
+    op_rope_inv_freq(&rp, HS, inv);
     op_rope_freqs_forward(y, x, NULL, 0, B, T, NH, HS, inv);
     op_rope_forward(y2, x, NULL, B, T, NH, HS, 10000.0f);
     check_arrays_close(y, y2, N, 1e-5, 1e-5, "rope_freqs vs op_rope");
@@ -217,17 +215,15 @@ static void test_rope_freqs(void) {
 /* Llama 3.1 scaling: wavelengths below orig/high_freq_factor unchanged, above orig/low_freq_factor
  * divided by factor, in between a smooth blend (between the two). */
 static void test_llama3_freqs(void) {
-    model_config c = {0};
-    c.head_dim = 64;
-    c.rope_theta = 500000.0;
+    rope_params c = {.theta = 500000.0};
     float plain[32], scaled[32];
-    model_rope_inv_freq(&c, plain);
-    c.rope_scaling = MODEL_ROPE_LLAMA3;
-    c.rope_factor = 8.0;
-    c.rope_low_freq_factor = 1.0;
-    c.rope_high_freq_factor = 4.0;
-    c.rope_original_max_positions = 8192;
-    model_rope_inv_freq(&c, scaled);
+    op_rope_inv_freq(&c, 64, plain);
+    c.scaling = ROPE_SCALING_LLAMA3;
+    c.factor = 8.0;
+    c.low_freq_factor = 1.0;
+    c.high_freq_factor = 4.0;
+    c.original_max_positions = 8192;
+    op_rope_inv_freq(&c, 64, scaled);
     int hi = 0, lo = 0, mid = 0;
     for (int i = 0; i < 32; i++) {
         double wl = 6.283185307179586 / plain[i];
@@ -265,7 +261,7 @@ static void test_config_errors(void) {
                      "\"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
                      "\"original_max_position_embeddings\": 8192}}");
     int rc = model_config_load(tmp, &c, &err);
-    CHECK(rc == 0 && c.eos_token_id == 128001 && c.n_kv_head == 4 && c.head_dim == 8 && c.rope_scaling == MODEL_ROPE_LLAMA3,
+    CHECK(rc == 0 && c.eos_token_id == 128001 && c.n_kv_head == 4 && c.head_dim == 8 && c.rope.scaling == ROPE_SCALING_LLAMA3,
           "llama3 config: %s", rc ? err.msg : "wrong fields");
     model *m = NULL;
     rc = model_load(tmp, &FX_NO_TOK, &m, &err);

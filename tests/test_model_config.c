@@ -20,12 +20,12 @@ static int load(const char *dir, model_config *c) {
 static void tf5_layouts(void) {
     model_config c;
     if (!load(TF5 "/llama", &c)) /* rope_theta only inside rope_parameters (the SmolLM2 case) */
-        CHECK(c.rope_theta == 100000.0 && c.rope_scaling == MODEL_ROPE_DEFAULT && c.n_kv_head == 2 && c.head_dim == 16 &&
+        CHECK(c.rope.theta == 100000.0 && c.rope.scaling == ROPE_SCALING_NONE && c.n_kv_head == 2 && c.head_dim == 16 &&
               c.norm == MODEL_NORM_RMS && c.pos == MODEL_POS_ROPE && c.act == MODEL_ACT_SWIGLU && c.tie_word_embeddings &&
               !c.qkv_bias && c.causal && !c.post_norm, "tf5 llama");
     if (!load(TF5 "/llama3", &c))
-        CHECK(c.rope_scaling == MODEL_ROPE_LLAMA3 && c.rope_factor == 8.0 && c.rope_original_max_positions == 64 &&
-              c.rope_theta == 10000.0, "tf5 llama3 scaling");
+        CHECK(c.rope.scaling == ROPE_SCALING_LLAMA3 && c.rope.factor == 8.0 && c.rope.original_max_positions == 64 &&
+              c.rope.theta == 10000.0, "tf5 llama3 scaling");
     if (!load(TF5 "/qwen2", &c)) /* layer_types all full attention, use_sliding_window false */
         CHECK(c.qkv_bias && !c.o_bias && c.sliding_window == 0 && c.n_positions == 32768, "tf5 qwen2");
     if (!load(TF5 "/mistral", &c)) CHECK(c.sliding_window == 32, "tf5 mistral window %d", c.sliding_window);
@@ -43,7 +43,7 @@ static void tf5_layouts(void) {
 static void tf4_layouts(void) {
     model_config c;
     if (!load(LORAC_SOURCE_DIR "/tests/fixtures/llama/qwen2/base", &c)) /* rope_theta at the top level */
-        CHECK(c.rope_theta == 1e6 && c.qkv_bias && c.sliding_window == 0, "tf4 qwen2");
+        CHECK(c.rope.theta == 1e6 && c.qkv_bias && c.sliding_window == 0, "tf4 qwen2");
     if (!load(LORAC_SOURCE_DIR "/tests/fixtures/gpt2/tiny/base", &c)) CHECK(c.fused_qkv && c.conv1d, "tf4 gpt2");
     if (!load(LORAC_SOURCE_DIR "/tests/fixtures/bert/roberta_lora", &c)) CHECK(c.head == MODEL_HEAD_CLS_DENSE, "tf4 roberta");
 }

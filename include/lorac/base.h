@@ -51,6 +51,12 @@ int lorac_get_threads(void);
  * OpenBLAS picks its kernel itself (OPENBLAS_CORETYPE overrides it), independently of lorac_isa. */
 const char *lorac_blas_corename(void);
 const char *lorac_blas_config(void);
+/* The OpenBLAS kernel (an OPENBLAS_CORETYPE value) this CPU should get when OpenBLAS fell back to an
+ * older one than the CPU supports, else NULL. An OpenBLAS older than the CPU (Debian 12's 0.3.21 on a
+ * 5th-generation Xeon) does not recognise it and runs its SSE3 "Prescott" kernels, 2-3x slower than
+ * the AVX-512 ("SkylakeX") or AVX2 ("Haswell") ones. OpenBLAS reads OPENBLAS_CORETYPE once, when it
+ * is loaded, so only a new process can use the answer (the lorac command runs itself again). */
+const char *lorac_blas_core_for_cpu(void);
 
 /* Kernel levels of lorac's own SIMD kernels (attention tiles, vector exp/tanh/max, the bf16 GEMM),
  * lowest first. A build targets a baseline CPU (x86-64-v2 by default) and carries every level's

@@ -28,6 +28,7 @@
 #include "lorac/base.h"
 #include "lorac/lora.h"
 #include "lorac/peft.h"
+#include "lorac/ops_rope.h"
 #include "lorac/quant.h"
 
 #ifdef __cplusplus
@@ -48,7 +49,6 @@ typedef enum model_head {
     MODEL_HEAD_CLS_POOLER = 1,/* BERT: classifier(dropout(tanh(pooler.dense(h[CLS])))) */
     MODEL_HEAD_CLS_DENSE = 2, /* RoBERTa: out_proj(dropout(tanh(dense(dropout(h[<s>]))))) */
 } model_head;
-typedef enum model_rope_scaling { MODEL_ROPE_DEFAULT = 0, MODEL_ROPE_LINEAR = 1, MODEL_ROPE_LLAMA3 = 2 } model_rope_scaling;
 
 typedef struct model_config {
     char model_type[16];      /* config.json's model_type, or the GGUF architecture */
@@ -71,11 +71,7 @@ typedef struct model_config {
     int type_vocab;           /* token-type embeddings (BERT), 0 if none */
     int num_labels;           /* classification heads (1: regression) */
     double norm_eps;
-    /* rotary positions */
-    double rope_theta;
-    model_rope_scaling rope_scaling;
-    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
-    int rope_original_max_positions;
+    rope_params rope;         /* rotary positions (lorac/ops_rope.h) */
     int sliding_window;       /* > 0: attention window (Mistral); sequences longer than it are refused */
     /* special tokens (-1: none) */
     int bos_token_id, eos_token_id, pad_token_id;
@@ -96,8 +92,6 @@ int model_config_default(const char *model_type, model_config *cfg, lorac_err *e
 int model_config_validate(const model_config *cfg, const char *src, lorac_err *err);
 /* Writes cfg as the family's config.json at PATH (atomically). */
 int model_config_save(const model_config *cfg, const char *path, lorac_err *err);
-/* HF's rotary inv_freq (head_dim/2 floats) for cfg's rope_theta and scaling. */
-void model_rope_inv_freq(const model_config *cfg, float *inv_freq);
 
 /* ---------------------------------------------------------------- loading */
 

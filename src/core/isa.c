@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 static const char *const NAMES[] = {"generic", "avx2", "avx512", "avx512bf16"};
@@ -65,4 +66,20 @@ lorac_isa lorac_isa_set_cap(lorac_isa cap) {
     if (a < LORAC_ISA_GENERIC) a = LORAC_ISA_GENERIC;
     atomic_store_explicit(&g_active, a, memory_order_relaxed);
     return (lorac_isa)a;
+}
+
+const char *lorac_blas_core_for_cpu(void) {
+#ifdef LORAC_X86_KERNELS
+    static const char *const older[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge", "Atom"};
+    const char *core = lorac_blas_corename();
+    int fell_back = 0;
+    for (size_t i = 0; core && i < sizeof older / sizeof older[0]; i++) fell_back |= !strcmp(core, older[i]);
+    if (!fell_back || lorac_isa_detected() < LORAC_ISA_AVX2) return NULL;
+    /* OpenBLAS's SkylakeX kernels use AVX-512 F, BW, DQ and VL (Skylake-SP and later) */
+    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    return "Haswell";
+#else
+    return NULL;
+#endif
 }

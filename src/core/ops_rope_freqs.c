@@ -51,3 +51,26 @@ void op_rope_freqs_backward(float *dinp, const float *dout, const int *pos, int 
             rope_token(dinp + n * D, dout + n * D, p, NH, HS, inv_freq, 1);
         }
 }
+
+void op_rope_inv_freq(const rope_params *p, int HS, float *inv_freq) {
+    for (int i = 0; i < HS / 2; i++) {
+        /* float32 as transformers: 1 / theta^(2i/HS) */
+        float e = (float)(2 * i) / (float)HS;
+        float f = (float)(1.0 / pow(p->theta, (double)e));
+        if (p->scaling == ROPE_SCALING_LINEAR) {
+            f = (float)(f / p->factor); /* pos/factor · f, folded into the frequency */
+        } else if (p->scaling == ROPE_SCALING_LLAMA3) {
+            /* wavelengths longer than orig/low_freq_factor are slowed by factor, shorter than
+             * orig/high_freq_factor kept, and the band between interpolated smoothly */
+            double L = p->original_max_positions, lo = p->low_freq_factor, hi = p->high_freq_factor;
+            double wavelen = 6.283185307179586 / f, low_wl = L / lo, high_wl = L / hi, g = f;
+            if (wavelen > low_wl) g = f / p->factor;
+            else if (wavelen >= high_wl) {
+                double s = (L / wavelen - lo) / (hi - lo);
+                g = (1.0 - s) * f / p->factor + s * f;
+            }
+            f = (float)g;
+        }
+        inv_freq[i] = f;
+    }
+}

@@ -11,6 +11,7 @@
 #ifndef LORAC_ARCH_H
 #define LORAC_ARCH_H
 
+#include "lorac/hf_config.h"
 #include "lorac/json.h"
 #include "lorac/model.h"
 #include "lorac/tokenizer.h"
@@ -67,17 +68,6 @@ int cfg_act(const json_value *o, const char *key, const char *def, unsigned allo
             lorac_err *err);
 /* "architectures": [architecture] and the activation under act_key, for a written config.json. */
 void cfg_write_class(json_writer *w, const char *architecture, const char *act_key, const model_config *c);
-/* A token id given as a number or a list (the first is taken); -1 when absent or null. */
-int cfg_token(const json_value *o, const char *key, int def, const char *path, int *rc, lorac_err *err);
-/* "rope_parameters" (transformers >= 5) or "rope_theta" + "rope_scaling" (4.x): theta and scaling;
- * an unknown rope_type, a partial rotary factor or any scaling key lorac does not implement is an
- * error naming it. */
-int cfg_rope(const json_value *root, const char *path, model_config *c, lorac_err *err);
-/* Per-layer attention types ("layer_types", transformers >= 5): full or sliding attention (*sliding
- * says whether any layer slides); any other type is an error. */
-int cfg_layer_types(const json_value *root, const char *path, int *sliding, lorac_err *err);
-/* Writes the rope keys as transformers 4 reads them (rope_theta, rope_scaling). */
-void cfg_write_rope(json_writer *w, const model_config *c);
 /* DIR/config.json: its family, then the family's reader, then model_config_validate. */
 int model_config_load_dir(const char *dir, model_config *c, const arch_family **fam, lorac_err *err);
 

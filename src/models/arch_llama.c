@@ -16,8 +16,8 @@ static void llama_defaults(model_config *c) {
     c->n_layer = 2, c->n_embd = 64, c->n_head = c->n_kv_head = 4, c->head_dim = 16, c->n_inner = 128;
     c->n_positions = 2048, c->vocab_size = 32000, c->num_labels = 1;
     c->norm_eps = 1e-6;
-    c->rope_theta = 10000.0;
-    c->rope_factor = 1.0;
+    c->rope.theta = 10000.0;
+    c->rope.factor = 1.0;
     c->bos_token_id = c->eos_token_id = c->pad_token_id = -1;
     c->initializer_range = 0.02f;
 }
@@ -37,9 +37,9 @@ static int llama_read(const json_value *r, const char *path, model_config *c, lo
     int attention_bias = json_field_bool(r, "attention_bias", 0, path, &rc, err);
     c->qkv_bias = qwen2 || attention_bias;
     c->o_bias = !qwen2 && attention_bias;
-    c->bos_token_id = cfg_token(r, "bos_token_id", -1, path, &rc, err);
-    c->eos_token_id = cfg_token(r, "eos_token_id", -1, path, &rc, err);
-    c->pad_token_id = cfg_token(r, "pad_token_id", -1, path, &rc, err);
+    c->bos_token_id = hf_config_token(r, "bos_token_id", -1, path, &rc, err);
+    c->eos_token_id = hf_config_token(r, "eos_token_id", -1, path, &rc, err);
+    c->pad_token_id = hf_config_token(r, "pad_token_id", -1, path, &rc, err);
     c->attn_dropout = json_field_prob(r, "attention_dropout", 0.0, path, &rc, err);
     /* a sliding window (Mistral's; Qwen2's on the layers from max_window_layers on, when
      * use_sliding_window; transformers 5's layer_types) changes nothing for sequences no longer than
@@ -48,13 +48,13 @@ static int llama_read(const json_value *r, const char *path, model_config *c, lo
     int use = qwen2 ? json_field_bool(r, "use_sliding_window", 0, path, &rc, err) &&
                           json_field_int(r, "max_window_layers", NULL, c->n_layer, path, &rc, err) < c->n_layer
                     : 1;
-    if (!rc) rc = cfg_layer_types(r, path, &sliding, err);
+    if (!rc) rc = hf_config_layer_types(r, path, &sliding, err);
     if (rc) return rc;
     c->sliding_window = use || sliding ? window : 0;
     if ((rc = cfg_act(r, "hidden_act", "silu", 1u << MODEL_ACT_SWIGLU, path, c, err))) return rc;
     if (json_field_bool(r, "mlp_bias", 0, path, &rc, err))
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: mlp_bias is not supported", path);
-    return rc ? rc : cfg_rope(r, path, c, err);
+    return rc ? rc : hf_config_rope(r, path, &c->rope, err);
 }
 
 static int llama_write(json_writer *w, const model_config *c, const char *path, lorac_err *err) {
@@ -73,7 +73,7 @@ static int llama_write(json_writer *w, const model_config *c, const char *path, 
     jw_key_int(w, "max_position_embeddings", c->n_positions);
     jw_key_int(w, "vocab_size", c->vocab_size);
     jw_key_double(w, "rms_norm_eps", c->norm_eps);
-    cfg_write_rope(w, c);
+    hf_config_write_rope(w, &c->rope);
     if (strcmp(c->model_type, "qwen2")) {
         jw_key(w, "attention_bias");
         jw_bool(w, c->o_bias);

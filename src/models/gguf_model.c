@@ -54,8 +54,8 @@ static int rope_from_gguf(const gguf_file *f, const char *a, model_config *c, lo
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: %s = '%.*s' is not supported (none, linear)", f->path, key,
                           (int)(stlen > 32 ? 32 : stlen), st);
     if (!(factor > 0.0)) return lorac_fail(err, LORAC_EFORMAT, "%s: rope scaling factor must be > 0", f->path);
-    c->rope_scaling = MODEL_ROPE_LINEAR;
-    c->rope_factor = factor;
+    c->rope.scaling = ROPE_SCALING_LINEAR;
+    c->rope.factor = factor;
     return LORAC_OK;
 }
 
@@ -80,7 +80,7 @@ static int sizes_from_gguf(const gguf_file *f, const char *a, model_config *c, l
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: %s.attention.value_length %d differs from key_length %d", f->path,
                           a, vlen, c->head_dim);
     const char *eps = c->norm == MODEL_NORM_RMS ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon";
-    if ((rc = get_num(f, a, eps, 1e-5, &c->norm_eps, err)) || (rc = get_num(f, a, "rope.freq_base", 10000.0, &c->rope_theta, err)))
+    if ((rc = get_num(f, a, eps, 1e-5, &c->norm_eps, err)) || (rc = get_num(f, a, "rope.freq_base", 10000.0, &c->rope.theta, err)))
         return rc;
     return rope_from_gguf(f, a, c, err);
 }

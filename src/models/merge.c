@@ -115,10 +115,10 @@ static void write_config_kvs(gguf_writer *w, const model *m, const char *a) {
     }
     gguf_writer_add_f32(w, KEY(c->norm == MODEL_NORM_RMS ? "attention.layer_norm_rms_epsilon" : "attention.layer_norm_epsilon"),
                         (float)c->norm_eps);
-    gguf_writer_add_f32(w, KEY("rope.freq_base"), (float)c->rope_theta);
-    if (c->rope_scaling == MODEL_ROPE_LINEAR) {
+    gguf_writer_add_f32(w, KEY("rope.freq_base"), (float)c->rope.theta);
+    if (c->rope.scaling == ROPE_SCALING_LINEAR) {
         gguf_writer_add_str(w, KEY("rope.scaling.type"), "linear");
-        gguf_writer_add_f32(w, KEY("rope.scaling.factor"), (float)c->rope_factor);
+        gguf_writer_add_f32(w, KEY("rope.scaling.factor"), (float)c->rope.factor);
     }
     if (c->bos_token_id >= 0) gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id);
     if (c->eos_token_id >= 0) gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_id);
@@ -151,7 +151,7 @@ static int merged_gguf(model *m, const char *path, int type, lorac_err *err) {
     if (!quant_can_dequantize(type) || ftype_of(type) < 0)
         return lorac_fail(err, LORAC_EINVAL, "%s: cannot write merged weights as %s", path,
                           quant_type_name(type) ? quant_type_name(type) : "an unknown type");
-    if (m->cfg.rope_scaling == MODEL_ROPE_LLAMA3 && !m->rope_freqs)
+    if (m->cfg.rope.scaling == ROPE_SCALING_LLAMA3 && !m->rope_freqs)
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: llama3 rope scaling from config.json is not written to GGUF yet", path);
     merge_out o = {gguf_writer_new(), {0}, (quant_type)type, path};
     if (!o.w) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", path);

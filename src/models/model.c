@@ -18,7 +18,7 @@ int model_finish_load(model *m, lorac_err *err) {
     if (c->pos == MODEL_POS_ROPE) {
         if (!(m->inv_freq = model_store_alloc(m, (size_t)c->head_dim / 2 * sizeof(float))))
             return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", m->path);
-        model_rope_inv_freq(c, m->inv_freq);
+        op_rope_inv_freq(&c->rope, c->head_dim, m->inv_freq);
         for (int i = 0; m->rope_freqs && i < c->head_dim / 2; i++) m->inv_freq[i] /= m->rope_freqs[i];
     }
     /* a classification head always trains */
