@@ -29,6 +29,7 @@ EPOCHS=${EPOCHS:-1}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 1)}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/lorac-glue.XXXXXX")}
+mkdir -p "$OUT"
 RUN=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 case $TASK in sst2) D=SST-2;; mrpc) D=MRPC;; stsb) D=STS-B;; rte) D=RTE;; cola) D=CoLA;; *) echo "TASK $TASK?" >&2; exit 2;; esac
 if [ "$TASK" = cola ]; then head -n "$ROWS" "$GLUE/$D/train.tsv" >"$OUT/train.tsv"

@@ -55,7 +55,8 @@ const char *lorac_blas_config(void);
  * older one than the CPU supports, else NULL. An OpenBLAS older than the CPU (Debian 12's 0.3.21 on a
  * 5th-generation Xeon) does not recognise it and runs its SSE3 "Prescott" kernels, 2-3x slower than
  * the AVX-512 ("SkylakeX") or AVX2 ("Haswell") ones. OpenBLAS reads OPENBLAS_CORETYPE once, when it
- * is loaded, so only a new process can use the answer (the lorac command runs itself again). */
+ * is loaded, so only a new process can use the answer (the lorac command runs itself again). Never
+ * above lorac_isa_active(): under LORAC_ISA=avx2 the answer is an AVX2-only CPU's. */
 const char *lorac_blas_core_for_cpu(void);
 
 /* Kernel levels of lorac's own SIMD kernels (attention tiles, vector exp/tanh/max, the bf16 GEMM),

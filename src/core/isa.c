@@ -74,9 +74,11 @@ const char *lorac_blas_core_for_cpu(void) {
     const char *core = lorac_blas_corename();
     int fell_back = 0;
     for (size_t i = 0; core && i < sizeof older / sizeof older[0]; i++) fell_back |= !strcmp(core, older[i]);
-    if (!fell_back || lorac_isa_detected() < LORAC_ISA_AVX2) return NULL;
+    /* no higher than lorac's own level: LORAC_ISA=avx2 then gives the kernels of an AVX2-only CPU */
+    if (!fell_back || lorac_isa_active() < LORAC_ISA_AVX2) return NULL;
     /* OpenBLAS's SkylakeX kernels use AVX-512 F, BW, DQ and VL (Skylake-SP and later) */
-    if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    if (lorac_isa_active() >= LORAC_ISA_AVX512 && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
         return "SkylakeX";
     return "Haswell";
 #else
