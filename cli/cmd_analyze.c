@@ -143,7 +143,7 @@ static int usage(void) {
            "  --json     all numbers as one JSON object on stdout instead of the table\n"
            "  --seed     for the random baselines (default 0)\n"
            "  --threads  OpenBLAS/LAPACK threads (default 1: the matrices are small; 0 = all cores)\n"
-           "docs/analyze.md describes every number.\n");
+           "docs/analysis.md describes every number.\n");
     return 0;
 }
 

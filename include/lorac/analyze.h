@@ -1,6 +1,6 @@
 /* lorac/analyze.h — what a LoRA adapter learned: Section 7 of the LoRA paper (Hu et al. 2021,
  * "LoRA: Low-Rank Adaptation of Large Language Models") on any PEFT adapter, per adapted module.
- * docs/analyze.md explains each number and shows a run.
+ * docs/analysis.md explains each number and shows a run.
  *
  *   Spectrum. ΔW = s·B·A (out, in), B (out, r), A (r, in), s the module's PEFT scaling. Its
  *     singular values σ_1 >= ... >= σ_k (k = min(r, out, in)) come from QR factors of B and Aᵀ and
@@ -15,7 +15,7 @@
  *     phi_b uses the left-singular vectors of B instead (the paper's footnote 7). phi_random is φ
  *     of two Gaussian matrices of A1's and A2's shapes (Figure 4's baseline; its expectation is
  *     max(i, j) / in). Appendix G's normalised subspace similarity, 1 − d²/p with d the projection
- *     metric distance, is this same quantity (see docs/analyze.md).
+ *     metric distance, is this same quantity (see docs/analysis.md).
  *
  *   ΔW against W (Section 7.3, Table 7), where the caller supplies W:
  *       proj_delta  = ||Uᵀ·W·Vᵀ||_F with U (out, r), V (r, in) the top-r singular vectors of ΔW
@@ -130,7 +130,7 @@ int analyze_phi(const float *X1, int k1, const float *X2, int k2, int64_t n, dou
 int analyze_projection(const analyze_weight *w, int64_t row_off, int64_t out, int64_t in, const double *U,
                        const double *Vt, int r, double *proj, lorac_err *err);
 
-/* The report as one JSON object (docs/analyze.md lists the keys), followed by a newline. */
+/* The report as one JSON object (docs/analysis.md lists the keys), followed by a newline. */
 int analyze_write_json(const analyze_report *r, FILE *f, lorac_err *err);
 /* SVG figures into the existing directory dir: <module>.spectrum.svg for every module and, with a
  * second adapter, <module>.phi.svg (φ and its random baseline as heatmaps, as the paper's Figures 3
