@@ -858,9 +858,10 @@ static void check_inplace(void) {
     free(x), free(w), free(b);
 }
 
-/* The vector exp/tanh/max (ops_vmath.c) against double libm, at every kernel level up to the
+/* The vector exp/tanh/erf/max (ops_vmath.c) against double libm, at every kernel level up to the
  * active one: exp within 3 float ulps (relative 4e-7, plus 1e-44 absolute where the result is
- * subnormal) including exp(-inf) = 0 and the returned sum; tanh within 3e-7 absolute; max over
+ * subnormal) including exp(-inf) = 0 and the returned sum; tanh within 3e-7 absolute; erf within
+ * 5e-7 absolute (erf(±inf) = ±1, odd, NaN stays NaN; th holds tanh then erf); max over
  * every tail length, skipping NaN. The AVX2 and AVX-512 kernels give the same bits (values over
  * the whole range, subnormal results included, and sums of every tail length). */
 static void check_vmath_level(lorac_isa isa, float *ex, float *th, float *sums) {
@@ -891,6 +892,18 @@ static void check_vmath_level(lorac_isa isa, float *ex, float *th, float *sums) 
     worst = 0.0;
     for (int i = 0; i < N; i++) worst = fmax(worst, fabs(y[i] - tanh((double)x[i])));
     CHECK(worst <= 3e-7, "vtanh (%s): error %g", lv, worst);
+    for (int i = 0; i < N; i++) x[i] = -6.0f + 12.0f * (float)i / (N - 1);
+    x[0] = -INFINITY, x[1] = INFINITY, x[2] = NAN;
+    op_verf(th + N, x, N);
+    worst = 0.0;
+    for (int i = 3; i < N; i++) worst = fmax(worst, fabs(th[N + i] - erf((double)x[i])));
+    CHECK(worst <= 5e-7 && th[N] == -1.0f && th[N + 1] == 1.0f && isnan(th[N + 2]), "verf (%s): error %g", lv,
+          worst);
+    for (int i = 0; i < N; i++) x[i] = -x[i];
+    op_verf(y, x, N);
+    int odd = 1;
+    for (int i = 3; i < N; i++) odd &= y[i] == -th[N + i];
+    CHECK(odd, "verf (%s): erf(-x) != -erf(x)", lv);
     int ok = 1;
     for (int n = 1; n <= 40; n++) {
         for (int i = 0; i < n; i++) x[i] = (float)((i * 7) % n);
@@ -908,15 +921,15 @@ static void check_vmath(void) {
     const lorac_isa top = lorac_isa_active();
     float *ex[3], *th[3], sums[3][40];
     for (int l = LORAC_ISA_GENERIC; l <= (int)top && l <= LORAC_ISA_AVX512; l++) {
-        ex[l] = malloc(N * sizeof(float)), th[l] = malloc(N * sizeof(float));
+        ex[l] = malloc(N * sizeof(float)), th[l] = malloc(2 * N * sizeof(float));
         lorac_isa_set_cap((lorac_isa)l);
         check_vmath_level((lorac_isa)l, ex[l], th[l], sums[l]);
     }
     lorac_isa_set_cap(top);
     if (top >= LORAC_ISA_AVX512)
-        CHECK(!memcmp(ex[1], ex[2], N * sizeof(float)) && !memcmp(th[1], th[2], N * sizeof(float)) &&
+        CHECK(!memcmp(ex[1], ex[2], N * sizeof(float)) && !memcmp(th[1], th[2], 2 * N * sizeof(float)) &&
                   !memcmp(sums[1], sums[2], sizeof sums[1]),
-              "vexp, vtanh: the avx2 kernels' bits differ from avx512's");
+              "vexp, vtanh, verf: the avx2 kernels' bits differ from avx512's");
     for (int l = LORAC_ISA_GENERIC; l <= (int)top && l <= LORAC_ISA_AVX512; l++) free(ex[l]), free(th[l]);
 }
 

@@ -236,6 +236,9 @@ float op_crossentropy_fused(float *logits, float *losses, const int *targets, in
 float op_vexp_sum(float *out, const float *inp, float scale, float shift, size_t n);
 /* out[i] = tanh(inp[i]) (absolute error ~1e-7); out may equal inp. */
 void op_vtanh(float *out, const float *inp, size_t n);
+/* out[i] = erf(inp[i]), absolute error < 4e-7 (libm's erff at the generic level); out may equal
+ * inp. An absolute bound: meant for GELU, not for erf of tiny arguments. */
+void op_verf(float *out, const float *inp, size_t n);
 /* max of n values (-INFINITY for n == 0; NaNs are skipped). */
 float op_vmax(const float *inp, size_t n);
 

@@ -79,14 +79,32 @@ static void gelu_tanh_bwd_blk_(float *dinp, const float *dout, const float *x, s
     }
 }
 
+/* er = erf(x/√2) for the block, one vector call */
+static void gelu_erf_phi_(float *er, const float *x, size_t m) {
+    float u[GELU_BLK];
+#pragma omp simd
+    for (size_t i = 0; i < GELU_BLK; i++) /* whole block: the tail's u is computed, never used */
+        u[i] = i < m ? x[i] * INV_SQRT2 : 0.0f;
+    op_verf(er, u, m);
+}
+
 static void gelu_erf_fwd_blk_(float *out, const float *x, size_t m) {
-    for (size_t i = 0; i < m; i++) out[i] = 0.5f * x[i] * (1.0f + erff(x[i] * INV_SQRT2));
+    float er[GELU_BLK];
+    gelu_erf_phi_(er, x, m);
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) out[i] = 0.5f * x[i] * (1.0f + er[i]);
 }
 
 static void gelu_erf_bwd_blk_(float *dinp, const float *dout, const float *x, size_t m) {
+    float er[GELU_BLK], g[GELU_BLK];
+    gelu_erf_phi_(er, x, m);
+#pragma omp simd
+    for (size_t i = 0; i < GELU_BLK; i++) g[i] = i < m ? x[i] * x[i] : 0.0f;
+    op_vexp_sum(g, g, -0.5f, 0.0f, m); /* g = exp(-x²/2) */
+#pragma omp simd
     for (size_t i = 0; i < m; i++) {
         // out = x·Φ(x): d = Φ(x) + x·φ(x)
-        float d = 0.5f * (1.0f + erff(x[i] * INV_SQRT2)) + x[i] * INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
+        float d = 0.5f * (1.0f + er[i]) + x[i] * INV_SQRT_2PI * g[i];
         dinp[i] += d * dout[i];
     }
 }

@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <stddef.h>
+#include <string.h>
 
 static op_precision g_precision = OP_PREC_FP32;
 
@@ -41,11 +42,11 @@ void op_matmul_forward(float *out, const float *inp, const float *w, const float
     if (try_bf16(layout == OP_W_OUT_IN, N, OC, C, 1.0f, inp, C, w, w_ld(layout, C, OC), 0.0f, bias, out, OC) == 0)
         return;
     /* seed out with the bias (or zero) so the GEMM accumulates onto it */
-    if (bias) {
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = bias[o];
-    } else {
-        for (size_t i = 0; i < (size_t)N * OC; i++) out[i] = 0.0f;
+#pragma omp parallel for schedule(static) if ((size_t)N * OC > 32768)
+    for (int n = 0; n < N; n++) {
+        float *row = out + (size_t)n * OC;
+        if (bias) memcpy(row, bias, (size_t)OC * sizeof(float));
+        else memset(row, 0, (size_t)OC * sizeof(float));
     }
     forward_fp32(out, inp, w, 1.0f, N, C, OC, layout);
 }

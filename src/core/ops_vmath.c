@@ -1,4 +1,4 @@
-/* Vector exp, tanh and max over arrays. libm's expf/tanhf are scalar calls (about 5-10 ns each); the
+/* Vector exp, tanh, erf and max over arrays. libm's expf/tanhf are scalar calls (about 5-10 ns each); the
  * training step evaluates ~10^8 of them (attention probabilities, the 50k-way softmax, GELU), so the
  * AVX-512 and AVX2 kernel levels run them 16 (or 2 x 8) at a time with the exp of simd.h: max error
  * ~2 ulp (measured against expf in test_grad). The two levels give the same bits, sums included
@@ -87,6 +87,61 @@ LORAC_TGT_AVX2 static void vtanh_avx2_(float *out, const float *inp, size_t n) {
     }
 }
 
+/* erf(x) = sign(x)·(1 - t·(a1 + t·(a2 + t·(a3 + t·(a4 + t·a5))))·exp(-x²)), t = 1/(1 + p·|x|):
+ * Abramowitz & Stegun 7.1.26, absolute error 1.5e-7 in exact arithmetic, under 4e-7 in float
+ * (3.9e-7 measured over [-6, 6] by test_grad: the roundings of t·q·exp(-x²) near 1). An
+ * absolute bound is what GELU needs (x·Φ(x) carries it as a relative one); for |x| < 1e-3 the
+ * relative error of erf itself is large, so op_verf is not a general-purpose erf. */
+#define ERF_P 0.3275911f
+#define ERF_A1 0.254829592f
+#define ERF_A2 (-0.284496736f)
+#define ERF_A3 1.421413741f
+#define ERF_A4 (-1.453152027f)
+#define ERF_A5 1.061405429f
+
+LORAC_TGT_AVX512 static inline __m512 erf16_(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512i sx = _mm512_and_si512(_mm512_castps_si512(x), sign);
+    __m512 a = _mm512_abs_ps(x);
+    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(ERF_P), a, one));
+    __m512 q = _mm512_fmadd_ps(t, _mm512_set1_ps(ERF_A5), _mm512_set1_ps(ERF_A4));
+    q = _mm512_fmadd_ps(t, q, _mm512_set1_ps(ERF_A3));
+    q = _mm512_fmadd_ps(t, q, _mm512_set1_ps(ERF_A2));
+    q = _mm512_fmadd_ps(t, q, _mm512_set1_ps(ERF_A1));
+    __m512 e = simd_exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    __m512 r = _mm512_fnmadd_ps(_mm512_mul_ps(t, q), e, one);
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sx));
+}
+
+LORAC_TGT_AVX2 static inline __m256 erf8_(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    __m256 sx = _mm256_and_ps(x, sign);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(ERF_P), a, one));
+    __m256 q = _mm256_fmadd_ps(t, _mm256_set1_ps(ERF_A5), _mm256_set1_ps(ERF_A4));
+    q = _mm256_fmadd_ps(t, q, _mm256_set1_ps(ERF_A3));
+    q = _mm256_fmadd_ps(t, q, _mm256_set1_ps(ERF_A2));
+    q = _mm256_fmadd_ps(t, q, _mm256_set1_ps(ERF_A1));
+    __m256 e = simd_exp8(_mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), a), a));
+    __m256 r = _mm256_fnmadd_ps(_mm256_mul_ps(t, q), e, one);
+    return _mm256_or_ps(r, sx);
+}
+
+LORAC_TGT_AVX512 static void verf_avx512_(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 k = simd_mask16((int)(n - i < 16 ? n - i : 16));
+        _mm512_mask_storeu_ps(out + i, k, erf16_(_mm512_maskz_loadu_ps(k, inp + i)));
+    }
+}
+
+LORAC_TGT_AVX2 static void verf_avx2_(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i += 8) {
+        const __m256i k = simd_mask8((int)(n - i < 8 ? n - i : 8));
+        _mm256_maskstore_ps(out + i, k, erf8_(_mm256_maskload_ps(inp + i, k)));
+    }
+}
+
 /* max(a, b) returns b when a is a NaN: the running max skips NaNs; masked lanes hold -inf */
 LORAC_TGT_AVX512 static float vmax_avx512_(const float *inp, size_t n) {
     __m512 m = _mm512_set1_ps(-INFINITY);
@@ -140,6 +195,21 @@ void op_vtanh(float *out, const float *inp, size_t n) {
     }
 #endif
     for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+}
+
+void op_verf(float *out, const float *inp, size_t n) {
+#ifdef LORAC_X86_KERNELS
+    const lorac_isa isa = lorac_isa_active();
+    if (isa >= LORAC_ISA_AVX512) {
+        verf_avx512_(out, inp, n);
+        return;
+    }
+    if (isa >= LORAC_ISA_AVX2) {
+        verf_avx2_(out, inp, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) out[i] = erff(inp[i]);
 }
 
 float op_vmax(const float *inp, size_t n) {
