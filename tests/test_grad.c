@@ -461,6 +461,17 @@ static void extra_dropout(gcase *c) {
     lorac_rng_seed(&r, 43);
     op_dropout_forward(y2, m2, x, 0.1f, n, &r);
     CHECK(memcmp(m1, m2, n) != 0, "dropout: another seed, another mask");
+    /* every kernel level gives the scalar stream's bits (n odd: vector tails; several chunks) */
+    const lorac_isa top = lorac_isa_active();
+    for (int l = LORAC_ISA_GENERIC; l <= (int)top && l <= LORAC_ISA_AVX512; l++) {
+        lorac_isa_set_cap((lorac_isa)l);
+        size_t nl = n - 13;
+        lorac_rng_seed(&r, 42);
+        op_dropout_forward(y2, m2, x, 0.1f, nl, &r);
+        CHECK(memcmp(m1, m2, nl) == 0 && memcmp(y1, y2, nl * sizeof(float)) == 0, "dropout (%s): not the bits of %s",
+              lorac_isa_name((lorac_isa)l), lorac_isa_name(top));
+    }
+    lorac_isa_set_cap(top);
     /* p = 0: a copy, mask untouched (NULL), backward passes dout through */
     op_dropout_forward(y2, NULL, x, 0.0f, n, &r);
     CHECK(memcmp(x, y2, n * sizeof(float)) == 0, "dropout: p = 0 copies");
