@@ -12,8 +12,6 @@
 /* below this many values a parallel region costs more than it saves */
 #define OPS_PAR_MIN 32768
 
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* The GELUs work in blocks of GELU_BLK values: a block of inputs (widened first when stored as
  * bf16), u for the block, then one vector tanh call. */
 #define GELU_BLK 512
@@ -140,40 +138,65 @@ void op_gelu_erf_backward_bf16(float *dinp, const float *dout, const uint16_t *i
     gelu_run_(1, 1, dinp, dout, NULL, inp, n);
 }
 
-void op_silu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf_(inp[i]);
+/* s = σ(x) for a block of m <= GELU_BLK values: one vector exp(-x), then 1/(1 + e) (exp(-x) = inf
+ * gives 0, as libm's sigmoid does) */
+static void sigmoid_blk_(float *s, const float *x, size_t m) {
+    op_vexp_sum(s, x, -1.0f, 0.0f, m);
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) s[i] = 1.0f / (1.0f + s[i]);
 }
 
-void op_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i], s = sigmoidf_(x);
-        // out = x·σ(x): d = σ·(1 + x·(1-σ))
-        dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
+/* One block [i0, i0+m) of a SiLU-family op; g is the SiLU input (x, or the gate), u the up
+ * projection (NULL for plain SiLU). fwd: o = silu(g)·u (or silu(g)); bwd: do = dout, dg and du
+ * accumulate (either may be NULL). */
+static void silu_blk_(int bwd, float *o, float *dg, float *du, const float *d, const float *g, const float *u,
+                      size_t i0, size_t m) {
+    float s[GELU_BLK], su[GELU_BLK]; /* σ(g), and σ(g)·u */
+    sigmoid_blk_(s, g + i0, m);
+    g += i0, d = d ? d + i0 : NULL;
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) su[i] = u ? s[i] * u[i0 + i] : s[i];
+    if (!bwd) {
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) o[i0 + i] = g[i] * su[i];
+        return;
     }
+    // out = x·σ(x)·u: d/dx = u·σ·(1 + x·(1-σ)), d/du = x·σ
+    if (dg) {
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) dg[i0 + i] += d[i] * su[i] * (1.0f + g[i] * (1.0f - s[i]));
+    }
+    if (du) {
+#pragma omp simd
+        for (size_t i = 0; i < m; i++) du[i0 + i] += d[i] * g[i] * s[i];
+    }
+}
+
+/* blocks of GELU_BLK values (one vector σ per block), blocks on all threads */
+static void silu_run_(int bwd, float *o, float *dg, float *du, const float *d, const float *g, const float *u,
+                      size_t n) {
+    size_t nblk = (n + GELU_BLK - 1) / GELU_BLK;
+#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
+    for (size_t b = 0; b < nblk; b++) {
+        size_t i0 = b * GELU_BLK, m = n - i0 < GELU_BLK ? n - i0 : GELU_BLK;
+        silu_blk_(bwd, o, dg, du, d, g, u, i0, m);
+    }
+}
+
+void op_silu_forward(float *out, const float *inp, size_t n) { silu_run_(0, out, NULL, NULL, NULL, inp, NULL, n); }
+
+void op_silu_backward(float *dinp, const float *dout, const float *inp, size_t n) {
+    silu_run_(1, NULL, dinp, NULL, dout, inp, NULL, n);
 }
 
 void op_swiglu_forward(float *out, const float *gate, const float *up, int N, int C) {
     // gate, up, out are (N,C)
-    size_t n = (size_t)N * C;
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g * sigmoidf_(g) * up[i];
-    }
+    silu_run_(0, out, NULL, NULL, NULL, gate, up, (size_t)N * C);
 }
 
 void op_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                         const float *up, int N, int C) {
-    size_t n = (size_t)N * C;
-#pragma omp parallel for schedule(static) if (n > OPS_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i], s = sigmoidf_(g);
-        // out = silu(g)·u
-        if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
-        if (dup) dup[i] += dout[i] * g * s;
-    }
+    silu_run_(1, NULL, dgate, dup, dout, gate, up, (size_t)N * C);
 }
 
 void op_softmax_forward(float *out, const float *inp, int N, int C) {
