@@ -59,8 +59,8 @@ const char *lorac_blas_config(void);
  * above lorac_isa_active(): under LORAC_ISA=avx2 the answer is an AVX2-only CPU's. */
 const char *lorac_blas_core_for_cpu(void);
 
-/* Kernel levels of lorac's own SIMD kernels (attention tiles, vector exp/tanh/max, the bf16 GEMM),
- * lowest first. A build targets a baseline CPU (x86-64-v2 by default) and carries every level's
+/* Kernel levels of lorac's own SIMD kernels (attention tiles, vector exp/tanh/erf/max, the dropout
+ * mask, the bf16 GEMM), lowest first. A build targets a baseline CPU (x86-64-v2 by default) and carries every level's
  * kernels; the level is chosen at run time: the highest that the CPU and the OS support, capped by
  * the environment variable LORAC_ISA (one of the names below, any case; read once, at the first
  * kernel call; a cap above the CPU's level changes nothing, and an unknown value is ignored here:
@@ -69,7 +69,8 @@ const char *lorac_blas_core_for_cpu(void);
  *   avx512      AVX-512F fp32 kernels
  *   avx2        AVX2+FMA fp32 kernels: the same bits as avx512 for the attention tiles and vector math
  *   generic     plain C, libm and cblas: results differ from the SIMD levels within the ops'
- *               stated tolerances (a few ulp in exp/tanh, a different summation order in tiles) */
+ *               stated tolerances (a few ulp in exp/tanh, libm's erf, a different summation order
+ *               in tiles); the dropout mask is the same at every level */
 typedef enum lorac_isa {
     LORAC_ISA_GENERIC = 0,
     LORAC_ISA_AVX2 = 1,
