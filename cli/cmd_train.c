@@ -48,8 +48,8 @@ static void on_progress(void *ctx, const ft_progress *p) {
         lora_format_trainable(params, sizeof params, p->trainable_params, p->all_params);
         fprintf(stderr, "%s\nmatmul precision: %s\n", params, cli_precision_name());
         if (p->ranks > 1)
-            fprintf(stderr, "data-parallel: %d ranks x %d threads, %zu bytes all-reduced per step\n", p->ranks,
-                    lorac_get_threads(), p->allreduce_bytes);
+            fprintf(stderr, "data-parallel: %d ranks x %d thread%s, %zu bytes all-reduced per step\n", p->ranks,
+                    lorac_get_threads(), lorac_get_threads() == 1 ? "" : "s", p->allreduce_bytes);
         pc->announced = 1;
     }
     if (p->is_eval) {

@@ -238,11 +238,12 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
 }
 
 /* Every rank must run the same steps over the same data with the same tensors: checked on a
- * fingerprint of the options, the data and the trainable count (a data file that differs between
- * hosts would otherwise make all-reduces of different sizes). */
+ * fingerprint of the options, the data's tokens and the trainable count (a data file that differs
+ * between hosts would otherwise train on other rows, or make all-reduces of different sizes). */
 static int run_check_ranks(run *r, lorac_err *err) {
     size_t v[5] = {r->data.n, r->data.n_tokens, r->data.n_targets, r->fl.total, r->bt.n_batches};
     uint64_t h = fnv1a(fnv1a(0xcbf29ce484222325ULL, r->options, strlen(r->options)), v, sizeof v);
+    h = fnv1a(h, r->data.ids, r->data.n_tokens * sizeof *r->data.ids);
     int same = 1, rc = dist_same(h, &same, err);
     if (!rc && !same)
         rc = lorac_fail(err, LORAC_EINVAL, "the ranks differ in options, data or trainable tensors (%zu sequences of %s, "
