@@ -2,10 +2,12 @@
 # Data-parallel `mpirun -np 2 lorac train` (1 thread a rank) against one process with the same global
 # batch, on a small random GPT-2 (lorac init-model, the real GPT-2 tokenizer and E2E lines from
 # ../shared) and the tiny BERT GLUE fixture: per-step losses within 1e-5 relative and adapters within
-# 1e-5 (uneven shares of a batch, gradient accumulation, a partial last batch, sharded evaluation);
-# a checkpoint of 2 ranks resumes into 1 and into 2; with dropout, 2 ranks resumed equal 2 ranks
-# uninterrupted exactly; a rank killed mid-run ends the job with a message, in bounded time, leaving
-# no half-written output. Skips where mpirun or an MPI build is missing.
+# 1e-5 of their largest value (uneven shares of a batch, gradient accumulation, a partial last batch,
+# sharded evaluation); a checkpoint of 2 ranks resumes into 1 and into 2, one of 1 into 2; with
+# dropout, 2 ranks resumed equal 2 ranks uninterrupted exactly; bad data on every rank gives one
+# message, different data on the ranks is refused; a rank killed mid-run ends the job with a message,
+# in bounded time, leaving no half-written output. A build without MPI checks its one-process
+# fallback and skips; so does a machine without mpirun.
 # Usage: mpi.sh LORAC SOURCE_DIR
 set -u
 L=$1
@@ -93,12 +95,15 @@ last=$(grep -o '"loss":[^,]*' "$T/two/train_log.jsonl" | tail -n 1 | cut -d: -f2
 check "awk 'BEGIN{exit !($last < $first)}'" "2 ranks: the loss did not fall ($first -> $last)"
 check "[ \$(ls '$T/two' | wc -l) -eq 5 ]" "2 ranks wrote other files than rank 0's five: $(ls "$T/two")"
 
-# the checkpoint of 2 ranks (stopped after 5 steps) resumes into 1 and into 2 ranks
+# the checkpoint of 2 ranks (stopped after 5 steps) resumes into 1 and into 2 ranks, one of 1 into 2
 "${MPI[@]}" "$L" train "${opts[@]}" --out "$T/r" --stop-after 5 >"$T/r.out" 2>&1 || bad "mpirun --stop-after: $(tail -3 "$T/r.out")"
 cp -r "$T/r" "$T/r1" && mv "$T/r" "$T/r2"
 "$L" train "${opts[@]}" --out "$T/r1" --resume || bad "resume into 1 process"
 "${MPI[@]}" "$L" train "${opts[@]}" --out "$T/r2" --resume >"$T/r2.out" 2>&1 || bad "resume into 2 ranks: $(tail -3 "$T/r2.out")"
-for d in r1 r2; do
+# and one process's checkpoint into 2 ranks
+"$L" train "${opts[@]}" --out "$T/r3" --stop-after 5 || bad "--stop-after, one process"
+"${MPI[@]}" "$L" train "${opts[@]}" --out "$T/r3" --resume >"$T/r3.out" 2>&1 || bad "1 into 2 ranks: $(tail -3 "$T/r3.out")"
+for d in r1 r2 r3; do
   check "[ \$(grep -c '\"loss\"' '$T/$d/train_log.jsonl') -eq 12 ] && losses_close '$T/one/train_log.jsonl' '$T/$d/train_log.jsonl' 1e-5" \
     "$d: resumed losses differ from the uninterrupted run's"
   check "f32_close '$T/one/adapter_model.safetensors' '$T/$d/adapter_model.safetensors' 1e-5" "$d: resumed adapter differs"
