@@ -30,7 +30,10 @@ static void train_usage(FILE *f) {
             "  --quiet  --json (a task's final eval scores as JSON)\n"
             "  --gguf-adapter FILE.gguf  also write the adapter for llama.cpp's --lora (Llama family)\n"
             "writes DIR/{adapter_config.json, adapter_model.safetensors} (PEFT layout; with --full-ft a whole\n"
-            "model directory), train_log.jsonl, loss.svg and checkpoint.safetensors (for --resume)\n");
+            "model directory), train_log.jsonl, loss.svg and checkpoint.safetensors (for --resume)\n"
+            "data-parallel: mpirun -np N lorac train ... (lorac built with MPI): each rank trains on its share of\n"
+            "  every batch (--batch-size is the global batch), --threads per rank, rank 0 writes; --resume from\n"
+            "  a checkpoint of any number of ranks (README, \"Training on several processes or hosts\")\n");
 }
 
 typedef struct progress_ctx {
@@ -44,6 +47,9 @@ static void on_progress(void *ctx, const ft_progress *p) {
         char params[160];
         lora_format_trainable(params, sizeof params, p->trainable_params, p->all_params);
         fprintf(stderr, "%s\nmatmul precision: %s\n", params, cli_precision_name());
+        if (p->ranks > 1)
+            fprintf(stderr, "data-parallel: %d ranks x %d thread%s, %zu bytes all-reduced per step\n", p->ranks,
+                    lorac_get_threads(), lorac_get_threads() == 1 ? "" : "s", p->allreduce_bytes);
         pc->announced = 1;
     }
     if (p->is_eval) {
@@ -116,6 +122,28 @@ static void default_eval(train_cli *t, char *buf, size_t size) {
     if (access(buf, R_OK) == 0) t->a.eval_path = buf;
 }
 
+/* The run, in one process or as a rank of an MPI job: rank 0 reports; a failure of one rank alone
+ * ends the whole job (dist_finalize), after its message. */
+static int train_run(train_cli *t) {
+    lorac_err err = {0};
+    dist_launch dl;
+    if (dist_init(&dl, &err)) return cli_fail(&err);
+    if (dl.note[0]) cli_error("note: %s", dl.note);
+    if (dl.idle) return 0;
+    ft_eval_result ev;
+    memset(&ev, 0, sizeof ev);
+    t->a.progress = on_progress;
+    t->a.progress_ctx = &t->pc;
+    t->a.final_eval = &ev;
+    int rc = ft_train(&t->a, &err), root = dist_rank() == 0;
+    if (rc && (err.msg[0] || dist_size() == 1)) cli_fail(&err); /* empty: another rank spoke */
+    if (!rc && root && !t->pc.quiet) fprintf(stderr, "%s written to %s\n", t->a.opt.full_ft ? "model" : "adapter", t->a.out_dir);
+    if (!rc && root && t->a.task && t->a.eval_path) cli_print_glue(t->a.task, &ev, t->a.eval_path, t->json);
+    fflush(stdout);
+    dist_finalize(rc);
+    return rc ? 1 : 0;
+}
+
 int cmd_train(int argc, char **argv) {
     train_cli t;
     memset(&t, 0, sizeof t);
@@ -140,14 +168,5 @@ int cmd_train(int argc, char **argv) {
     default_eval(&t, dev, sizeof dev);
     lorac_set_threads((int)t.threads);
     if (cli_set_precision(t.precision)) return 2;
-    ft_eval_result ev;
-    memset(&ev, 0, sizeof ev);
-    t.a.progress = on_progress;
-    t.a.progress_ctx = &t.pc;
-    t.a.final_eval = &ev;
-    lorac_err err = {0};
-    if (ft_train(&t.a, &err)) return cli_fail(&err);
-    if (!t.pc.quiet) fprintf(stderr, "%s written to %s\n", t.a.opt.full_ft ? "model" : "adapter", t.a.out_dir);
-    if (t.a.task && t.a.eval_path) cli_print_glue(t.a.task, &ev, t.a.eval_path, t.json);
-    return 0;
+    return train_run(&t);
 }

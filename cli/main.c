@@ -80,6 +80,7 @@ int cmd_version(int argc, char **argv) {
     if (cap && *cap) printf(" (LORAC_ISA=%s)", cap);
     printf("\ncpu: %s\n", lorac_isa_name(lorac_isa_detected()));
     printf("openblas: %s (%s)\n", lorac_blas_corename(), lorac_blas_config());
+    printf("mpi: %s\n", dist_mpi_version());
     const char *chosen = getenv("LORAC_BLAS_CORE_CHOSEN");
     if (chosen && *chosen) printf("note: OpenBLAS chose %s for this CPU; lorac set OPENBLAS_CORETYPE=%s\n", chosen,
                                   lorac_blas_corename());

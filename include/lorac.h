@@ -24,9 +24,11 @@
  *   lorac/wordpiece.h    BERT's WordPiece tokenizer (BasicTokenizer normalisation, pairs, truncation)
  *   lorac/glue.h         GLUE data: TSV readers and sentence(-pair) encoding
  *   lorac/finetune.h     the one trainer and evaluation for every family and task
+ *   lorac/dist.h         the processes of a data-parallel run (MPI when built with it, else one)
  *
  * Build: link build/liblorac.a with LAPACKE, OpenBLAS (cblas, and LAPACK under LAPACKE), OpenMP and libm:
  *   cc -std=c11 app.c -Iinclude build/liblorac.a -llapacke -lopenblas -fopenmp -lm
+ * (and MPI's libraries, e.g. with mpicc, when the build found MPI: CMake's "MPI:" line says)
  *
  * Errors: every function that can fail returns LORAC_OK (0) or a lorac_status and, given a
  * lorac_err, a one-line message naming the file and the problem. Nothing exits or prints.
@@ -54,5 +56,6 @@
 #include "lorac/wordpiece.h"
 #include "lorac/glue.h"
 #include "lorac/finetune.h"
+#include "lorac/dist.h"
 
 #endif

@@ -33,6 +33,8 @@ typedef struct ft_progress {
     int is_eval;        /* an eval result: eval_loss is set */
     double eval_loss;
     size_t trainable_params, all_params; /* model_count_params, for PEFT's trainable-parameters line */
+    int ranks;             /* processes of a data-parallel run (lorac/dist.h); 1 alone */
+    size_t allreduce_bytes; /* summed over the ranks each step (gradients, loss, tokens); 0 alone */
 } ft_progress;
 
 /* Teacher-forced evaluation: an LM's mean negative log-likelihood per scored token (and its

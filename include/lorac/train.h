@@ -128,7 +128,9 @@ void adamw_update(adamw_state *s, const adamw_config *c, double lr, float *param
 /* The trainable tensors of a registry (requires_grad, with a gradient buffer), in registry order,
  * gathered into one flat buffer so that AdamW, clipping and the checkpoint see a single vector.
  * decay (total) marks the matrices: they decay, vectors (biases, norm weights) do not, as HF
- * Trainer's default (LoRA's A and B are matrices). */
+ * Trainer's default (LoRA's A and B are matrices). grads has TRAIN_PARAMS_TAIL floats after its
+ * total: a run's loss and token count travel in them with the gradients (one all-reduce a step). */
+#define TRAIN_PARAMS_TAIL 2
 typedef struct train_params {
     lora_param **p;
     size_t n, total;
@@ -141,6 +143,8 @@ void train_params_free(train_params *f);
 void train_params_gather(train_params *f, int with_grads);
 /* The tensors := params. */
 void train_params_scatter(const train_params *f);
+/* dst (total) += w · the tensors' gradients (a micro-batch's share of a step's gradient). */
+void train_params_add_grads(const train_params *f, float *dst, float w);
 
 /* Learning rate of optimizer step `step` (0-based), as HF get_linear_schedule_with_warmup with
  * the scheduler stepped after each optimizer step (so step k uses lr_lambda(k), and the first

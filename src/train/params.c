@@ -14,7 +14,7 @@ int train_params_init(train_params *f, lora_registry *reg, lorac_err *err) {
             f->total += reg->params[i].numel;
         }
     f->params = malloc(f->total * sizeof(float) + 1);
-    f->grads = malloc(f->total * sizeof(float) + 1);
+    f->grads = malloc((f->total + TRAIN_PARAMS_TAIL) * sizeof(float));
     f->decay = malloc(f->total + 1);
     if (!f->params || !f->grads || !f->decay) return lorac_fail(err, LORAC_ENOMEM, "train: out of memory");
     for (size_t i = 0, off = 0; i < f->n; off += f->p[i]->numel, i++) memset(f->decay + off, f->p[i]->ndim == 2, f->p[i]->numel);
@@ -43,5 +43,13 @@ void train_params_scatter(const train_params *f) {
     for (size_t i = 0; i < f->n; i++) {
         memcpy(f->p[i]->data, f->params + off, f->p[i]->numel * sizeof(float));
         off += f->p[i]->numel;
+    }
+}
+
+void train_params_add_grads(const train_params *f, float *dst, float w) {
+    for (size_t i = 0, off = 0; i < f->n; off += f->p[i]->numel, i++) {
+        const float *g = f->p[i]->grad;
+        float *d = dst + off;
+        for (size_t j = 0; j < f->p[i]->numel; j++) d[j] += w * g[j];
     }
 }
