@@ -54,5 +54,6 @@
 #include "lorac/wordpiece.h"
 #include "lorac/glue.h"
 #include "lorac/finetune.h"
+#include "lorac/serve.h"
 
 #endif
