@@ -296,8 +296,8 @@ static void emit(serve_engine *e, serve_req *r, float *row) {
     lorac_err err = {0};
     pthread_mutex_lock(&e->mu);
     r->n_gen++;
-    pthread_mutex_unlock(&e->mu);
     e->st.tokens++;
+    pthread_mutex_unlock(&e->mu);
     if (eos_of(e, t)) {
         finish(e, r, "stop");
         return;
@@ -314,6 +314,13 @@ static void emit(serve_engine *e, serve_req *r, float *row) {
     } else if (stopped || full) {
         finish(e, r, stopped ? "stop" : "length");
     }
+}
+
+static void note_rows(serve_engine *e, int rows) {
+    pthread_mutex_lock(&e->mu);
+    e->st.steps++;
+    if (rows > e->st.max_step_rows) e->st.max_step_rows = rows;
+    pthread_mutex_unlock(&e->mu);
 }
 
 /* One chunk of every prefilling prompt, as one batched step. */
@@ -339,7 +346,7 @@ static int prefill(serve_engine *e, lorac_err *err) {
         r->state = REQ_DECODE;
         emit(e, r, e->logits + k * V);
     }
-    if ((long long)n * chunk > e->st.max_step_rows) e->st.max_step_rows = (long long)n * chunk;
+    note_rows(e, n * chunk);
     return LORAC_OK;
 }
 
@@ -357,7 +364,7 @@ static int decode(serve_engine *e, lorac_err *err) {
     if (rc) return rc;
     size_t V = (size_t)model_cfg(e->m)->vocab_size;
     for (int k = 0; k < n; k++) emit(e, e->slots[e->step_slots[k]], e->logits + k * V);
-    if (n > e->st.max_step_rows) e->st.max_step_rows = n;
+    note_rows(e, n);
     return LORAC_OK;
 }
 
@@ -382,7 +389,6 @@ static void step(serve_engine *e) {
     if (!rc) rc = prefill(e, &err);
     if (!rc) rc = decode(e, &err);
     if (rc) fail_running(e, &err);
-    e->st.steps++;
 }
 
 static void *engine_main(void *arg) {

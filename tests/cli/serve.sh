@@ -178,6 +178,14 @@ c=$(post /v1/adapters "{\"name\": \"a0\", \"path\": \"$T/a0\"}" "$T/ld2")
 c2=$(post /v1/completions "{\"model\": \"a0\", \"prompt\": \"hello there\", \"max_tokens\": $N, \"temperature\": 0}" "$T/again")
 [ "$c" = 200 ] && [ "$c2" = 200 ] && [ "$(jstr text "$T/again")" = "$(jstr text "$T/ref0")" ] && ok || bad "a0 loaded again: $c $c2 $(cat "$T/again")"
 
+# the official openai Python client, when importable (LORAC_PYTHON picks the interpreter)
+PY=${LORAC_PYTHON:-python3}
+if command -v "$PY" >/dev/null && "$PY" -c "import openai" 2>/dev/null; then
+  "$PY" "$SRC/tools/serve_openai_check.py" "$U/v1" a1 && ok || bad "the openai client check"
+else
+  echo "note: the openai Python package is absent: its client check skipped (LORAC_PYTHON=python-with-openai)"
+fi
+
 # errors: status, an OpenAI error body, and the server goes on
 expect() { # expect STATUS NEEDLE METHOD PATH [BODY]
   local want=$1 needle=$2 method=$3 path=$4 body=${5:-}
