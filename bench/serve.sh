@@ -73,13 +73,14 @@ run() {
   local sp=$! c
   U=""
   for _ in $(seq 600); do
-    U=$(sed -n 's|.*listening on \(http://[0-9.]*:[0-9]*\).*|\1|p' "$log.out")
+    U=$(sed -n 's|.*listening on \(http://[0-9.]*:[0-9]*\) (model.*|\1|p' "$log.out" 2>/dev/null)
     [ -n "$U" ] && break
     sleep 0.1
   done
   [ -n "$U" ] || { echo "server failed: $(cat "$log.err")" >&2; kill "$sp"; exit 1; }
   # one warm-up request (first-touch of the mapped weights)
-  curl -s "$U/v1/completions" -d '{"model": "a0", "prompt": "warm up", "max_tokens": 4, "temperature": 0}' >/dev/null
+  curl -s "$U/v1/completions" -d '{"model": "a0", "prompt": "warm up", "max_tokens": 4, "temperature": 0}' >"$log.warm"
+  grep -q '"choices"' "$log.warm" || { echo "the warm-up request failed: $(cat "$log.warm")" >&2; kill "$sp"; exit 1; }
   local t0=$EPOCHREALTIME pids=()
   for c in $(seq 0 $((C - 1))); do
     client "$c" "$nad" >"$log.c$c" &

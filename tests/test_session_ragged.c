@@ -44,7 +44,7 @@ static float *alone(model *m, model_adapter_set *set, int q) {
 static int ragged(model_session *s, const int *sl, const int *qs, int n, int n_new, int *done, float **ref, size_t V,
                   const char *what) {
     lorac_err err = {0};
-    int32_t in[NQ * MAXL];
+    int32_t in[NQ * MAXL] = {0};
     float *got = malloc((size_t)n * V * sizeof(float));
     for (int i = 0; i < n; i++) memcpy(in + i * n_new, &seqtok[qs[i]][done[qs[i]]], (size_t)n_new * sizeof(int32_t));
     int rc = model_session_step_slots(s, sl, in, n, n_new, got, &err);

@@ -40,7 +40,7 @@ start_server() {
   SP=$!
   U=""
   for _ in $(seq 600); do
-    U=$(sed -n 's|.*listening on \(http://[0-9.]*:[0-9]*\).*|\1|p' "$log.out")
+    U=$(sed -n 's|.*listening on \(http://[0-9.]*:[0-9]*\) (model.*|\1|p' "$log.out")
     [ -n "$U" ] && return 0
     kill -0 "$SP" 2>/dev/null || break
     sleep 0.1
