@@ -78,7 +78,7 @@ int serve_req_read(serve_req *r, char **delta, size_t *len, const char **finish_
     } else if (!(*delta = malloc(n + 1))) {
         rc = lorac_fail(err, LORAC_ENOMEM, "out of memory");
     } else {
-        memcpy(*delta, r->text + r->taken, n);
+        if (n) memcpy(*delta, r->text + r->taken, n);
         (*delta)[n] = 0;
         *len = n;
         r->taken = r->safe;
@@ -229,11 +229,11 @@ static int token_text(serve_engine *e, serve_req *r, char **t, size_t *len, lora
     size_t pl = 0;
     int rc = model_decode(e->m, r->out + from, (size_t)(n - from), 1, t, len, err);
     if (!rc && n - 1 > from) rc = model_decode(e->m, r->out + from, (size_t)(n - 1 - from), 1, &prev, &pl, err);
-    if (!rc && (pl > *len || memcmp(*t, prev, pl))) { /* not a prefix: decode the whole output */
+    if (!rc && pl && (pl > *len || memcmp(*t, prev, pl))) { /* not a prefix: decode the whole output */
         free(*t);
         rc = model_decode(e->m, r->out, (size_t)n, 1, t, len, err);
         pl = r->dec_len;
-        if (!rc && (*len < pl || memcmp(*t, r->dec, pl))) pl = 0; /* cannot happen for lorac's tokenizers */
+        if (!rc && pl && (*len < pl || memcmp(*t, r->dec, pl))) pl = 0; /* cannot happen for lorac's tokenizers */
     }
     if (!rc && pl) memmove(*t, *t + pl, *len - pl), *len -= pl;
     free(prev);

@@ -65,6 +65,7 @@ hnum() { curl -s "$U/health" | sed -n "s/.*\"$1\":\\([0-9]*\\).*/\\1/p"; }
 wait_for() {
   for _ in $(seq 600); do
     [ "$(hnum "$1")" = "$2" ] && return 0
+    kill -0 "$SP" 2>/dev/null || return 1 # the server died
     sleep 0.1
   done
   return 1
