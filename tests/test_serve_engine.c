@@ -124,7 +124,7 @@ static void engine_checks(model *m, char *ref[NA + 1][NP]) {
     }
     serve_stats st;
     serve_engine_stats(e, &st);
-    CHECK(st.max_step_rows >= 2, "requests shared a step (max rows %lld)", st.max_step_rows);
+    CHECK(st.max_decode_seqs >= 2, "requests shared a decode step (at most %lld)", st.max_decode_seqs);
     /* refusals */
     CHECK(!submit(e, -1, 0, o.ctx, &err) && err.code == LORAC_EINVAL && strstr(err.msg, "context"), "too long: %s", err.msg);
     serve_lora nope = {"nope", 1.0f};

@@ -100,10 +100,11 @@ void serve_req_usage(serve_req *r, int *prompt_tokens, int *completion_tokens);
 void serve_req_cancel(serve_req *r);
 void serve_req_release(serve_req *r);
 
-/* Counters for /health and tests. */
+/* Counters for /health and tests: batched model steps, tokens generated, requests ended, the most
+ * rows one step ran (prefill chunks count each token) and the most sequences one decode step ran. */
 typedef struct serve_stats {
     int running, queued, adapters;
-    long long steps, tokens, requests_done, max_step_rows;
+    long long steps, tokens, requests_done, max_step_rows, max_decode_seqs;
 } serve_stats;
 void serve_engine_stats(serve_engine *e, serve_stats *s);
 

@@ -316,10 +316,11 @@ static void emit(serve_engine *e, serve_req *r, float *row) {
     }
 }
 
-static void note_rows(serve_engine *e, int rows) {
+static void note_rows(serve_engine *e, int rows, int decode) {
     pthread_mutex_lock(&e->mu);
     e->st.steps++;
     if (rows > e->st.max_step_rows) e->st.max_step_rows = rows;
+    if (decode && rows > e->st.max_decode_seqs) e->st.max_decode_seqs = rows;
     pthread_mutex_unlock(&e->mu);
 }
 
@@ -346,7 +347,7 @@ static int prefill(serve_engine *e, lorac_err *err) {
         r->state = REQ_DECODE;
         emit(e, r, e->logits + k * V);
     }
-    note_rows(e, n * chunk);
+    note_rows(e, n * chunk, 0);
     return LORAC_OK;
 }
 
@@ -364,7 +365,7 @@ static int decode(serve_engine *e, lorac_err *err) {
     if (rc) return rc;
     size_t V = (size_t)model_cfg(e->m)->vocab_size;
     for (int k = 0; k < n; k++) emit(e, e->slots[e->step_slots[k]], e->logits + k * V);
-    note_rows(e, n);
+    note_rows(e, n, 1);
     return LORAC_OK;
 }
 

@@ -103,6 +103,7 @@ static enum MHD_Result get_health(serve_http *h, struct MHD_Connection *c) {
     jw_key_int(&b.w, "tokens", st.tokens);
     jw_key_int(&b.w, "requests_done", st.requests_done);
     jw_key_int(&b.w, "max_step_rows", st.max_step_rows);
+    jw_key_int(&b.w, "max_decode_seqs", st.max_decode_seqs);
     jw_object_end(&b.w);
     return http_send_json(c, MHD_HTTP_OK, &b);
 }
