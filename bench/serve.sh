@@ -68,6 +68,7 @@ pct() { sort -g | awk -v p="$1" '{v[NR]=$1} END {if (!NR) {print "nan"; exit} i=
 # run N_ADAPTERS ROUND: one server, C clients at once; prints the run's summary line
 run() {
   local nad=$1 round=$2 log=$OUT/run_${1}_$2
+  : >"$log.out" # emptied here: the server's own redirection happens later, in its process
   "${RUN[@]}" "$LORAC" serve --model "$MODEL" --port 0 --threads "$THREADS" --max-batch "$BATCH" --max-queue $((C * 2)) \
     $(for k in $(seq 0 $((nad - 1))); do echo "--adapter a$k=$OUT/a$k"; done) >"$log.out" 2>"$log.err" &
   local sp=$! c

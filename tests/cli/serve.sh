@@ -36,6 +36,7 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 start_server() {
   local log=$1
   shift
+  : >"$log.out" # emptied here: the server's own redirection happens later, in its process
   "$L" serve --port 0 --threads 1 "$@" >"$log.out" 2>"$log.err" &
   SP=$!
   U=""
