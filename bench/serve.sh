@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/serve.sh — lorac serve under load on loopback: C concurrent streaming clients, each sending
-# REQS completions of MAXTOK greedy tokens, over 1 adapter (every request the same) and over K
+# REQS completions of MAXTOK greedy tokens ("ignore_eos": every request runs to MAXTOK), over 1 adapter (every request the same) and over K
 # different adapters (client c uses adapter c mod K), in alternating rounds.
 #
 #   bench/serve.sh           (an existing build/lorac; SmolLM2-135M-Instruct Q4_1 from tools/fetch_smollm2.sh)
@@ -50,7 +50,7 @@ done
 client() {
   local id=$1 nad=$2 r
   for r in $(seq "$REQS"); do
-    local body="{\"model\": \"a$((id % nad))\", \"prompt\": \"Tell me a story about request $id-$r.\", \"max_tokens\": $MAXTOK, \"temperature\": 0, \"stream\": true}"
+    local body="{\"model\": \"a$((id % nad))\", \"prompt\": \"Tell me a story about request $id-$r.\", \"max_tokens\": $MAXTOK, \"temperature\": 0, \"ignore_eos\": true, \"stream\": true}"
     local t0=$EPOCHREALTIME first="" toks=0 line
     while IFS= read -r line; do
       case $line in

@@ -58,6 +58,7 @@ typedef struct serve_params {
     uint64_t seed;
     int n_stop;
     char stop[SERVE_MAX_STOP][64];
+    int ignore_eos;    /* run to max_tokens past end-of-text (benchmarks; vLLM's and llama.cpp's field) */
 } serve_params;
 void serve_params_init(serve_params *p);
 

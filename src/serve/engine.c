@@ -298,7 +298,7 @@ static void emit(serve_engine *e, serve_req *r, float *row) {
     r->n_gen++;
     e->st.tokens++;
     pthread_mutex_unlock(&e->mu);
-    if (eos_of(e, t)) {
+    if (eos_of(e, t) && !r->p.ignore_eos) {
         finish(e, r, "stop");
         return;
     }

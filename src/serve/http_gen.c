@@ -72,6 +72,8 @@ static int parse_params(const json_value *root, gen_request *g, int ctx, char *w
     if (bad || n != 1) return BAD("\"n\" must be 1");
     g->stream = json_get_bool(root, "stream", 0, &bad);
     if (bad) return BAD("\"stream\" must be a boolean");
+    p->ignore_eos = json_get_bool(root, "ignore_eos", 0, &bad);
+    if (bad) return BAD("\"ignore_eos\" must be a boolean");
     p->temperature = (float)t, p->top_p = (float)tp, p->top_k = tk < 0 ? 0 : (int)tk, p->seed = (uint64_t)seed;
     return parse_stop(json_get(root, "stop"), p, why, why_size);
 }

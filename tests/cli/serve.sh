@@ -146,6 +146,10 @@ post /v1/completions "{\"prompt\": \"hello there\", \"lora\": [{\"name\": \"a0\"
   --top-k 40 --top-p 0.9 --seed 7 --threads 1 >"$T/sref"
 post /v1/completions "{\"model\": \"a3\", \"prompt\": \"a b c d e\", \"max_tokens\": $N, \"temperature\": 0.8, \"top_k\": 40, \"top_p\": 0.9, \"seed\": 7}" "$T/s" >/dev/null
 [ "$(jstr text "$T/s")" = "$(jstr text "$T/sref")" ] && ok || bad "seeded sampling: $(cat "$T/s") vs $(cat "$T/sref")"
+# ignore_eos runs every request to max_tokens
+post /v1/completions "{\"model\": \"a3\", \"prompt\": \"hi\", \"max_tokens\": 40, \"temperature\": 0, \"ignore_eos\": true}" "$T/ie" >/dev/null
+grep -q '"completion_tokens":40,' "$T/ie" && grep -q '"finish_reason":"length"' "$T/ie" && ok || bad "ignore_eos: $(cat "$T/ie")"
+
 # a stop string ends the text before its first occurrence (two letters of the greedy output)
 full=$(jstr text "$T/ref1")
 plain() { sed 's/\\u[0-9a-fA-F]\{4\}/#/g; s/\\./#/g'; } # escapes out of the way
