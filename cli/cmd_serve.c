@@ -36,6 +36,10 @@ static void run_until_signal(serve_engine *e, serve_http *h, const sigset_t *set
     fprintf(stderr, "lorac serve: %s: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     serve_http_quiesce(h);
     serve_engine_drain(e);
+    /* the answers are generated; let the connections send them (a client that stopped reading
+     * gets 60 s) before every connection is closed */
+    int held = serve_engine_wait_released(e, 60.0);
+    if (held) fprintf(stderr, "lorac serve: %d answers not read by their clients: closing\n", held);
     serve_http_stop(h);
 }
 

@@ -74,6 +74,9 @@ typedef struct serve_engine serve_engine;
 int serve_engine_new(model *m, const serve_opts *o, serve_engine **out, lorac_err *err);
 /* Refuses new requests (LORAC_ECLOSED), finishes the queued and running ones, stops the thread. */
 void serve_engine_drain(serve_engine *e);
+/* Waits until every request has been released by its reader (a front end has sent all of each answer),
+ * at most seconds; returns how many are still held. */
+int serve_engine_wait_released(serve_engine *e, double seconds);
 void serve_engine_free(serve_engine *e);
 const model *serve_engine_model(const serve_engine *e);
 int serve_engine_ctx(const serve_engine *e);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lorac/generate.h"
 #include "lorac/serve.h"
@@ -40,7 +41,10 @@ static void req_free(serve_req *r) {
 
 /* mu held */
 static void req_unref(serve_req *r) {
-    if (--r->refs == 0) req_free(r);
+    if (--r->refs > 0) return;
+    serve_engine *e = r->e;
+    req_free(r);
+    if (--e->live == 0) pthread_cond_broadcast(&e->cv_out);
 }
 
 void serve_req_release(serve_req *r) {
@@ -127,6 +131,7 @@ int serve_submit(serve_engine *e, const serve_lora *lora, int n_lora, const int3
         else e->qhead = r;
         e->qtail = r;
         e->nq++;
+        e->live++;
         pthread_cond_broadcast(&e->cv_in);
     } else {
         serve_adapter_put(e, r->ad);
@@ -497,6 +502,19 @@ void serve_engine_free(serve_engine *e) {
     free(e->fwork);
     free(e->uwork);
     free(e);
+}
+
+int serve_engine_wait_released(serve_engine *e, double seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)seconds;
+    until.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&e->mu);
+    while (e->live > 0 && pthread_cond_timedwait(&e->cv_out, &e->mu, &until) == 0) {}
+    int live = e->live;
+    pthread_mutex_unlock(&e->mu);
+    return live;
 }
 
 const model *serve_engine_model(const serve_engine *e) { return e->m; }

@@ -57,6 +57,7 @@ struct serve_engine {
     int inited, started, draining, collect;
     serve_req *qhead, *qtail;
     int nq;
+    int live;                  /* requests not yet freed (mu) */
     serve_req **slots;         /* (max_batch) the request in each KV-cache slot */
     int *ids, ids_dirty;       /* (max_batch) each slot's adapter id in set */
     serve_adapter *ads;        /* mu */
