@@ -48,5 +48,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_combine(int argc, char **argv);        /* cli/cmd_combine.c: adapter arithmetic */
 int cmd_analyze(int argc, char **argv);        /* cli/cmd_analyze.c: the LoRA paper's Section 7 */
 int cmd_bench_adapters(int argc, char **argv); /* cli/cmd_bench_adapters.c: switch / mixed batch */
+int cmd_serve(int argc, char **argv);          /* cli/cmd_serve.c: the HTTP server */
 
 #endif

@@ -12,12 +12,14 @@ static void gen_usage(void) {
            "  --beams N  --length-penalty X  --no-repeat-ngram N  --repetition-penalty X  --min-new-tokens N\n"
            "  --preset e2e   the LoRA paper's E2E decoding (its own beam search: 10 beams, length penalty 0.8,\n"
            "                 no-repeat-ngram 4, 64 tokens, stop at end-of-text or \"\\n\\n\" when it is one token)\n"
-           "  --threads N\n"
+           "  --threads N  --json  each output as {\"text\": ...} (JSON-escaped as `lorac serve` answers)\n"
            "with --data, the prompt of each distinct context is context + end-of-text (the paper's recipe; with\n"
            "--chat, the context as a user message), and one line is printed per distinct context, in order\n");
 }
 
 /* Decodes one prompt and prints the generated text (without end-of-text tokens) on one line. */
+static int json_out; /* --json */
+
 static int decode_one(const model *m, model_session *s, const gen_config *gc, const int32_t *ids, size_t n, int one_line,
                       lorac_err *err) {
     gen_model gm;
@@ -31,7 +33,18 @@ static int decode_one(const model *m, model_session *s, const gen_config *gc, co
     char *text = NULL;
     size_t len = 0;
     rc = model_decode(m, h->tokens, (size_t)nt, 1, &text, &len, err);
-    if (!rc) {
+    if (!rc && json_out) {
+        json_writer w;
+        jw_init(&w, stdout, 0);
+        jw_object_begin(&w);
+        jw_key(&w, "text");
+        jw_string_n(&w, text, len);
+        jw_key(&w, "finish_reason");
+        jw_string(&w, h->finished ? "stop" : "length");
+        jw_object_end(&w);
+        fputc('\n', stdout);
+        fflush(stdout);
+    } else if (!rc) {
         const char *p = text;
         if (one_line) { /* the completion follows " " in the paper's recipe; keep each output on one line */
             while (len && *p == ' ') p++, len--;
@@ -176,6 +189,7 @@ int cmd_generate(int argc, char **argv) {
             if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
         } else if (!strcmp(f, "--sample")) gc.do_sample = 1;
         else if (!strcmp(f, "--chat")) chat = 1;
+        else if (!strcmp(f, "--json")) json_out = 1;
         else if (!strcmp(f, "--preset")) {
             const char *p;
             if (cli_opt_str(argc, argv, &i, &p)) return 2;

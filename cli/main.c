@@ -27,6 +27,7 @@ static const struct {
     {"bench", cmd_bench, "throughput: train, generate (a real model or a random shape), adapter switching"},
     {"combine", cmd_combine, "adapter arithmetic as PEFT's add_weighted_adapter (cat, svd, linear): a new adapter"},
     {"analyze", cmd_analyze, "the LoRA paper's Section 7 on adapters: spectra of dW, subspace similarity, dW vs W"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server: many adapters over one base, batched together"},
 };
 
 int cli_error(const char *fmt, ...) {

@@ -57,5 +57,6 @@
 #include "lorac/glue.h"
 #include "lorac/finetune.h"
 #include "lorac/dist.h"
+#include "lorac/serve.h"
 
 #endif

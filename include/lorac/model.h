@@ -271,24 +271,36 @@ int model_adapter_set_activate(model_adapter_set *s, int id, int merge, lorac_er
 /* The active adapter (-1: none); whether it is merged to *merged when non-NULL. */
 int model_adapter_set_active(const model_adapter_set *s, int *merged);
 int model_adapter_set_keep_merged(model_adapter_set *s, int on, lorac_err *err);
+/* Frees adapter id's layers (a server unloading it); ids of the others stay as they are and id is
+ * never given again. Refused for the active adapter; a session must no longer run it. */
+int model_adapter_set_remove(model_adapter_set *s, int id, lorac_err *err);
 void model_adapter_set_free(model_adapter_set *s);
 
 /* ---------------------------------------------------------------- inference with a KV cache */
 
-/* A causal model's per-request state: n_slots sequences (beams) of up to max_len tokens each. Keys
- * enter the cache already rotated at their positions. LoRA runs merged or not as model_train_mode
- * left it (dropout never applies). */
+/* A causal model's inference state: n_slots sequences (beams, or a server's requests) of up to
+ * max_len tokens each, every slot at its own length. Keys enter the cache already rotated at their
+ * positions. LoRA runs merged or not as model_train_mode left it (dropout never applies). */
 typedef struct model_session model_session;
 int model_session_new(model *m, model_session **out, lorac_err *err);
 void model_session_free(model_session *s);
 /* Empties the cache and makes n_slots slots of up to max_len tokens (<= model_max_len). */
 int model_session_begin(model_session *s, int n_slots, int max_len, lorac_err *err);
-/* Appends tokens (n_seq, n_new) to slots 0..n_seq-1 (all of equal length) and writes the logits
- * after the last new token of each slot to logits (n_seq, V). */
+/* Appends tokens (n_seq, n_new) to slots 0..n_seq-1 and writes the logits after the last new token
+ * of each slot to logits (n_seq, V). */
 int model_session_step(model_session *s, const int32_t *tokens, int n_seq, int n_new, float *logits, lorac_err *err);
+/* The same for the distinct slots slots[0..n_seq-1], each at its own length (continuous batching:
+ * sequences at any point of their decoding, or prefill chunks, share one batched step). Row i of
+ * tokens and logits is slots[i]'s. A refused step changes nothing. */
+int model_session_step_slots(model_session *s, const int *slots, const int32_t *tokens, int n_seq, int n_new, float *logits,
+                             lorac_err *err);
+/* Empties one slot (a finished sequence's slot then takes a new one); the others are untouched. */
+int model_session_reset_slot(model_session *s, int slot, lorac_err *err);
+/* Tokens slot holds (-1: no such slot). */
+int model_session_slot_len(const model_session *s, int slot);
 /* Slot i := old slot src[i] for i < n_seq (a gather; src may repeat). */
 int model_session_reorder(model_session *s, const int32_t *src, int n_seq, lorac_err *err);
-/* Tokens every live slot holds. */
+/* Tokens slot 0 holds (every live slot's, when the slots run in lockstep as beams do). */
 int model_session_len(const model_session *s);
 /* Mixed-adapter batches: slot i (< n) runs adapter ids[i] of set (-1: the base), unmerged, in the
  * same forward as the other slots (the base matmul once for all rows, then per adapter present one

@@ -180,12 +180,14 @@ void op_attention_qkv_forward(float *out, float *lse, const float *qkv, const ui
 void op_attention_qkv_backward(float *dqkv, const float *dout, const float *out, const float *lse, const float *qkv,
                                const uint8_t *pad_mask, int B, int T, int NH, int NKV, int HS, int causal);
 
-/* Inference attention against a KV cache (causal, grouped-query as above, no mask, no backward):
- * q, out (S,Tq,NH·HS) are the new queries of S slots; kc, vc (S,cap,NKV·HS) hold each slot's keys
- * and values for positions [0, offset+Tq) (the new ones already written). Query i of a slot is at
- * position offset+i and sees keys 0..offset+i. scratch holds (S·NH, offset+Tq) floats. */
+/* Inference attention against a KV cache (causal, grouped-query as above, no mask, no backward),
+ * ragged: q, out (S,Tq,NH·HS) are the new queries of S sequences; kc, vc (n_slots,cap,NKV·HS) are the
+ * cache, sequence s reading slot[s] (slot NULL: slot s), which holds its keys and values for
+ * positions [0, offset[s]+Tq) (the new ones already written). Query i of sequence s is at position
+ * offset[s]+i and sees keys 0..offset[s]+i, so sequences of different lengths share one call
+ * (continuous batching). scratch holds (S·NH, cap) floats. */
 void op_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int S, int Tq,
-                                 int offset, int cap, int NH, int NKV, int HS, float *scratch);
+                                 const int *slot, const int *offset, int cap, int NH, int NKV, int HS, float *scratch);
 /* ---- rotary position embedding (HF Llama, rotate-half) -----------------------------------------
  * inp, out (B,T,NH·HS), HS even; out may equal inp. For each head, pairs (i, i+HS/2), i < HS/2,
  * are rotated by angle pos·theta^(-2i/HS):

@@ -39,6 +39,8 @@ const char *lorac_status_str(int code) {
     case LORAC_ESHAPE: return "shape mismatch";
     case LORAC_ENOTFOUND: return "not found";
     case LORAC_EUNSUPPORTED: return "unsupported";
+    case LORAC_EBUSY: return "busy";
+    case LORAC_ECLOSED: return "closed";
     default: return "unknown error";
     }
 }

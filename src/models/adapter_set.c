@@ -47,7 +47,7 @@ int model_adapter_set_active(const model_adapter_set *s, int *merged) {
 }
 
 const site_lora *model_adapter_set_layout(const model_adapter_set *s, int id, const lora_embedding **embed) {
-    if (id < 0 || id >= s->n) return NULL;
+    if (id < 0 || id >= s->n || (id != s->active && !s->sites[id])) return NULL; /* removed */
     if (embed) *embed = s->active == id ? s->m->embed_lora : s->embed[id];
     return s->active == id ? s->m->lora : s->sites[id];
 }
@@ -141,7 +141,8 @@ static int resident_merge(model_adapter_set *s, int id, lorac_err *err) {
 }
 
 int model_adapter_set_activate(model_adapter_set *s, int id, int merge, lorac_err *err) {
-    if (id < -1 || id >= s->n) return lorac_fail(err, LORAC_EINVAL, "%s: no adapter %d in the set (%d held)", s->m->path, id, s->n);
+    if (id < -1 || id >= s->n || (id >= 0 && id != s->active && !s->sites[id]))
+        return lorac_fail(err, LORAC_EINVAL, "%s: no adapter %d in the set (%d held)", s->m->path, id, s->n);
     model *m = s->m;
     int rc = LORAC_OK;
     if (s->active >= 0) { /* the active adapter's layers go back to the set, unmerged */
@@ -224,6 +225,16 @@ int model_adapter_set_add(model_adapter_set *s, const peft_adapter *a, int *id, 
         if (!rc) rc = rc2;
     }
     return rc;
+}
+
+int model_adapter_set_remove(model_adapter_set *s, int id, lorac_err *err) {
+    if (id < 0 || id >= s->n || id == s->active || !s->sites[id])
+        return lorac_fail(err, LORAC_EINVAL, "%s: adapter %d cannot be removed (%s)", s->m->path, id,
+                          id == s->active ? "it is active" : "no such adapter");
+    model_lora_free_layout(s->m, s->sites[id], s->embed[id]);
+    free_bufs(s->m, s->rbuf[id]);
+    s->sites[id] = NULL, s->embed[id] = NULL, s->rbuf[id] = NULL, s->rvalid[id] = 0;
+    return LORAC_OK;
 }
 
 void model_adapter_set_free(model_adapter_set *s) {

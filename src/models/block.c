@@ -61,13 +61,13 @@ static void dropout(block_bufs *b, int k, float *x, int C) {
     if (b->drop > 0.0f) op_dropout_forward(x, b->drop_mask[k], x, b->drop, (size_t)b->N * C, b->rng);
 }
 
-/* A session step's keys and values go to the cache at positions pos0.. of each slot; a fused map's
- * q rows are gathered for the cached attention. */
+/* A session step's keys and values go to the cache at each row's position (pos) in its sequence's
+ * slot (slots); a fused map's q rows are gathered for the cached attention. */
 static const float *cache_append(const model_config *c, block_bufs *b, const float *q, const float *k, const float *v) {
     int QD = c->n_head * c->head_dim, KD = c->n_kv_head * c->head_dim, W = c->fused_qkv ? QD + 2 * KD : 0;
     for (int sl = 0; sl < b->B; sl++)
         for (int i = 0; i < b->T; i++) {
-            size_t r = (size_t)sl * b->T + i, dst = ((size_t)sl * b->cap + b->pos0 + i) * KD;
+            size_t r = (size_t)sl * b->T + i, dst = ((size_t)b->slots[sl] * b->cap + b->pos[r]) * KD;
             const float *ks = W ? q + r * W + QD : k + r * KD, *vs = W ? q + r * W + QD + KD : v + r * KD;
             if (W) memcpy(b->qg + r * QD, q + r * W, QD * sizeof(float));
             memcpy(b->kc + dst, ks, KD * sizeof(float));
@@ -85,12 +85,13 @@ static int attention_forward(model *m, int l, block_bufs *b, const float *in, lo
         rc = site(m, l, ARCH_V, b, v, in, err);
     if (rc) return rc;
     if (c->pos == MODEL_POS_ROPE) {
-        op_rope_freqs_forward(q, q, NULL, b->pos0, b->B, b->T, NH, HS, m->inv_freq);
-        op_rope_freqs_forward(k, k, NULL, b->pos0, b->B, b->T, NKV, HS, m->inv_freq);
+        op_rope_freqs_forward(q, q, b->pos, b->pos0, b->B, b->T, NH, HS, m->inv_freq);
+        op_rope_freqs_forward(k, k, b->pos, b->pos0, b->B, b->T, NKV, HS, m->inv_freq);
     }
     if (b->kc) {
         const float *qq = cache_append(c, b, q, k, v);
-        op_attention_cached_forward(b->att, qq, b->kc, b->vc, b->B, b->T, b->pos0, b->cap, NH, NKV, HS, b->scores);
+        op_attention_cached_forward(b->att, qq, b->kc, b->vc, b->B, b->T, b->slots, b->seq_pos, b->cap, NH, NKV, HS,
+                                    b->scores);
     } else if (c->fused_qkv) {
         op_attention_qkv_forward(b->att, b->lse, b->qkv, b->mask, b->B, b->T, NH, NKV, HS, c->causal);
     } else {

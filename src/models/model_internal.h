@@ -201,9 +201,11 @@ typedef struct block_bufs {
     lorac_rng *rng;
     lora_act *lacts;            /* the block's ARCH_N_SITES LoRA records, made for cap_N rows */
     int cap_N;
-    /* a session: the layer's KV cache (S = B slots of cap tokens, holding pos0), gathered q rows of a
-     * fused map, the scores scratch, and the mixed-adapter hook run after every site */
+    /* a session: the layer's KV cache (n_slots of cap tokens; sequence b in slot slots[b], its first
+     * new row at seq_pos[b], row r at pos[r]), gathered q rows of a fused map, the scores scratch, and
+     * the mixed-adapter hook run after every site */
     float *kc, *vc, *qg, *scores;
+    const int *slots, *seq_pos, *pos;
     int cap;
     int (*mixed)(void *ctx, int layer, int site, float *out, const float *inp, lorac_err *err);
     void *mixed_ctx;

@@ -2,8 +2,10 @@
  * slot per step, through the same block as training (block_forward with the cache as its
  * attention). Keys enter the cache already rotated at their positions. Mixed-adapter batches add
  * each slot's own adapter after every site (S-LoRA/Punica: the base product once for all rows, then
- * one gathered pair of thin products per adapter present).
- * Shapes: S slots, n_new new tokens each, R = S·n_new rows, KD = NKV·HS, cap = max_len. */
+ * one gathered pair of thin products per adapter present). Ragged: every slot has its own length, a
+ * step appends to any set of slots (continuous batching: sequences admitted, decoded and freed at
+ * different times share one step).
+ * Shapes: S sequences in a step, n_new new tokens each, R = S·n_new rows, KD = NKV·HS, cap = max_len. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,8 @@
 struct model_session {
     model *m;
     int n_slots, cap;
-    int len;                 /* tokens held by every live slot */
+    int *lens;               /* (n_slots) tokens each slot holds */
+    int *slot, *seq_pos, *pos, *step_ids; /* a step's slots (S), their lengths (S), row positions (R), adapters (S) */
     float *k, *v;            /* (L, n_slots, cap, KD) */
     float *scores;           /* (n_slots·NH, cap) */
     int rows;                /* scratch capacity in rows */
@@ -46,6 +49,8 @@ static void free_lacts(model_session *s) {
 
 static void free_scratch(model_session *s) {
     free(s->scratch);
+    free(s->pos);
+    s->pos = NULL;
     free(s->xg);
     free(s->yg);
     free(s->hg);
@@ -58,13 +63,21 @@ void model_session_free(model_session *s) {
     if (!s) return;
     free_scratch(s);
     free(s->ids);
+    free(s->lens);
     free(s->k);
     free(s->v);
     free(s->scores);
     free(s);
 }
 
-int model_session_len(const model_session *s) { return s->len; }
+int model_session_len(const model_session *s) { return s->n_slots ? s->lens[0] : 0; }
+int model_session_slot_len(const model_session *s, int slot) { return slot >= 0 && slot < s->n_slots ? s->lens[slot] : -1; }
+
+int model_session_reset_slot(model_session *s, int slot, lorac_err *err) {
+    if (slot < 0 || slot >= s->n_slots) return lorac_fail(err, LORAC_EINVAL, "%s: no slot %d of %d", s->m->path, slot, s->n_slots);
+    s->lens[slot] = 0;
+    return LORAC_OK;
+}
 
 int model_session_begin(model_session *s, int n_slots, int max_len, lorac_err *err) {
     const model_config *c = &s->m->cfg;
@@ -74,21 +87,25 @@ int model_session_begin(model_session *s, int n_slots, int max_len, lorac_err *e
                           model_max_len(s->m), c->sliding_window > 0 ? " (or its sliding window)" : "");
     if (n_slots != s->n_slots || max_len != s->cap) {
         size_t kv, sc, KD = (size_t)c->n_kv_head * c->head_dim;
-        free(s->k), free(s->v), free(s->scores);
+        free(s->k), free(s->v), free(s->scores), free(s->lens);
         s->k = s->v = s->scores = NULL;
+        s->lens = s->slot = s->seq_pos = s->step_ids = NULL;
+        int *ints = NULL;
         if (lorac_size_mul((size_t)c->n_layer * n_slots, (size_t)max_len * KD, &kv) || lorac_size_mul(kv, sizeof(float), &kv) ||
             !(s->k = malloc(kv)) || !(s->v = malloc(kv)) ||
-            lorac_size_mul((size_t)n_slots * c->n_head, (size_t)max_len * sizeof(float), &sc) || !(s->scores = malloc(sc))) {
-            free(s->k), free(s->v);
-            s->k = s->v = NULL;
+            lorac_size_mul((size_t)n_slots * c->n_head, (size_t)max_len * sizeof(float), &sc) || !(s->scores = malloc(sc)) ||
+            !(s->lens = ints = calloc(4 * (size_t)n_slots, sizeof *ints))) {
+            free(s->k), free(s->v), free(s->scores);
+            s->k = s->v = s->scores = NULL;
             s->n_slots = s->cap = 0;
             return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for a KV cache of %d x %d tokens", s->m->path, n_slots,
                               max_len);
         }
+        s->slot = ints + n_slots, s->seq_pos = ints + 2 * n_slots, s->step_ids = ints + 3 * n_slots;
         s->n_slots = n_slots;
         s->cap = max_len;
     }
-    s->len = 0;
+    memset(s->lens, 0, (size_t)n_slots * sizeof *s->lens);
     return LORAC_OK;
 }
 
@@ -103,7 +120,7 @@ static int ensure_rows(model_session *s, int rows, lorac_err *err) {
         wide = wide > I ? wide : I;
         wide = wide > W ? wide : W;
         if (!(s->scratch = malloc(R * per_row * sizeof(float))) || !(s->xg = malloc(R * wide * sizeof(float))) ||
-            !(s->yg = malloc(R * wide * sizeof(float)))) {
+            !(s->yg = malloc(R * wide * sizeof(float))) || !(s->pos = malloc(R * sizeof *s->pos))) {
             free_scratch(s);
             return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for %d inference rows", s->m->path, rows);
         }
@@ -156,16 +173,16 @@ static int mixed_site(void *ctx, int l, int site, float *out, const float *inp, 
     mixed_ctx *mc = ctx;
     model_session *s = mc->s;
     const model_linear *L = &s->m->layers[l].site[site];
+    const int *ids = s->step_ids;
     for (int sl = 0; sl < mc->S; sl++) {
-        if (!lora_rows_first_use(s->ids, sl)) continue;
-        const site_lora *lo = &model_adapter_set_layout(s->set, s->ids[sl], NULL)[(size_t)l * ARCH_N_SITES + site];
-        if (!lo->lin && !lo->split) continue;
+        const site_lora *lo = lora_rows_first_use(ids, sl) ? model_adapter_set_layout(s->set, ids[sl], NULL) : NULL;
+        if (!lo || (lo += (size_t)l * ARCH_N_SITES + site, !lo->lin && !lo->split)) continue;
         if (lora_rows_reserve(&s->hg, &s->hg_r, (size_t)s->rows, lo->lin ? lo->lin->cfg.r : lo->split->cfg.r))
             return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for mixed-adapter rows", s->m->path);
-        int n = lora_rows_gather(s->xg, inp, s->ids, mc->S, sl, mc->n_new, L->C);
+        int n = lora_rows_gather(s->xg, inp, ids, mc->S, sl, mc->n_new, L->C);
         if (lo->lin) lora_rows_lowrank(lo->lin, s->xg, s->hg, s->yg, n);
         else lora_rows_lowrank_merged(lo->split, s->xg, s->hg, s->yg, n);
-        lora_rows_scatter_add(out, s->yg, s->ids, mc->S, sl, mc->n_new, L->OC);
+        lora_rows_scatter_add(out, s->yg, ids, mc->S, sl, mc->n_new, L->OC);
     }
     return LORAC_OK;
 }
@@ -174,7 +191,7 @@ static int mixed_site(void *ctx, int l, int site, float *out, const float *inp, 
 static void mixed_embed(model_session *s, const int32_t *tokens, int S, int n_new) {
     for (int sl = 0; sl < S; sl++) {
         const lora_embedding *E = NULL;
-        if (s->ids[sl] >= 0 && model_adapter_set_layout(s->set, s->ids[sl], &E) && E)
+        if (s->step_ids[sl] >= 0 && model_adapter_set_layout(s->set, s->step_ids[sl], &E) && E)
             lora_rows_embedding_add(E, s->x + (size_t)sl * n_new * s->m->cfg.n_embd, tokens + (size_t)sl * n_new, n_new);
     }
 }
@@ -192,7 +209,7 @@ static int embed_rows(model_session *s, const int32_t *tokens, int S, int n_new,
     }
     if (s->set) mixed_embed(s, tokens, S, n_new);
     for (int r = 0; m->pos_embed && r < R; r++) op_add(s->x + (size_t)r * C, s->x + (size_t)r * C,
-                                                       m->pos_embed + (size_t)(s->len + r % n_new) * C, (size_t)C);
+                                                       m->pos_embed + (size_t)s->pos[r] * C, (size_t)C);
     for (int r = 0; m->type_embed && r < R; r++) op_add(s->x + (size_t)r * C, s->x + (size_t)r * C, m->type_embed, (size_t)C);
     if (m->cfg.emb_norm) norm_forward(m, m->emb_norm_w, m->emb_norm_b, s->x, s->stats, s->stats + R, s->x, R);
     return LORAC_OK;
@@ -203,7 +220,7 @@ static void layer_bufs(model_session *s, int l, int S, int n_new, mixed_ctx *mc,
     int R = S * n_new;
     size_t KD = (size_t)c->n_kv_head * c->head_dim, layer = (size_t)s->n_slots * s->cap * KD;
     memset(b, 0, sizeof *b);
-    b->N = R, b->B = S, b->T = n_new, b->pos0 = s->len;
+    b->N = R, b->B = S, b->T = n_new, b->slots = s->slot, b->seq_pos = s->seq_pos, b->pos = s->pos;
     b->x = b->out = b->sum1 = s->x;
     b->sum2 = s->sum2;
     b->mean[0] = s->stats, b->rstd[0] = s->stats + R, b->mean[1] = s->stats + 2 * R, b->rstd[1] = s->stats + 3 * R;
@@ -213,28 +230,46 @@ static void layer_bufs(model_session *s, int l, int S, int n_new, mixed_ctx *mc,
     if (s->set) b->mixed = mixed_site, b->mixed_ctx = mc;
 }
 
-int model_session_step(model_session *s, const int32_t *tokens, int S, int n_new, float *logits, lorac_err *err) {
+/* Every check before anything changes: a refused step leaves the session as it was. */
+static int step_check(model_session *s, const int *slots, const int32_t *tokens, int S, int n_new, lorac_err *err) {
+    model *m = s->m;
+    int V = m->cfg.vocab_size;
+    if (S < 1 || S > s->n_slots || n_new < 1)
+        return lorac_fail(err, LORAC_EINVAL, "%s: step of %d x %d tokens on %d slots", m->path, S, n_new, s->n_slots);
+    if (s->set && m->has_lora) return lorac_fail(err, LORAC_EINVAL, "%s: a mixed-adapter session needs no active adapter (activate -1)", m->path);
+    for (int i = 0; i < S; i++) {
+        int sl = slots[i], dup = 0;
+        for (int j = 0; j < i; j++) dup |= slots[j] == sl;
+        if (sl < 0 || sl >= s->n_slots || dup) return lorac_fail(err, LORAC_EINVAL, "%s: step on slot %d (of %d) %s", m->path, sl, s->n_slots, dup ? "twice" : "");
+        if (s->lens[sl] + n_new > s->cap)
+            return lorac_fail(err, LORAC_EINVAL, "%s: %d tokens exceed the session's %d", m->path, s->lens[sl] + n_new, s->cap);
+        if (s->set && sl >= s->n_ids) return lorac_fail(err, LORAC_EINVAL, "%s: slot %d but adapters given for %d", m->path, sl, s->n_ids);
+    }
+    for (int i = 0; i < S * n_new; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return lorac_fail(err, LORAC_EINVAL, "%s: token id %d is outside the vocabulary (%d)", m->path, tokens[i], V);
+    return LORAC_OK;
+}
+
+int model_session_step_slots(model_session *s, const int *slots, const int32_t *tokens, int S, int n_new, float *logits,
+                             lorac_err *err) {
     model *m = s->m;
     const model_config *c = &m->cfg;
     int C = c->n_embd, V = c->vocab_size, R = S * n_new, rc;
-    if (S < 1 || S > s->n_slots || n_new < 1)
-        return lorac_fail(err, LORAC_EINVAL, "%s: step of %d x %d tokens on %d slots", m->path, S, n_new, s->n_slots);
-    if (s->len + n_new > s->cap)
-        return lorac_fail(err, LORAC_EINVAL, "%s: %d tokens exceed the session's %d", m->path, s->len + n_new, s->cap);
-    if (s->set && (m->has_lora || S > s->n_ids))
-        return lorac_fail(err, LORAC_EINVAL, m->has_lora ? "%s: a mixed-adapter session needs no active adapter (activate -1)"
-                                                         : "%s: %d slots but adapters given for %d", m->path, S, s->n_ids);
-    for (int i = 0; i < R; i++)
-        if (tokens[i] < 0 || tokens[i] >= V)
-            return lorac_fail(err, LORAC_EINVAL, "%s: token id %d is outside the vocabulary (%d)", m->path, tokens[i], V);
-    if ((rc = ensure_rows(s, R, err)) || (rc = embed_rows(s, tokens, S, n_new, err))) return rc;
+    if ((rc = step_check(s, slots, tokens, S, n_new, err)) || (rc = ensure_rows(s, R, err))) return rc;
+    for (int i = 0; i < S; i++) {
+        s->slot[i] = slots[i], s->seq_pos[i] = s->lens[slots[i]];
+        s->step_ids[i] = s->set ? s->ids[slots[i]] : -1;
+        for (int t = 0; t < n_new; t++) s->pos[i * n_new + t] = s->seq_pos[i] + t;
+    }
+    if ((rc = embed_rows(s, tokens, S, n_new, err))) return rc;
     mixed_ctx mc = {s, S, n_new};
     for (int l = 0; l < c->n_layer; l++) {
         block_bufs b;
         layer_bufs(s, l, S, n_new, &mc, &b);
         if ((rc = block_forward(m, l, &b, err))) return rc;
     }
-    /* logits only for the last new token of each slot */
+    /* logits only for the last new token of each sequence */
     for (int sl = 0; sl < S; sl++)
         memcpy(s->o + (size_t)sl * C, s->x + ((size_t)sl * n_new + n_new - 1) * C, (size_t)C * sizeof(float));
     const float *last = s->o;
@@ -244,16 +279,25 @@ int model_session_step(model_session *s, const int32_t *tokens, int S, int n_new
     }
     if (m->lm_head.type == QUANT_F32) op_matmul_forward(logits, last, m->lm_head.data, NULL, S, C, V, OP_W_OUT_IN);
     else if ((rc = qmat_matmul_forward(logits, last, &m->lm_head, NULL, S, err))) return rc;
-    s->len += n_new;
+    for (int i = 0; i < S; i++) s->lens[slots[i]] += n_new;
     return LORAC_OK;
+}
+
+int model_session_step(model_session *s, const int32_t *tokens, int S, int n_new, float *logits, lorac_err *err) {
+    if (S < 1 || S > s->n_slots)
+        return lorac_fail(err, LORAC_EINVAL, "%s: step of %d x %d tokens on %d slots", s->m->path, S, n_new, s->n_slots);
+    for (int i = 0; i < S; i++) s->slot[i] = i; /* step_slots copies slots before it overwrites s->slot */
+    return model_session_step_slots(s, s->slot, tokens, S, n_new, logits, err);
 }
 
 int model_session_reorder(model_session *s, const int32_t *src, int n_seq, lorac_err *err) {
     const model_config *c = &s->m->cfg;
-    size_t KD = (size_t)c->n_kv_head * c->head_dim, slot = (size_t)s->cap * KD, used = (size_t)s->len * KD;
+    size_t KD = (size_t)c->n_kv_head * c->head_dim, slot = (size_t)s->cap * KD, used = 0;
     if (n_seq < 1 || n_seq > s->n_slots) return lorac_fail(err, LORAC_EINVAL, "%s: reorder of %d slots", s->m->path, n_seq);
-    for (int i = 0; i < n_seq; i++)
+    for (int i = 0; i < n_seq; i++) {
         if (src[i] < 0 || src[i] >= s->n_slots) return lorac_fail(err, LORAC_EINVAL, "%s: reorder from slot %d", s->m->path, src[i]);
+        if ((size_t)s->lens[src[i]] * KD > used) used = (size_t)s->lens[src[i]] * KD;
+    }
     float *tmp = malloc((size_t)n_seq * used * sizeof(float) + 1);
     if (!tmp) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory reordering the KV cache", s->m->path);
     for (int l = 0; l < c->n_layer; l++)
@@ -263,6 +307,8 @@ int model_session_reorder(model_session *s, const int32_t *src, int n_seq, lorac
             for (int i = 0; i < n_seq; i++) memcpy(base + i * slot, tmp + i * used, used * sizeof(float));
         }
     free(tmp);
+    for (int i = 0; i < n_seq; i++) s->seq_pos[i] = s->lens[src[i]];
+    memcpy(s->lens, s->seq_pos, (size_t)n_seq * sizeof *s->lens);
     /* each slot keeps its sequence's adapter */
     return s->set ? lora_rows_reorder_ids(s->ids, s->n_ids, src, n_seq, s->m->path, err) : LORAC_OK;
 }
