@@ -13,6 +13,9 @@ static void gen_usage(void) {
            "  --preset e2e   the LoRA paper's E2E decoding (its own beam search: 10 beams, length penalty 0.8,\n"
            "                 no-repeat-ngram 4, 64 tokens, stop at end-of-text or \"\\n\\n\" when it is one token)\n"
            "  --threads N\n"
+           "  --exact-products   quantized bases: every product through dequantized fp32 weights (the\n"
+           "            reference; slower). Default: few-token products (decode steps) quantize the\n"
+           "            activations to 8 bits per block of 32 and dot them with the stored blocks, as llama.cpp\n"
            "with --data, the prompt of each distinct context is context + end-of-text (the paper's recipe; with\n"
            "--chat, the context as a user message), and one line is printed per distinct context, in order\n");
 }
