@@ -178,6 +178,7 @@ int cmd_generate(int argc, char **argv) {
             if (n_adapters == 16) return cli_error("generate: at most 16 --adapter");
             if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
         } else if (!strcmp(f, "--sample")) gc.do_sample = 1;
+        else if (!strcmp(f, "--exact-products")) qmat_set_direct(0);
         else if (!strcmp(f, "--chat")) chat = 1;
         else if (!strcmp(f, "--preset")) {
             const char *p;

@@ -111,7 +111,8 @@ int quant_row_dot(int type, const void *row, const float *x, size_t n, float *ou
  * across thread counts they agree within fp32 rounding of a sum in another order (OpenBLAS runs a
  * single-tile product, and every F32 one, on its own threads, and may split its sums differently
  * for another count), as op_matmul_* (ops.h). Memory: one tile of f32 scratch per thread (about
- * 256 KiB), allocated per call. */
+ * 256 KiB), allocated per call. The direct decode product (qmat_matmul_direct, below) has its own
+ * threads, memory and accuracy contract. */
 typedef struct qmat {
     quant_type type;
     int rows, cols;

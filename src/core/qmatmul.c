@@ -1,6 +1,7 @@
 /* Matmuls against a frozen weight kept in its stored (possibly quantized) type: tiles of the weight
  * are dequantized into per-thread f32 scratch and handed to cblas_sgemm, so the full f32 matrix
- * never exists. Tile boundaries depend only on the shapes, never on the thread count. A product of
+ * never exists; a decode step's few rows instead go to the direct int8 kernels of qdot.h
+ * (qmat_matmul_direct), which never dequantize. Tile boundaries depend only on the shapes, never on the thread count. A product of
  * several tiles runs each tile's sgemm on one thread (OpenBLAS does not thread inside a parallel
  * region); a single tile, and an F32 weight, go to OpenBLAS's threads, whose split of the sums can
  * change with the thread count: the same bits for the same thread count, fp32 rounding apart
