@@ -7,11 +7,16 @@
  *   decode     a KV-cache session: the prompt as one prefill, then the completion one token per
  *              step (one row per product: the direct kernels), each step's logits scoring the next.
  * The mean log-probability of the reference tokens over all 50 lines agrees within 0.5% (issue 19),
- * and every line's within 2%. Skips (exit 77, with a message) when the model or the data is absent. */
+ * and every line's within 2% (the sanitizer build scores 10 lines). Skips (exit 77, with a message) when the model or the data is absent. */
 #include "check.h"
 #include "fixture.h"
 
+/* 50 lines, the issue's measure; 10 in the sanitizer build (-O1 and ASan: several times slower) */
+#if defined(__SANITIZE_ADDRESS__)
+#define N_LINES 10
+#else
 #define N_LINES 50
+#endif
 
 static char *smollm2_path(char *buf, size_t n) {
     const char *env = getenv("LORAC_SMOLLM2"), *home = getenv("HOME"), *xdg = getenv("XDG_CACHE_HOME");
