@@ -5,7 +5,8 @@
  *                  rounding: at most half a step of max|x_block|/127 per element)
  *                  + 1e-5 · sum |w·x| + 1e-6                                    (float sums, scales)
  * and the same bits at every kernel level (generic, avx2, avx512: qdot.h's lane model), for 1 and 2
- * threads, and through qmat_matmul_forward (which takes this path for N <= 8 unless qmat_set_direct(0)).
+ * threads, for each row run alone (a batch of decode rows gives each row's own bits), and through
+ * qmat_matmul_forward (which takes this path for N <= 8 unless qmat_set_direct(0)).
  * Weights: quantized from random floats (ggml's reference quantizers), plus rows with the extreme
  * codes (all -128 for Q8_0, all 15 / 0 nibbles) that would overflow a saturating int16 pair sum. */
 #include "check.h"
@@ -71,6 +72,12 @@ static void check_case(int type, int rows, int cols, int N, lorac_rng *rng) {
         CHECK(!memcmp(outs[0], outs[k], n_out * sizeof *fwd), "%s %dx%d N=%d: run %d (level %d, %d threads) differs",
               tn, rows, cols, N, k, k / 2, k % 2 + 1);
     CHECK(!memcmp(outs[0], fwd, n_out * sizeof *fwd), "%s N=%d: qmat_matmul_forward differs from direct", tn, N);
+    /* batch invariance: each row alone gives its bits in the batch (a row's sums never see the others) */
+    for (int n = 0; n < N; n++) {
+        CHECK(qmat_matmul_direct(fwd, inp + (size_t)n * cols, &w, bias, 1, &err) == LORAC_OK, "%s", err.msg);
+        CHECK(!memcmp(fwd, outs[0] + (size_t)n * rows, (size_t)rows * sizeof *fwd), "%s N=%d: row %d alone differs", tn,
+              N, n);
+    }
 
     double worst = 0.0, err2 = 0.0, ref2 = 0.0;
     for (int n = 0; n < N; n++)
