@@ -7,6 +7,12 @@
 
 #include <math.h>
 
+/* the lane model's multiply-then-add must not become an FMA (GCC in ISO C mode never contracts;
+ * clang would where the target has FMA) */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 int qdot_supports(int type) {
     return type == QUANT_Q4_0 || type == QUANT_Q4_1 || type == QUANT_Q8_0 || type == QUANT_Q4_K || type == QUANT_Q6_K;
 }
