@@ -7,15 +7,17 @@
  *   decode     a KV-cache session: the prompt as one prefill, then the completion one token per
  *              step (one row per product: the direct kernels), each step's logits scoring the next.
  * The mean log-probability of the reference tokens over all 50 lines agrees within 0.5% (issue 19),
- * and every line's within 2% (the sanitizer build scores 10 lines). Skips (exit 77, with a message) when the model or the data is absent. */
+ * and every line's within 2% (the sanitizer build and the generic level score 10 lines). Skips (exit 77, with a message) when the model or the data is absent. */
 #include "check.h"
 #include "fixture.h"
 
-/* 50 lines, the issue's measure; 10 in the sanitizer build (-O1 and ASan: several times slower) */
+/* 50 lines, the issue's measure; 10 in the sanitizer build (-O1 and ASan: several times slower) and
+ * at the generic kernel level (plain C, ~3x slower here; its bits are avx2's and avx512's, which
+ * test_qdot checks, so the 50-line result holds for it too) */
 #if defined(__SANITIZE_ADDRESS__)
-#define N_LINES 10
+#define SANITIZED 1
 #else
-#define N_LINES 50
+#define SANITIZED 0
 #endif
 
 static char *smollm2_path(char *buf, size_t n) {
@@ -79,6 +81,7 @@ int main(void) {
     /* one thread: the results are the same bits for any count (quant.h), and on a loaded machine
      * OpenMP's spinning barriers cost more than the second thread gains */
     lorac_set_threads(1);
+    const int n_lines = SANITIZED || lorac_isa_active() == LORAC_ISA_GENERIC ? 10 : 50;
     lorac_err err = {0};
     model *m = NULL;
     model_session *s = NULL;
@@ -88,7 +91,7 @@ int main(void) {
     CHECK(rc == 0, "load %s: %s", path, err.msg);
     double ref = 0.0, dec = 0.0, worst = 0.0;
     int tokens = 0, lines = 0;
-    while (!rc && lines < N_LINES && fgets(line, sizeof line, f)) {
+    while (!rc && lines < n_lines && fgets(line, sizeof line, f)) {
         char *bar = strstr(line, "||");
         if (!bar) continue;
         line[strcspn(line, "\n")] = 0;
@@ -112,7 +115,7 @@ int main(void) {
         free(pid), free(cid);
     }
     fclose(f);
-    CHECK(lines == N_LINES, "scored %d E2E lines, want %d", lines, N_LINES);
+    CHECK(lines == n_lines, "scored %d E2E lines, want %d", lines, n_lines);
     if (tokens > 0) {
         const double mr = ref / tokens, md = dec / tokens, rel = fabs(md - mr) / fabs(mr);
         printf("SmolLM2 Q4_1, %d E2E lines, %d completion tokens: mean log-prob fp32 products %.5f, direct int8 "
