@@ -325,11 +325,14 @@ static void generate_usage(FILE *f) {
             "  --model DIR|FILE.gguf            a real causal LM, or a random one of this shape:\n"
             "  --model-type (gpt2) --layers (12) --embd (768) --heads (12) --kv-heads (= heads) --vocab (50257)\n"
             "  --positions (1024) --inner (4 x embd)\n"
-            "  --prompt N (128) --new N (32)  --rank R --alpha A --targets LIST (the family's defaults)\n"
+            "  --prompt N (128) --new N (32) --batch B (1)  --rank R --alpha A --targets LIST (the family's defaults)\n"
             "  --reps N (3) --threads N (all cores) --seed S --json --precision fp32|bf16|auto (auto)\n"
+            "  --exact-products  quantized bases: decode through dequantized fp32 products, not the direct\n"
+            "                    int8 kernels (qmat_set_direct(0))\n"
             "median prefill tokens/s (the prompt in one step) and greedy decode tokens/s (one token per step,\n"
-            "KV cache) for the base model, the adapter merged into the weights and the adapter unmerged\n"
-            "(training mode, dropout 0); and the adapter switch time: median merge + unmerge of every layer.\n");
+            "KV cache; B sequences decode together, tokens/s counts all of them) for the base model, the\n"
+            "adapter merged into the weights and the adapter unmerged (training mode, dropout 0); and the\n"
+            "adapter switch time: median merge + unmerge of every layer.\n");
 }
 
 typedef struct bench_speed {
@@ -343,33 +346,36 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-/* Median prefill and decode speed of m as it is now (base, merged or unmerged). */
-static int bench_decode(model *m, const int32_t *prompt, int P, int N, int reps, bench_speed *out, lorac_err *err) {
+/* Median prefill and decode speed of m as it is now (base, merged or unmerged); prompts (B, P). */
+static int bench_decode(model *m, const int32_t *prompt, int B, int P, int N, int reps, bench_speed *out,
+                        lorac_err *err) {
     model_session *s = NULL;
     int V = model_cfg(m)->vocab_size;
-    float *logits = malloc((size_t)V * sizeof(float));
+    float *logits = malloc((size_t)B * V * sizeof(float));
+    int32_t *tok = malloc((size_t)B * sizeof *tok);
     double *tp = calloc((size_t)reps, sizeof(double)), *td = calloc((size_t)reps, sizeof(double));
-    int rc = !logits || !tp || !td ? lorac_fail(err, LORAC_ENOMEM, "bench: out of memory") : LORAC_OK;
+    int rc = !logits || !tok || !tp || !td ? lorac_fail(err, LORAC_ENOMEM, "bench: out of memory") : LORAC_OK;
     if (!rc) rc = model_session_new(m, &s, err);
     for (int r = 0; !rc && r < reps; r++) {
-        rc = model_session_begin(s, 1, P + N, err);
+        rc = model_session_begin(s, B, P + N, err);
         double t0 = now_s();
-        if (!rc) rc = model_session_step(s, prompt, 1, P, logits, err);
+        if (!rc) rc = model_session_step(s, prompt, B, P, logits, err);
         double t1 = now_s();
         for (int i = 0; !rc && i < N; i++) {
-            int32_t tok = argmax(logits, V);
-            rc = model_session_step(s, &tok, 1, 1, logits, err);
+            for (int b = 0; b < B; b++) tok[b] = argmax(logits + (size_t)b * V, V);
+            rc = model_session_step(s, tok, B, 1, logits, err);
         }
         double t2 = now_s();
         tp[r] = t1 - t0;
         td[r] = t2 - t1;
     }
     if (!rc) {
-        out->prefill_tps = (double)P / median(tp, reps);
-        out->decode_tps = (double)N / median(td, reps);
+        out->prefill_tps = (double)B * P / median(tp, reps);
+        out->decode_tps = (double)B * N / median(td, reps);
     }
     model_session_free(s);
     free(logits);
+    free(tok);
     free(tp);
     free(td);
     return rc;
@@ -390,7 +396,7 @@ static void randomize_lora_B(model *m, lorac_rng *rng) {
 static int bench_generate(int argc, char **argv) {
     bench_opts o;
     bench_opts_default(&o);
-    long P = 128, N = 32, reps = 3;
+    long P = 128, N = 32, reps = 3, B = 1;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         int r = bench_opt_parse(&o, argc, argv, &i);
@@ -403,36 +409,38 @@ static int bench_generate(int argc, char **argv) {
         if (!strcmp(f, "--prompt")) { if (cli_opt_int(argc, argv, &i, &P)) return 2; }
         else if (!strcmp(f, "--new")) { if (cli_opt_int(argc, argv, &i, &N)) return 2; }
         else if (!strcmp(f, "--reps")) { if (cli_opt_int(argc, argv, &i, &reps)) return 2; }
+        else if (!strcmp(f, "--batch")) { if (cli_opt_int(argc, argv, &i, &B)) return 2; }
+        else if (!strcmp(f, "--exact-products")) qmat_set_direct(0);
         else {
             generate_usage(stderr);
             cli_error("bench generate: unknown option '%s'", f);
             return 2;
         }
     }
-    if (P < 1 || N < 1 || reps < 1 || P + N > (1L << 20))
-        return cli_error("bench generate: --prompt, --new and --reps must be >= 1");
+    if (P < 1 || N < 1 || reps < 1 || B < 1 || B > 4096 || P + N > (1L << 20))
+        return cli_error("bench generate: --prompt, --new, --reps and --batch must be >= 1 (batch <= 4096)");
     o.lora.dropout = 0.0f; /* the unmerged adapter runs in training mode: no dropout there */
     model *m = NULL;
     if (bench_model(&o, (int)(P + N), &m)) return 1;
     lorac_err err = {0};
-    int32_t *prompt = malloc((size_t)P * sizeof *prompt);
+    int32_t *prompt = malloc((size_t)B * P * sizeof *prompt);
     double *tsw = calloc((size_t)reps, sizeof(double));
     bench_speed base = {0, 0}, merged = {0, 0}, unmerged = {0, 0};
     double switch_ms = 0.0;
     lorac_rng rng;
     lorac_rng_seed(&rng, (uint64_t)o.seed + 3);
     int rc = !prompt || !tsw ? lorac_fail(&err, LORAC_ENOMEM, "out of memory") : 0;
-    for (long i = 0; !rc && i < P; i++) prompt[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)model_cfg(m)->vocab_size);
-    if (!rc) rc = bench_decode(m, prompt, (int)P, (int)N, (int)reps, &base, &err);
+    for (long i = 0; !rc && i < B * P; i++) prompt[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)model_cfg(m)->vocab_size);
+    if (!rc) rc = bench_decode(m, prompt, (int)B, (int)P, (int)N, (int)reps, &base, &err);
     if (!rc) rc = model_add_lora(m, &o.lora, (uint64_t)o.seed + 1, &err);
     if (!rc) {
         rc = model_train_mode(m, 1, &err); /* B is changed only while unmerged */
         randomize_lora_B(m, &rng);
     }
     if (!rc) rc = model_train_mode(m, 0, &err);
-    if (!rc) rc = bench_decode(m, prompt, (int)P, (int)N, (int)reps, &merged, &err);
+    if (!rc) rc = bench_decode(m, prompt, (int)B, (int)P, (int)N, (int)reps, &merged, &err);
     if (!rc) rc = model_train_mode(m, 1, &err);
-    if (!rc) rc = bench_decode(m, prompt, (int)P, (int)N, (int)reps, &unmerged, &err);
+    if (!rc) rc = bench_decode(m, prompt, (int)B, (int)P, (int)N, (int)reps, &unmerged, &err);
     for (long r = 0; !rc && r < reps; r++) {
         double t0 = now_s();
         rc = model_train_mode(m, 0, &err);
@@ -445,7 +453,8 @@ static int bench_generate(int argc, char **argv) {
         switch_ms = 1e3 * median(tsw, (int)reps);
         double rss = peak_rss_mb();
         if (o.json) {
-            printf("{\"prompt\": %ld, \"new\": %ld, \"reps\": %ld, ", P, N, reps);
+            printf("{\"prompt\": %ld, \"new\": %ld, \"batch\": %ld, \"reps\": %ld, \"direct_products\": %s, ", P, N, B,
+                   reps, qmat_get_direct() ? "true" : "false");
             printf("\"base\": {\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}, ", base.prefill_tps,
                    base.decode_tps);
             printf("\"merged\": {\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}, ", merged.prefill_tps,
@@ -458,7 +467,9 @@ static int bench_generate(int argc, char **argv) {
         } else {
             bench_shape_human(&o, m);
             print_env_human();
-            printf("prompt %ld tokens, %ld new tokens (greedy, 1 sequence), median of %ld\n", P, N, reps);
+            printf("prompt %ld tokens, %ld new tokens (greedy, %ld sequence%s), median of %ld; quantized products: %s\n", P,
+                   N, B, B > 1 ? "s" : "", reps,
+                   qmat_get_direct() ? "direct int8 for <= 8 rows" : "dequantized fp32");
             printf("%-10s %16s %16s\n", "model", "prefill tok/s", "decode tok/s");
             printf("%-10s %16.1f %16.1f\n", "base", base.prefill_tps, base.decode_tps);
             printf("%-10s %16.1f %16.1f\n", "merged", merged.prefill_tps, merged.decode_tps);

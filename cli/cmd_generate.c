@@ -13,6 +13,9 @@ static void gen_usage(void) {
            "  --preset e2e   the LoRA paper's E2E decoding (its own beam search: 10 beams, length penalty 0.8,\n"
            "                 no-repeat-ngram 4, 64 tokens, stop at end-of-text or \"\\n\\n\" when it is one token)\n"
            "  --threads N  --json  each output as {\"text\": ...} (JSON-escaped as `lorac serve` answers)\n"
+           "  --exact-products   quantized bases: every product through dequantized fp32 weights (the\n"
+           "            reference; slower). Default: products of 1 to 8 rows (decode steps) quantize the\n"
+           "            activations to 8 bits per block of 32 and dot them with the stored blocks, as llama.cpp does\n"
            "with --data, the prompt of each distinct context is context + end-of-text (the paper's recipe; with\n"
            "--chat, the context as a user message), and one line is printed per distinct context, in order\n");
 }
@@ -188,6 +191,7 @@ int cmd_generate(int argc, char **argv) {
             if (n_adapters == 16) return cli_error("generate: at most 16 --adapter");
             if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
         } else if (!strcmp(f, "--sample")) gc.do_sample = 1;
+        else if (!strcmp(f, "--exact-products")) qmat_set_direct(0);
         else if (!strcmp(f, "--chat")) chat = 1;
         else if (!strcmp(f, "--json")) json_out = 1;
         else if (!strcmp(f, "--preset")) {

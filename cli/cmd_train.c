@@ -167,6 +167,7 @@ int cmd_train(int argc, char **argv) {
     char dev[4200];
     default_eval(&t, dev, sizeof dev);
     lorac_set_threads((int)t.threads);
+    qmat_set_direct(0); /* the forward must be the function the backward differentiates: fp32 products */
     if (cli_set_precision(t.precision)) return 2;
     return train_run(&t);
 }

@@ -194,6 +194,9 @@ static void run_base(model *m, const char *const *dirs, const char *what, const 
 }
 
 int main(void) {
+    /* one product path for every batch size: a 1-slot prefill (5 rows) would otherwise take the
+     * direct int8 decode kernels and the 4-slot one (20 rows) the fp32 GEMM (test_qdot tests those) */
+    qmat_set_direct(0);
     for (int i = 0; i < S; i++) {
         for (int t = 0; t < P; t++) prompt[i][t] = (int32_t)((i * 17 + t * 5 + 3) % 60);
         for (int t = 0; t < ND; t++) dec[i][t] = (int32_t)((i * 11 + t * 13 + 7) % 60);

@@ -155,6 +155,8 @@ static void check_bad_input(void) {
 }
 
 int main(void) {
+    /* the dequantize-and-GEMM path at every N (N <= 8 would take the direct kernels: test_qdot) */
+    qmat_set_direct(0);
     lorac_rng rng;
     lorac_rng_seed(&rng, 7);
     for (size_t t = 0; t < sizeof TYPES / sizeof *TYPES; t++) {

@@ -1,13 +1,18 @@
 /* Matmuls against a frozen weight kept in its stored (possibly quantized) type: tiles of the weight
  * are dequantized into per-thread f32 scratch and handed to cblas_sgemm, so the full f32 matrix
- * never exists. Tile boundaries depend only on the shapes, never on the thread count. A product of
+ * never exists; a decode step's few rows instead go to the direct int8 kernels of qdot.h
+ * (qmat_matmul_direct), which never dequantize. Tile boundaries depend only on the shapes, never on the thread count. A product of
  * several tiles runs each tile's sgemm on one thread (OpenBLAS does not thread inside a parallel
  * region); a single tile, and an F32 weight, go to OpenBLAS's threads, whose split of the sums can
  * change with the thread count: the same bits for the same thread count, fp32 rounding apart
  * across thread counts (quant.h). */
 #include "lorac/quant.h"
 
+#include "core/qdot.h"
+#include "core/simd.h"
+
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,11 +50,74 @@ void qmat_row_f32(const qmat *w, int r, float *dst) {
     quant_row_to_f32(w->type, row, dst, (size_t)w->cols);
 }
 
+static _Atomic int g_direct = 1;
+
+int qmat_set_direct(int on) {
+    return atomic_exchange_explicit(&g_direct, on != 0, memory_order_relaxed);
+}
+
+int qmat_get_direct(void) { return atomic_load_explicit(&g_direct, memory_order_relaxed); }
+
+int qmat_direct_applies(const qmat *w, int N) {
+    return atomic_load_explicit(&g_direct, memory_order_relaxed) && N >= 1 && N <= QMAT_DIRECT_ROWS &&
+           qdot_supports(w->type) && w->cols % QDOT_BLOCK == 0;
+}
+
+typedef void (*qdot_rows_fn)(int, const uint8_t *, size_t, int, int, const qdot_act *, float *, int);
+
+/* the kernel level's direct kernel (all give the same bits: qdot.h) */
+static qdot_rows_fn direct_kernel_(void) {
+#ifdef LORAC_X86_KERNELS
+    const lorac_isa isa = lorac_isa_active();
+    if (isa >= LORAC_ISA_AVX512 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return qdot_rows_vnni;
+    if (isa >= LORAC_ISA_AVX2) return qdot_rows_avx2;
+#endif
+    return qdot_rows_generic;
+}
+
+/* rows of the weight per task: enough work to pay for the scheduling, few enough to balance */
+#define QMAT_DIRECT_TASK_ROWS 32
+
+int qmat_matmul_direct(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
+    int rc = qmat_check(w, "matmul weight", err);
+    if (rc) return rc;
+    const int R = w->rows, C = w->cols;
+    if (N < 1 || N > QMAT_DIRECT_ROWS || !qdot_supports(w->type))
+        return lorac_fail(err, LORAC_EINVAL, "matmul: no direct kernel for %d rows of %s", N, quant_type_name(w->type));
+    if (R == 0) return LORAC_OK;
+    const int nb = C / QDOT_BLOCK;
+    qdot_act a = {0};
+    a.q = malloc((size_t)N * C + 1);
+    a.d = malloc(((size_t)N * nb + 1) * sizeof(float));
+    a.ds = malloc(((size_t)N * nb + 1) * sizeof(float));
+    if (!a.q || !a.d || !a.ds) {
+        free(a.q), free(a.d), free(a.ds);
+        return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory quantizing %d activation rows", N);
+    }
+    qdot_quantize_act(&a, inp, N, C);
+    const qdot_rows_fn kernel = direct_kernel_();
+    const size_t rb = qmat_row_bytes(w);
+    const int ntasks = (R + QMAT_DIRECT_TASK_ROWS - 1) / QMAT_DIRECT_TASK_ROWS;
+    /* each output is one task's, summed in one order: the same bits for any thread count */
+#pragma omp parallel for schedule(static) if (ntasks > 1 && (size_t)R * C >= 65536)
+    for (int t = 0; t < ntasks; t++) {
+        const int r0 = t * QMAT_DIRECT_TASK_ROWS, r1 = r0 + QMAT_DIRECT_TASK_ROWS < R ? r0 + QMAT_DIRECT_TASK_ROWS : R;
+        kernel(w->type, w->data, rb, r0, r1, &a, out, R);
+    }
+    free(a.q), free(a.d), free(a.ds);
+    if (bias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < R; o++) out[(size_t)n * R + o] += bias[o];
+    return LORAC_OK;
+}
+
 int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
     int rc = qmat_check(w, "matmul weight", err);
     if (rc) return rc;
     const int R = w->rows, C = w->cols;
     if (N <= 0 || R == 0) return LORAC_OK;
+    if (C > 0 && qmat_direct_applies(w, N)) return qmat_matmul_direct(out, inp, w, bias, N, err);
     if (C == 0) {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < R; o++) out[(size_t)n * R + o] = bias ? bias[o] : 0.0f;

@@ -1,0 +1,62 @@
+/* Direct products of a few activation rows with a weight kept in a GGUF block type (decode: one to
+ * QDOT_MAX_ROWS tokens per step), without dequantizing the weight to fp32. What llama.cpp does:
+ * the activations are quantized to 8 bits per block of 32 (a float scale d and 32 int8 q, |q| <= 127,
+ * q = round(x/d), d = max|x|/127), and each block product is an exact integer sum times the two
+ * scales (plus the weight's min times d·sum(q) for Q4_1 and Q4_K).
+ *
+ * The lane model, which every kernel level computes to the bit: a block of 32 products is summed in
+ * 8 int32 lanes (lane l: elements 4l..4l+3, exact), each lane is converted to float, multiplied by
+ * its scale (weight scale · activation scale, rounded once) and added to a float lane accumulator
+ * (multiply, then add: no FMA) of set 0 for even blocks, set 1 for odd ones (two independent chains
+ * of adds); the min terms (one float per block) go to two scalar sums the same way. At the end the
+ * two sets are added lane by lane, the 8 lanes reduced in one fixed order, and the two min sums
+ * added. So AVX-512 (VNNI), AVX2 and plain C give the same bits,
+ * and each output is computed by one thread in one order: the same bits for any thread count. */
+#ifndef LORAC_CORE_QDOT_H
+#define LORAC_CORE_QDOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "lorac/base.h"
+
+/* rows of activations the direct kernels take in one pass over the weight */
+#define QDOT_MAX_ROWS 8
+#define QDOT_BLOCK 32
+
+/* M rows of C activations quantized per block of 32: q (M, C) int8, d (M, C/32) the block scales,
+ * ds (M, C/32) = d · sum of the block's q (for the min terms). */
+typedef struct qdot_act {
+    int M, nb;
+    int8_t *q;
+    float *d, *ds;
+} qdot_act;
+
+/* Whether the direct kernels handle TYPE (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K). */
+int qdot_supports(int type);
+/* Quantizes x (M, C) into a (C a multiple of 32; a's arrays sized by the caller). */
+void qdot_quantize_act(qdot_act *a, const float *x, int M, int C);
+/* out[m*ldo + r] = dot(row r of W, activation row m) for r in [r0, r1): W holds rows of rb bytes of
+ * TYPE; one function per kernel level, same bits (above). */
+void qdot_rows_generic(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out,
+                       int ldo);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+void qdot_rows_avx2(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out, int ldo);
+void qdot_rows_vnni(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out, int ldo);
+#endif
+
+/* little-endian binary16 at p as float (exact): normal numbers in a few integer ops, the rest
+ * through lorac_f16_to_f32 */
+static inline float qdot_f16(const uint8_t *p) {
+    const uint32_t h = (uint32_t)p[0] | (uint32_t)p[1] << 8, e = h & 0x7c00u;
+    if (e == 0 || e == 0x7c00u) return lorac_f16_to_f32((uint16_t)h);
+    const uint32_t u = ((h & 0x8000u) << 16) | (((h & 0x7fffu) + (112u << 10)) << 13);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+/* Q4_K/Q5_K's six-bit scale and min of sub-block j (as ggml's get_scale_min_k4) */
+void qdot_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+
+#endif
