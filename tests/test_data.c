@@ -261,6 +261,20 @@ static void test_batcher(void) {
         for (int r = 0; r < four.B; r++) in_order &= four.index[r] == (size_t)(4 * j + r);
     }
     CHECK(in_order, "shuffle 0 keeps file order");
+    train_batcher_free(&b2);
+    /* length order: every sequence once, non-increasing lengths, ties in file order */
+    train_batcher_init(&b2, &d, 4, 0, TRAIN_ORDER_LENGTH, 0, &err);
+    size_t seen = 0, prev_len = (size_t)-1, prev_s = 0;
+    int by_len = 1;
+    for (int j = 0; j < 3; j++) {
+        by_len &= train_batcher_next(&b2, &four, &err) == LORAC_OK;
+        for (int r = 0; r < four.B; r++) {
+            size_t s = four.index[r], len = d.off[s + 1] - d.off[s];
+            by_len &= (size_t)four.lens[r] == len && len <= prev_len && (len < prev_len || s > prev_s || seen == 0);
+            seen |= (size_t)1 << s, prev_len = len, prev_s = s;
+        }
+    }
+    CHECK(by_len && seen == ((size_t)1 << d.n) - 1 && d.n == 10, "length order (%zu sequences)", d.n);
     train_batch_free(&four);
     train_batcher_free(&b2);
     /* a batch buffer too small is refused, not overrun */

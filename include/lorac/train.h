@@ -259,13 +259,16 @@ typedef struct train_batch {
 } train_batch;
 
 /* Walks the data as an endless stream of micro-batches, epoch after epoch. Epoch e visits the
- * sequences in a Fisher-Yates permutation drawn from lorac_rng seeded with (seed, e), or in file
- * order when shuffle is 0 (for evaluation). */
+ * sequences in a Fisher-Yates permutation drawn from lorac_rng seeded with (seed, e)
+ * (TRAIN_ORDER_SHUFFLE), in file order (TRAIN_ORDER_FILE), or longest first, ties in file order
+ * (TRAIN_ORDER_LENGTH: evaluation, where rows of like length pad less; each row's result goes back
+ * to its place through train_batch.index). */
+enum { TRAIN_ORDER_FILE = 0, TRAIN_ORDER_SHUFFLE = 1, TRAIN_ORDER_LENGTH = 2 };
 typedef struct train_batcher {
     const train_data *data;
     int batch_size;
     int drop_last;
-    int shuffle;
+    int shuffle;         /* TRAIN_ORDER_* */
     uint64_t seed;
     size_t n_batches;    /* micro-batches per epoch */
     long long epoch;     /* position of the next micro-batch */

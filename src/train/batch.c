@@ -1,4 +1,5 @@
-/* Micro-batches: a seeded Fisher-Yates shuffle per epoch, rows padded on the right. */
+/* Micro-batches: a seeded Fisher-Yates shuffle per epoch (or file or length order), rows padded on
+ * the right. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,12 +84,26 @@ static uint64_t rng_below(lorac_rng *r, uint64_t bound) {
     }
 }
 
-/* The visiting order of epoch e: identity, or a Fisher-Yates permutation seeded by (seed, e) only,
- * so any epoch can be drawn without replaying the ones before it. */
-static void draw_order(train_batcher *b, long long epoch) {
+/* Longest first, ties in file order: a stable counting sort on the lengths (<= max_len). */
+static int order_by_length(train_batcher *b, lorac_err *err) {
+    const train_data *d = b->data;
+    size_t *start = calloc(d->max_len + 2, sizeof *start);
+    if (!start) return lorac_fail(err, LORAC_ENOMEM, "batcher: out of memory");
+    for (size_t s = 0; s < d->n; s++) start[d->max_len - (d->off[s + 1] - d->off[s]) + 1]++;
+    for (size_t k = 1; k <= d->max_len + 1; k++) start[k] += start[k - 1];
+    for (size_t s = 0; s < d->n; s++) b->order[start[d->max_len - (d->off[s + 1] - d->off[s])]++] = s;
+    free(start);
+    return LORAC_OK;
+}
+
+/* The visiting order of epoch e: identity, by length, or a Fisher-Yates permutation seeded by
+ * (seed, e) only, so any epoch can be drawn without replaying the ones before it. */
+static int draw_order(train_batcher *b, long long epoch, lorac_err *err) {
     size_t n = b->data->n;
+    b->order_epoch = epoch;
+    if (b->shuffle == TRAIN_ORDER_LENGTH) return order_by_length(b, err);
     for (size_t i = 0; i < n; i++) b->order[i] = i;
-    if (b->shuffle) {
+    if (b->shuffle == TRAIN_ORDER_SHUFFLE) {
         lorac_rng r;
         lorac_rng_seed(&r, b->seed ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(epoch + 1)));
         for (size_t i = n - 1; i > 0; i--) {
@@ -98,7 +113,7 @@ static void draw_order(train_batcher *b, long long epoch) {
             b->order[j] = t;
         }
     }
-    b->order_epoch = epoch;
+    return LORAC_OK;
 }
 
 // out: ids, targets, mask are (B,T); lens, index are (B)
@@ -106,7 +121,10 @@ int train_batcher_next(train_batcher *b, train_batch *out, lorac_err *err) {
     const train_data *d = b->data;
     if (!out->ids || out->cap_B < 1)
         return lorac_fail(err, LORAC_EINVAL, "batcher: the batch was not initialised");
-    if (b->order_epoch != b->epoch) draw_order(b, b->epoch);
+    if (b->order_epoch != b->epoch) {
+        int rc = draw_order(b, b->epoch, err);
+        if (rc) return rc;
+    }
     size_t start = b->batch * (size_t)b->batch_size;
     size_t rows = d->n - start < (size_t)b->batch_size ? d->n - start : (size_t)b->batch_size;
     size_t T = 0;

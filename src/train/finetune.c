@@ -92,7 +92,7 @@ int ft_eval(model *m, const glue_task *task, const char *path, int batch_size, i
     if (!rc) rc = ft_load_data(m, task, path, max_len, &d, err);
     if (!rc && max_examples > 0) rc = train_data_subset(&d, (size_t)max_examples, 0, 0, err);
     if (!rc && task && !(logits = calloc(d.n * (size_t)nl, sizeof(float)))) rc = lorac_fail(err, LORAC_ENOMEM, "out of memory");
-    if (!rc) rc = train_batcher_init(&bt, &d, batch_size, 0, 0, 0, err);
+    if (!rc) rc = train_batcher_init(&bt, &d, batch_size, 0, TRAIN_ORDER_LENGTH, 0, err);
     if (!rc) rc = train_batch_init(&batch, batch_size, d.max_len, err);
     if (!rc) rc = model_acts_alloc_inference(m, batch_size, (int)d.max_len, &acts, err);
     if (!rc) rc = model_train_mode(m, 0, err); /* inference: no dropout, adapters merged */
@@ -215,7 +215,7 @@ static int run_setup(run *r, lorac_err *err) {
     if (!rc && a->gguf_adapter && !lorac_has_suffix(a->gguf_adapter, ".gguf"))
         rc = lorac_fail(err, LORAC_EINVAL, "--gguf-adapter %s: the file name must end in .gguf", a->gguf_adapter);
     if (!rc && a->gguf_adapter) rc = model_save_adapter_check(r->m, a->gguf_adapter, err);
-    if (!rc) rc = train_batcher_init(&r->bt, &r->data, o->batch_size, o->drop_last, 1, o->seed, err);
+    if (!rc) rc = train_batcher_init(&r->bt, &r->data, o->batch_size, o->drop_last, TRAIN_ORDER_SHUFFLE, o->seed, err);
     if (!rc) rc = train_total_steps(o, r->bt.n_batches, &r->total, err);
     r->warmup = o->warmup_ratio > 0 ? (long long)(o->warmup_ratio * (double)r->total) : o->warmup_steps;
     /* lr 0: the task's default (a classifier's per mode, as HF examples use them) */
