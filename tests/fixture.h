@@ -140,6 +140,14 @@ static inline int fx_make_adapter(const char *base, const model_lora_opts *o, ui
     return rc;
 }
 
+/* Adapter i of the mixed-adapter tests over the HF base hf (i 0: q,v r 2; i 1: every projection r 3),
+ * Gaussian A and nonzero B, written to dir. */
+static inline int fx_make_mixed_adapter(const char *hf, int i, const char *dir, lorac_err *err) {
+    model_lora_opts o = fx_lora_opts(2 + i, 4.0f + i, 0.0f, i == 1 ? "all-linear" : "q_proj,v_proj");
+    o.gaussian_init = 1;
+    return fx_make_adapter(hf, &o, 5 + (uint64_t)i, 0.05f, dir, err);
+}
+
 /* Removes a PEFT adapter directory that model_save_adapter wrote. */
 static inline void fx_rm_adapter(const char *dir) {
     char p[4200];

@@ -24,12 +24,10 @@ static const int slot_ids[S] = {0, -1, 1, 0};
 static const int32_t src[S] = {2, 0, 0, 3}; /* the reorder after the first decode step */
 static int32_t prompt[S][P], dec[S][ND];
 
-/* Writes adapter i over the HF base hf (i 0: q,v r 2; i 1: every projection r 3), nonzero B. */
+/* fx_make_mixed_adapter, checked */
 static int make_adapter(const char *hf, int i, const char *dir) {
     lorac_err err = {0};
-    model_lora_opts o = fx_lora_opts(2 + i, 4.0f + i, 0.0f, i == 1 ? "all-linear" : "q_proj,v_proj");
-    o.gaussian_init = 1;
-    int rc = fx_make_adapter(hf, &o, 5 + (uint64_t)i, 0.05f, dir, &err);
+    int rc = fx_make_mixed_adapter(hf, i, dir, &err);
     CHECK(rc == 0, "adapter %d over %s: %s", i, hf, err.msg);
     return rc;
 }

@@ -115,9 +115,7 @@ static void run(model *m, model_adapter_set *set, const char *what) {
 
 static int make_adapter(const char *hf, int i, const char *dir) {
     lorac_err err = {0};
-    model_lora_opts o = fx_lora_opts(2 + i, 4.0f + i, 0.0f, i == 1 ? "all-linear" : "q_proj,v_proj");
-    o.gaussian_init = 1;
-    int rc = fx_make_adapter(hf, &o, 5 + (uint64_t)i, 0.05f, dir, &err);
+    int rc = fx_make_mixed_adapter(hf, i, dir, &err);
     CHECK(rc == 0, "adapter %d over %s: %s", i, hf, err.msg);
     return rc;
 }
