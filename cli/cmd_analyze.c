@@ -60,23 +60,15 @@ static int base_weight(void *ctx, const char *module, int embedding, analyze_wei
     return LORAC_OK;
 }
 
-/* A GGUF LoRA adapter (Llama family) as a PEFT adapter: attached to its base and written in PEFT's
- * layout (per-layer ranks as rank patterns) into a temporary directory, then read back. */
+/* A GGUF LoRA adapter (Llama family) as a PEFT adapter, read through its base. */
 static int gguf_adapter_read(const char *model_path, const char *path, peft_adapter **out, lorac_err *err) {
     *out = NULL;
     if (!model_path) return lorac_fail(err, LORAC_EINVAL, "%s: a GGUF adapter is read through its base: give --model", path);
-    char dir[] = "/tmp/lorac_analyze_XXXXXX";
-    if (!mkdtemp(dir)) return lorac_fail(err, LORAC_EIO, "%s: cannot make a temporary directory", path);
     model *m = NULL;
     model_load_opts lo = {0, 0, 1};
-    const char *specs[1] = {path};
     int rc = model_load(model_path, &lo, &m, err);
-    if (!rc) rc = model_attach_adapters(m, specs, 1, NULL, 0, err);
-    if (!rc) rc = model_save_adapter(m, dir, err);
-    if (!rc) rc = peft_adapter_read(dir, out, NULL, 0, err);
-    if (!rc) snprintf((*out)->source, sizeof (*out)->source, "%s", path);
+    if (!rc) rc = model_adapter_read(m, path, out, NULL, 0, err);
     model_free(m);
-    lorac_remove_flat_dir(dir);
     return rc;
 }
 

@@ -7,7 +7,7 @@
 #include "cli.h"
 
 static void eval_usage(void) {
-    printf("usage: lorac eval --model DIR|FILE.gguf [--adapter DIR[:SCALE]]... --data FILE [--task glue-NAME] [--json]\n"
+    printf("usage: lorac eval --model DIR|FILE.gguf [--adapter PATH[:SCALE]]... --data FILE [--task glue-NAME] [--json]\n"
            "       [--batch-size N] [--max-seq-len N] [--max-eval N] [--threads N]\n"
            "a causal LM: the mean negative log-likelihood per scored token (E2E `context||completion`: the\n"
            "completion; JSONL {\"text\"}: every token; {\"messages\"}: the assistant turns) and the perplexity;\n"

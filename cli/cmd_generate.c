@@ -5,7 +5,7 @@
 #include "cli.h"
 
 static void gen_usage(void) {
-    printf("usage: lorac generate --model DIR|FILE.gguf [--adapter DIR[:SCALE]]... (--prompt TEXT | --data FILE) [options]\n"
+    printf("usage: lorac generate --model DIR|FILE.gguf [--adapter PATH[:SCALE]]... (--prompt TEXT | --data FILE) [options]\n"
            "  --chat    the prompt is a user message in the model's chat template (ChatML), answered as the\n"
            "            assistant; --system TEXT replaces the template's default system message\n"
            "  --max-new-tokens N (64)  --sample  --temperature T  --top-k K  --top-p P  --seed S\n"

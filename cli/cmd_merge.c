@@ -29,7 +29,7 @@ int cmd_merge(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            printf("usage: lorac merge --model DIR|FILE.gguf [--adapter DIR[:SCALE] ...] --out DIR|FILE.gguf "
+            printf("usage: lorac merge --model DIR|FILE.gguf [--adapter PATH[:SCALE] ...] --out DIR|FILE.gguf "
                    "[--type same|f32|f16|q8_0|q4_0|q4_1|q4_k|q6_k]\n"
                    "DIR: config.json, model.safetensors (F32, W0 + s·BA) and the tokenizer files of a directory base;\n"
                    "no --adapter: the base converted (dequantized to F32 for a directory);\n"

@@ -9,11 +9,11 @@
 #include "lorac/serve_http.h"
 
 static void serve_usage(void) {
-    printf("usage: lorac serve --model DIR|FILE.gguf [--adapter NAME=DIR]... [--host 127.0.0.1] [--port 8080]\n"
+    printf("usage: lorac serve --model DIR|FILE.gguf [--adapter NAME=DIR|FILE.gguf]... [--host 127.0.0.1] [--port 8080]\n"
            "       [--max-batch 8] [--max-queue 64] [--ctx N] [--prefill-chunk 64] [--threads N] [--name NAME]\n"
            "  OpenAI's POST /v1/completions and /v1/chat/completions (\"stream\": true: server-sent events),\n"
            "  GET /v1/models, POST /v1/adapters {\"name\",\"path\"}, DELETE /v1/adapters/NAME, GET /health.\n"
-           "  \"model\" picks the base (--name, default the model's file name) or an adapter (PEFT directory);\n"
+           "  \"model\" picks the base (--name, default the model's file name) or an adapter (PEFT directory or GGUF file);\n"
            "  \"lora\": [{\"name\",\"scale\"}] adds weighted adapters. Every running request is decoded in one\n"
            "  batched step whatever its adapter (continuous batching, --max-batch sequences of --ctx tokens).\n"
            "  --port 0 takes a free port; the address is printed as \"lorac serve: listening on http://HOST:PORT\".\n");

@@ -9,7 +9,8 @@
  *  - GGUF adapters: lorac writes exactly the committed gqa_rs.lorac.gguf (checked with llama.cpp's
  *    semantics by tools/llama_gguf_ref.py --check-adapter: rsLoRA, rank_pattern, alpha_pattern
  *    folded into lora_b, q/k rows permuted); reading it onto the GGUF base reproduces PEFT's logits;
- *    a plain adapter round-trips bit-exactly;
+ *    a plain adapter round-trips bit-exactly; read into memory it serves from an adapter set
+ *    (unmerged, merged), scales as "FILE.gguf:0.5" and combines with a PEFT directory;
  *  - merged outputs (GGUF F32 / Q8_0, HF directory) give the adapter's logits;
  *  - bad input: truncated tensor, unknown type, inconsistent metadata, mismatched adapters: a
  *    non-zero status and a one-line message naming the file;
@@ -310,6 +311,54 @@ static void adapter_round_trip(const char *variant, const char *tmp) {
     model_free(g);
 }
 
+/* A GGUF adapter read as a PEFT adapter in memory (model_adapter_read): in an adapter set (a server's
+ * use), unmerged and merged, it gives the logits of attaching it; "FILE.gguf:0.5" scales it as the
+ * PEFT directory's "DIR:0.5" (llama.cpp's --lora-scaled), and it combines with a PEFT directory. */
+static void test_gguf_adapter_in_set(const char *gguf_adapter, const batch *b) {
+    lorac_err err = {0};
+    size_t n = (size_t)b->B * b->T * b->V;
+    model *m = NULL, *one = NULL, *half_g = NULL, *half_p = NULL, *mix = NULL;
+    model_adapter_set *set = NULL;
+    peft_adapter *a = NULL;
+    char spec_g[700], spec_p[700];
+    snprintf(spec_g, sizeof spec_g, "%s:0.5", gguf_adapter);
+    snprintf(spec_p, sizeof spec_p, "%s:0.5", GG "/gqa_rs/adapter");
+    const char *mixed[2] = {spec_g, spec_p};
+    int rc = load(GG "/gqa.f32.gguf", &m, &err) || load(GG "/gqa.f32.gguf", &one, &err) || attach(one, gguf_adapter, &err) ||
+             model_adapter_read(m, gguf_adapter, &a, NULL, 0, &err) || model_adapter_set_new(m, &set, &err) ||
+             model_adapter_set_add(set, a, NULL, &err) || model_adapter_set_activate(set, 0, 0, &err);
+    CHECK(rc == 0, "GGUF adapter in an adapter set: %s", err.msg);
+    float *want = rc ? NULL : logits_of(one, b), *got = rc ? NULL : logits_of(m, b);
+    if (got && want) check_arrays_close(got, want, n, 1e-6, 1e-5, "GGUF adapter in a set (unmerged) vs attached");
+    free(got);
+    got = NULL;
+    CHECK(rc || model_adapter_set_activate(set, 0, 1, &err) == 0, "merged: %s", err.msg);
+    if (!rc && (got = logits_of(m, b)) && want) check_arrays_close(got, want, n, 2e-5, 1e-4, "GGUF adapter in a set (merged)");
+    free(got);
+    free(want);
+    rc = load(GG "/gqa.f32.gguf", &half_g, &err) || attach(half_g, spec_g, &err) || load(FIX "/gqa/base", &half_p, &err) ||
+         attach(half_p, spec_p, &err) || load(GG "/gqa.f32.gguf", &mix, &err) ||
+         model_attach_adapters(mix, mixed, 2, NULL, 0, &err);
+    CHECK(rc == 0, "scaled GGUF adapter: %s", err.msg);
+    float *g = rc ? NULL : logits_of(half_g, b), *p = rc ? NULL : logits_of(half_p, b), *x = rc ? NULL : logits_of(mix, b);
+    if (g && p) check_arrays_close(g, p, n, 2e-5, 1e-4, "FILE.gguf:0.5 vs the PEFT directory's DIR:0.5");
+    if (x && p) { /* 0.5·ΔW + 0.5·ΔW of the same adapter in two formats is the adapter at scale 1 */
+        float *full = logits_of(one, b);
+        if (full) check_arrays_close(x, full, n, 2e-5, 1e-4, "FILE.gguf:0.5 + DIR:0.5 vs the adapter");
+        free(full);
+    }
+    free(g);
+    free(p);
+    free(x);
+    model_adapter_set_free(set);
+    peft_adapter_free(a);
+    model_free(m);
+    model_free(one);
+    model_free(half_g);
+    model_free(half_p);
+    model_free(mix);
+}
+
 static void test_adapters(const char *tmp) {
     lorac_err err = {0};
     batch b;
@@ -330,6 +379,7 @@ static void test_adapters(const char *tmp) {
     if (!rc) {
         float *want = fx_f32(&ref, "logits", NULL), *got = logits_of(g, &b);
         if (got) check_arrays_close(got, want, n, 2e-5, 1e-4, "GGUF base + GGUF rsLoRA adapter vs PEFT");
+        test_gguf_adapter_in_set(out, &b);
         /* the GGUF adapter (each layer its own rank, scales folded) written as a PEFT directory: the
          * layers' ranks and alphas become rank/alpha patterns, and it loads back to the same logits */
         char pdir[700];

@@ -175,7 +175,10 @@ int model_peft_attach(model *m, const peft_adapter *a, lorac_err *err);
 /* Drops every LoRA layer (PEFT's unload()); refused after an adapter replaced base tensors
  * (trained biases, modules_to_save). */
 int model_remove_lora(model *m, lorac_err *err);
-/* Adapters by spec "PATH[:SCALE]": a PEFT directory or a GGUF LoRA adapter; several (or a scale)
+/* One adapter, a PEFT directory or a GGUF LoRA adapter file (families with GGUF names, its tensors
+ * checked against this base), as a PEFT adapter in memory: for model_peft_attach or an adapter set. */
+int model_adapter_read(const model *m, const char *path, peft_adapter **out, char *warn, size_t warn_size, lorac_err *err);
+/* Adapters by spec "PATH[:SCALE]", each a PEFT directory or a GGUF LoRA adapter; several (or a scale)
  * are one adapter whose delta is Σ SCALE·ΔW. Config warnings go to warn. */
 int model_attach_adapters(model *m, const char *const *specs, int n, char *warn, size_t warn_size, lorac_err *err);
 /* Writes the LoRA layers (and a trained head / modules_to_save) as a PEFT directory, or as a GGUF

@@ -173,6 +173,12 @@ int peft_adapter_combine(peft_adapter *const *ads, const float *weights, int n, 
  * delta is Σ SCALE_i·ΔW_i exactly (one spec with scale 1: that adapter as read; else cat). */
 int peft_adapters_load_weighted(const char *const *specs, int n, peft_adapter **out, char *warn, size_t warn_size,
                                 lorac_err *err);
+/* The same with a reader for each path that knows more formats than PEFT directories (a model's
+ * GGUF adapters: model_adapter_read); NULL reads with peft_adapter_read. */
+typedef int (*peft_reader)(const void *ctx, const char *path, peft_adapter **out, char *warn, size_t warn_size,
+                           lorac_err *err);
+int peft_adapters_load_weighted_with(const char *const *specs, int n, peft_reader read, const void *ctx,
+                                     peft_adapter **out, char *warn, size_t warn_size, lorac_err *err);
 /* Splits one spec into dir (dir_size bytes) and scale (1 when absent). */
 int peft_adapter_spec_parse(const char *spec, char *dir, size_t dir_size, float *scale, lorac_err *err);
 

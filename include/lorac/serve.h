@@ -10,7 +10,7 @@
  *
  * Requests are submitted from any thread and read back incrementally (serve_req_read: the text
  * generated so far, minus what a stop string might still claim and any incomplete UTF-8 tail), so a
- * front end can stream it. Adapters (PEFT directories) are loaded and unloaded by name at run time:
+ * front end can stream it. Adapters (PEFT directories, GGUF adapter files) are loaded and unloaded by name at run time:
  * an unloaded adapter takes no new requests and is freed when its last running request ends.
  *
  * Memory: the KV cache (max_batch slots of ctx tokens) is allocated once; a request holds its prompt,

@@ -239,6 +239,11 @@ int peft_adapter_spec_parse(const char *spec, char *dir, size_t dir_size, float 
 
 int peft_adapters_load_weighted(const char *const *specs, int n, peft_adapter **out, char *warn, size_t warn_size,
                                 lorac_err *err) {
+    return peft_adapters_load_weighted_with(specs, n, NULL, NULL, out, warn, warn_size, err);
+}
+
+int peft_adapters_load_weighted_with(const char *const *specs, int n, peft_reader read, const void *ctx,
+                                     peft_adapter **out, char *warn, size_t warn_size, lorac_err *err) {
     *out = NULL;
     if (warn && warn_size) warn[0] = 0;
     if (n < 1) return lorac_fail(err, LORAC_EINVAL, "--adapter: no adapter given");
@@ -255,7 +260,9 @@ int peft_adapters_load_weighted(const char *const *specs, int n, peft_adapter **
     for (int i = 0; i < n && !rc; i++) { /* every spec parses before any directory is read */
         peft_adapter_spec_parse(specs[i], dir, sizeof dir, &w[i], NULL);
         size_t len = warn ? strlen(warn) : 0;
-        rc = peft_adapter_read(dir, &ads[i], warn ? warn + len : NULL, warn ? warn_size - len : 0, err);
+        char *w_at = warn ? warn + len : NULL;
+        size_t w_size = warn ? warn_size - len : 0;
+        rc = read ? read(ctx, dir, &ads[i], w_at, w_size, err) : peft_adapter_read(dir, &ads[i], w_at, w_size, err);
     }
     if (!rc && n == 1) { /* one adapter: scale its B tensors, keeping its layout (e.g. a q,v split) */
         if (w[0] != 1.0f)

@@ -161,39 +161,50 @@ static int check_tensors(const gguf_file *f, const model *m, const gguf_tensor *
     return any ? LORAC_OK : lorac_fail(err, LORAC_EFORMAT, "%s: the adapter has no LoRA tensors", f->path);
 }
 
-/* Attaches every (lora_a, lora_b) pair found, lora_b's rows back in HF order. */
-static int attach_pairs(model *m, const gguf_file *f, const gguf_tensor **ta, const gguf_tensor **tb, float alpha,
-                        int permute, lorac_err *err) {
-    lorac_rng rng;
-    lorac_rng_seed(&rng, 0);
+/* The (lora_a, lora_b) pairs as a PEFT adapter of this base, lora_b's rows back in HF order. Layers
+ * whose rank differs from the first pair's get rank patterns (and alpha = r when the file has no
+ * alpha, whose scale is 1), so that PEFT's alpha/r is llama.cpp's scale for every layer. */
+static int to_peft(const model *m, const gguf_file *f, const gguf_tensor **ta, const gguf_tensor **tb, float alpha,
+                   int permute, peft_adapter *a, lorac_err *err) {
+    peft_config *c = &a->cfg;
+    char module[192], name[256];
     int rc = LORAC_OK;
+    c->n_targets = c->r = 0;
+    snprintf(c->task_type, sizeof c->task_type, "CAUSAL_LM");
     for (int l = 0; l < m->cfg.n_layer && !rc; l++)
         for (int s = 0; s < ARCH_N_SITES && !rc; s++) {
-            const gguf_tensor *a = ta[l * ARCH_N_SITES + s], *b = tb[l * ARCH_N_SITES + s];
-            if (!a) continue;
-            int r = (int)a->ne[1];
-            /* scaling alpha/r as llama.cpp (lora_alpha = r gives 1 when the file has no alpha) */
-            lora_config lc = lora_config_default(r, alpha != 0.0f ? alpha : (float)r);
-            if ((rc = model_lora_attach(m, l, s, &lc, NULL, &rng, err))) break;
-            lora_linear *L = m->lora[(size_t)l * ARCH_N_SITES + s].lin;
-            float *tmp = malloc(b->n_elem * sizeof *tmp);
-            if (!tmp) {
-                rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", f->path);
-                break;
+            const gguf_tensor *ga = ta[l * ARCH_N_SITES + s], *gb = tb[l * ARCH_N_SITES + s];
+            if (!ga) continue;
+            int r = (int)ga->ne[1], OC = (int)gb->ne[1], dup = 0, perm = site_permuted(permute, s);
+            if (!c->r) c->r = r, c->lora_alpha = alpha != 0.0f ? alpha : r;
+            for (int i = 0; i < c->n_targets; i++) dup |= !strcmp(c->target_modules[i], m->fam->site[s]);
+            if (!dup) snprintf(c->target_modules[c->n_targets++], 64, "%s", m->fam->site[s]);
+            model_site_module(m, l, s, module, sizeof module);
+            if (r != c->r && (c->n_rank_pattern == PEFT_MAX_PATTERNS || strlen(module) >= sizeof c->rank_pattern[0].key))
+                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: too many layers with their own rank", f->path);
+            if (r != c->r) {
+                peft_pattern *rp = &c->rank_pattern[c->n_rank_pattern++], *ap = &c->alpha_pattern[c->n_alpha_pattern++];
+                memcpy(rp->key, module, strlen(module) + 1);
+                rp->value = r;
+                *ap = *rp;
+                ap->value = alpha != 0.0f ? alpha : r;
             }
-            rc = gguf_tensor_to_f32(f, a, L->lora_A, err);
-            if (!rc) rc = gguf_tensor_to_f32(f, b, tmp, err);
-            int perm = site_permuted(permute, s);
-            for (int g = 0; g < L->OC && !rc; g++)
-                memcpy(L->lora_B + (size_t)(perm ? model_gguf_row_to_hf(g, m->cfg.head_dim) : g) * r, tmp + (size_t)g * r,
-                       (size_t)r * sizeof *tmp);
+            snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", module);
+            if (!(rc = peft_adapter_add(a, name, r, ga->ne[0], NULL, err))) rc = gguf_tensor_to_f32(f, ga, a->t[a->n - 1].data, err);
+            float *tmp = rc ? NULL : malloc(gb->n_elem * sizeof *tmp);
+            snprintf(name, sizeof name, "base_model.model.%s.lora_B.weight", module);
+            if (!rc && !tmp) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory", f->path);
+            if (!rc && !(rc = gguf_tensor_to_f32(f, gb, tmp, err)) && !(rc = peft_adapter_add(a, name, OC, r, NULL, err)))
+                for (int g = 0; g < OC; g++)
+                    memcpy(a->t[a->n - 1].data + (size_t)(perm ? model_gguf_row_to_hf(g, m->cfg.head_dim) : g) * r,
+                           tmp + (size_t)g * r, (size_t)r * sizeof *tmp);
             free(tmp);
         }
     return rc;
 }
 
-int model_gguf_adapter_load(model *m, const char *path, lorac_err *err) {
-    if (m->has_lora || m->peft_extra) return lorac_fail(err, LORAC_EINVAL, "%s: the model already has LoRA layers", path);
+int model_gguf_adapter_read(const model *m, const char *path, peft_adapter **out, lorac_err *err) {
+    *out = NULL;
     int permute;
     const char *arch = gguf_arch(m, &permute);
     if (!arch) return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: GGUF adapters are for Llama-family models", path);
@@ -210,12 +221,12 @@ int model_gguf_adapter_load(model *m, const char *path, lorac_err *err) {
     if (!rc) rc = gguf_get_f32(&f, "adapter.lora.alpha", GGUF_OPTIONAL, &alpha, err);
     if (!rc && !(alpha >= 0.0f)) rc = lorac_fail(err, LORAC_EFORMAT, "%s: adapter.lora.alpha %g is negative", path, alpha);
     if (!rc) rc = check_tensors(&f, m, ta, tb, err);
-    int attached = !rc;
-    if (!rc) rc = attach_pairs(m, &f, ta, tb, alpha, permute, err);
+    if (!rc) rc = peft_adapter_new(NULL, out, err);
+    if (!rc) rc = to_peft(m, &f, ta, tb, alpha, permute, *out, err);
+    if (!rc) snprintf((*out)->source, sizeof (*out)->source, "%s", path);
+    if (rc) peft_adapter_free(*out), *out = NULL;
     free(ta);
     free(tb);
     gguf_close(&f);
-    if (attached) rc = model_lora_finish(m, rc, err);
-    if (!rc && !m->training) rc = model_train_mode(m, 0, err);
     return rc;
 }

@@ -177,7 +177,7 @@ int linear_weight_f32(const model_linear *L, const site_lora *lo, float *out, lo
 /* ---- gguf_adapter.c: llama.cpp's LoRA adapters */
 int model_gguf_adapter_check(const model *m, const char *path, lorac_err *err);
 int model_gguf_adapter_save(model *m, const char *path, lorac_err *err);
-int model_gguf_adapter_load(model *m, const char *path, lorac_err *err);
+int model_gguf_adapter_read(const model *m, const char *path, peft_adapter **out, lorac_err *err);
 
 /* ---- block.c: one transformer block, forward and backward, for every family */
 /* The buffers of one block's pass over N = B·T rows (row b·T + t at position pos0 + t). The training

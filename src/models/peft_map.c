@@ -406,19 +406,18 @@ int model_save_adapter(model *m, const char *path, lorac_err *err) {
     return lorac_has_suffix(path, ".gguf") ? model_gguf_adapter_save(m, path, err) : model_peft_save(m, path, err);
 }
 
+int model_adapter_read(const model *m, const char *path, peft_adapter **out, char *warn, size_t warn_size, lorac_err *err) {
+    return gguf_is_file(path) ? model_gguf_adapter_read(m, path, out, err) : peft_adapter_read(path, out, warn, warn_size, err);
+}
+
+static int read_for(const void *m, const char *path, peft_adapter **out, char *warn, size_t warn_size, lorac_err *err) {
+    return model_adapter_read(m, path, out, warn, warn_size, err);
+}
+
 int model_attach_adapters(model *m, const char *const *specs, int n, char *warn, size_t warn_size, lorac_err *err) {
     if (n < 1) return LORAC_OK;
-    char dir[4096];
-    float scale = 1.0f;
-    int rc = peft_adapter_spec_parse(specs[0], dir, sizeof dir, &scale, err);
-    if (rc) return rc;
-    if (n == 1 && !strcmp(dir, specs[0]) && gguf_is_file(dir)) return model_gguf_adapter_load(m, dir, err);
-    for (int i = 0; i < n; i++)
-        if (!peft_adapter_spec_parse(specs[i], dir, sizeof dir, &scale, err) && gguf_is_file(dir))
-            return lorac_fail(err, LORAC_EUNSUPPORTED, "--adapter %s: a GGUF adapter cannot be scaled or combined; give one "
-                              "--adapter FILE.gguf", specs[i]);
     peft_adapter *a = NULL;
-    rc = peft_adapters_load_weighted(specs, n, &a, warn, warn_size, err); /* one spec at scale 1: as read */
+    int rc = peft_adapters_load_weighted_with(specs, n, read_for, m, &a, warn, warn_size, err); /* one at scale 1: as read */
     if (!rc) rc = model_peft_attach(m, a, err);
     peft_adapter_free(a);
     return rc;

@@ -99,7 +99,7 @@ int serve_adapter_load(serve_engine *e, const char *name, const char *path, lora
     if (taken) return lorac_fail(err, LORAC_EINVAL, "an adapter named '%s' is loaded already", name);
     peft_adapter *a = NULL;
     char warn[512] = "";
-    int rc = peft_adapter_read(path, &a, warn, sizeof warn, err);
+    int rc = model_adapter_read(model_adapter_set_model(e->set), path, &a, warn, sizeof warn, err); /* PEFT or GGUF */
     return rc ? rc : add_entry(e, name, "", a, NULL, err);
 }
 

@@ -8,7 +8,8 @@
 # --sample --seed`; loading and unloading adapters while requests run loses none of them; errors get
 # their statuses and OpenAI error bodies and the server keeps serving; a full queue answers 429; a
 # client that disconnects mid-stream frees its slot; SIGTERM drains (the running stream ends with
-# [DONE]) and exits 0. Skips when curl or libmicrohttpd (lorac built without serve) is missing.
+# [DONE]) and exits 0; a GGUF adapter (train --gguf-adapter) serves as its PEFT directory does.
+# Skips when curl or libmicrohttpd (lorac built without serve) is missing.
 # Usage: serve.sh LORAC SOURCE_DIR
 set -u
 L=$1
@@ -91,7 +92,7 @@ printf '%s\n' '{"prompt": "hello there", "completion": " general kenobi"}' '{"pr
 targets=(q_proj,v_proj all-linear o_proj,down_proj k_proj,up_proj)
 for a in 0 1 2 3; do
   "$L" train --model "$T/m" --data "$T/d.jsonl" --steps 2 --warmup 0 --lr 1e-2 --batch-size 2 --rank $((2 + a)) --targets "${targets[$a]}" \
-    --seed $((11 + a)) --out "$T/a$a" --quiet --threads 1 >/dev/null 2>&1 || bad "train a$a"
+    --seed $((11 + a)) --out "$T/a$a" --gguf-adapter "$T/a$a.gguf" --quiet --threads 1 >/dev/null 2>&1 || bad "train a$a"
 done
 prompts=("hello there" "the quick brown fox" "once upon a time" "a b c d e")
 N=24
@@ -193,6 +194,10 @@ grep -q '"id":"b1"' "$T/models" && ! grep -q '"id":"a0"' "$T/models" && grep -q 
 c=$(post /v1/adapters "{\"name\": \"a0\", \"path\": \"$T/a0\"}" "$T/ld2")
 c2=$(post /v1/completions "{\"model\": \"a0\", \"prompt\": \"hello there\", \"max_tokens\": $N, \"temperature\": 0}" "$T/again")
 [ "$c" = 200 ] && [ "$c2" = 200 ] && [ "$(jstr text "$T/again")" = "$(jstr text "$T/ref0")" ] && ok || bad "a0 loaded again: $c $c2 $(cat "$T/again")"
+# the same adapter as llama.cpp's GGUF file (train --gguf-adapter), loaded at run time
+c=$(post /v1/adapters "{\"name\": \"g3\", \"path\": \"$T/a3.gguf\"}" "$T/lg")
+c2=$(post /v1/completions "{\"model\": \"g3\", \"prompt\": \"hello there\", \"max_tokens\": $N, \"temperature\": 0}" "$T/g3")
+[ "$c" = 200 ] && [ "$c2" = 200 ] && [ "$(jstr text "$T/g3")" = "$(jstr text "$T/ref3")" ] && ok || bad "GGUF adapter g3: $c $c2 $(cat "$T/lg") $(cat "$T/g3")"
 
 # the official openai Python client, when importable (LORAC_PYTHON picks the interpreter)
 PY=${LORAC_PYTHON:-python3}
