@@ -232,12 +232,10 @@ def make_init(base, c, out, seed):
     torch.manual_seed(seed)
     k = sum(c["split"]) if c["split"] else 1
     kw = dict(r=c["r"] * k, lora_alpha=c["alpha"] * k, target_modules=c["targets"], lora_dropout=0.0, bias="none")
-    if c["kind"] == "gpt2":
-        kw.update(fan_in_fan_out=True, task_type="CAUSAL_LM")
-    elif c["kind"] == "llama":
-        kw.update(task_type="CAUSAL_LM")
-    else:
+    if c["kind"] == "bert":
         kw.update(task_type="SEQ_CLS", modules_to_save=["classifier", "pooler"])
+    else:
+        kw.update(task_type="CAUSAL_LM", fan_in_fan_out=base.config.model_type == "gpt2")
     pm = get_peft_model(base, LoraConfig(**kw))
     masks = split_mask(pm, c["split"], c["r"]) if c["split"] else {}
     with torch.no_grad():
@@ -250,6 +248,7 @@ def make_init(base, c, out, seed):
     os.remove(os.path.join(out, "README.md"))  # PEFT's model-card template
     cfg = json.load(open(os.path.join(out, "adapter_config.json")))
     cfg["base_model_name_or_path"] = None  # not this machine's path
+    cfg["target_modules"] = sorted(cfg["target_modules"])  # PEFT keeps a set: the order of a run
     json.dump(cfg, open(os.path.join(out, "adapter_config.json"), "w"), indent=2, sort_keys=True)
     if c["split"]:  # lorac reads the fused c_attn back as its q,v split
         st = os.path.join(out, "adapter_model.safetensors")
@@ -304,6 +303,11 @@ def load_base(kind, d):
         m = BertForSequenceClassification.from_pretrained(d, attn_implementation="eager")
     else:
         m = AutoModelForCausalLM.from_pretrained(d, attn_implementation="eager")
+    for mod in m.modules():  # every dropout 0, whatever config.json says (lorac's LM runs have none)
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+        if isinstance(getattr(mod, "attention_dropout", None), float):
+            mod.attention_dropout = 0.0
     return m.float()
 
 
@@ -339,6 +343,7 @@ def run_case(name, c, tmp):
         with open(os.path.join(d, "data.jsonl"), "w") as f:
             for p, q in LM_DATA:
                 f.write(json.dumps({"prompt": p, "completion": q}) + "\n")
+    torch.manual_seed(0)  # tiny_bert has no classifier: from_pretrained draws one
     make_init(load_base(c["kind"], model_dir), c, os.path.join(d, "init"), seed=sum(map(ord, name)))
     rows, pad = case_data(name, c, d, model_dir)
     pm = PeftModel.from_pretrained(load_base(c["kind"], model_dir), os.path.join(d, "init"), is_trainable=True)
@@ -357,11 +362,61 @@ def run_case(name, c, tmp):
           f"{len(log)} steps")
 
 
+def by_hand(a):
+    """Any model: a reference run into a.out (losses.txt, final/) and, with --compare, lorac's against it
+    (the reference is not run again when a.out holds one)."""
+    kind = "bert" if json.load(open(os.path.join(a.model, "config.json")))["model_type"] in ("bert", "roberta") else "lm"
+    c = dict(kind=kind, r=a.rank, alpha=a.alpha, targets=a.targets.split(","), split=None, steps=a.steps, batch=a.batch_size,
+             accum=a.grad_accum, lr=a.lr, warmup=a.warmup, wd=a.weight_decay, ls=a.label_smoothing, clip=a.clip)
+    done = os.path.join(a.out, "losses.txt")
+    if a.compare and os.path.exists(done):  # the reference ran already: compare only
+        return compare(a, [(int(s), float(x), float(lr), float(g)) for s, x, lr, g in (ln.split() for ln in open(done))])
+    if not os.path.exists(os.path.join(a.init_adapter, "adapter_config.json")):
+        make_init(load_base(kind, a.model), c, a.init_adapter, seed=0)
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(a.model)
+    if kind == "bert":
+        rows, pad = cls_examples(tok, a.data, a.max_seq_len), tok.pad_token_id
+    else:
+        bos = tok.bos_token_id if tok("x")["input_ids"][:1] == [tok.bos_token_id] else None
+        rows, pad = lm_examples(tok, tok.eos_token_id, a.data, bos), tok.eos_token_id
+    pm = PeftModel.from_pretrained(load_base(kind, a.model), a.init_adapter, is_trainable=True)
+    log = train(pm, batches(rows, c["batch"], pad), c, {}, True)
+    pm.save_pretrained(os.path.join(a.out, "final"), safe_serialization=True)
+    with open(os.path.join(a.out, "losses.txt"), "w") as f:
+        f.writelines(f"{s} {loss!r} {lr!r} {gn!r}\n" for s, loss, lr, gn in log)
+    return compare(a, log) if a.compare else 0
+
+
+def compare(a, log):
+    got = [json.loads(line) for line in open(os.path.join(a.compare, "train_log.jsonl")) if '"loss"' in line]
+    worst = max(abs(g["loss"] - w[1]) / abs(w[1]) for g, w in zip(got, log))
+    gt = load_file(os.path.join(a.compare, "adapter_model.safetensors"))
+    wt = load_file(os.path.join(a.out, "final", "adapter_model.safetensors"))
+    rel = {k: ((gt[k].float() - v.float()).norm() / v.float().norm()).item() for k, v in wt.items() if k in gt}
+    print(f"{len(got)} steps: worst loss {worst:.3g} relative; {len(rel)} of {len(wt)} tensors in lorac's adapter, "
+          f"worst {max(rel.values()):.3g} relative L2 ({max(rel, key=rel.get)})")
+    return 0 if len(got) == len(log) and worst <= 1e-4 and len(rel) == len(wt) and max(rel.values()) <= 1e-3 else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), action="append")
+    h = ap.add_argument_group("by hand on any model (a Hugging Face directory with its tokenizer)")
+    h.add_argument("--model")
+    h.add_argument("--data", help="JSONL {prompt, completion} lines, or a GLUE single-sentence TSV for an encoder")
+    h.add_argument("--init-adapter", help="a PEFT adapter; made (random A, B) with --rank/--alpha/--targets if absent")
+    h.add_argument("--out", help="writes losses.txt and final/ here")
+    h.add_argument("--compare", help="lorac's --out directory of the same run: checks 1e-4 / 1e-3 as the test does")
+    for k, v in dict(rank=4, alpha=8.0, steps=30, batch_size=4, grad_accum=1, lr=1e-3, warmup=5, weight_decay=0.01,
+                     label_smoothing=0.0, clip=1.0, max_seq_len=128).items():
+        h.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    h.add_argument("--targets", default="q_proj,v_proj")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.model:
+        os.makedirs(args.out, exist_ok=True)
+        return by_hand(args)
     tmp = os.path.join(OUT, ".tmp")
     for name in args.case or sorted(CASES):
         run_case(name, CASES[name], tmp)
