@@ -227,7 +227,7 @@ def split_mask(pm, split, r):
     return masks
 
 
-def make_init(base, c, out, seed):
+def make_init(base, c, out, seed, scale=0.2):
     """A PEFT adapter with random non-zero A and B (and a perturbed head for a classifier)."""
     torch.manual_seed(seed)
     k = sum(c["split"]) if c["split"] else 1
@@ -241,7 +241,7 @@ def make_init(base, c, out, seed):
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_" in n:
-                p.copy_(0.2 * torch.randn_like(p) * masks.get(n, 1))
+                p.copy_(scale * torch.randn_like(p) * masks.get(n, 1))
             elif "modules_to_save" in n:
                 p.add_(0.1 * torch.randn_like(p))
     pm.save_pretrained(out, safe_serialization=True)
@@ -372,7 +372,7 @@ def by_hand(a):
     if a.compare and os.path.exists(done):  # the reference ran already: compare only
         return compare(a, [(int(s), float(x), float(lr), float(g)) for s, x, lr, g in (ln.split() for ln in open(done))])
     if not os.path.exists(os.path.join(a.init_adapter, "adapter_config.json")):
-        make_init(load_base(kind, a.model), c, a.init_adapter, seed=0)
+        make_init(load_base(kind, a.model), c, a.init_adapter, seed=0, scale=a.init_scale)
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(a.model)
     if kind == "bert":
@@ -409,7 +409,7 @@ def main():
     h.add_argument("--out", help="writes losses.txt and final/ here")
     h.add_argument("--compare", help="lorac's --out directory of the same run: checks 1e-4 / 1e-3 as the test does")
     for k, v in dict(rank=4, alpha=8.0, steps=30, batch_size=4, grad_accum=1, lr=1e-3, warmup=5, weight_decay=0.01,
-                     label_smoothing=0.0, clip=1.0, max_seq_len=128).items():
+                     label_smoothing=0.0, clip=1.0, max_seq_len=128, init_scale=0.02).items():
         h.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
     h.add_argument("--targets", default="q_proj,v_proj")
     args = ap.parse_args()

@@ -213,11 +213,11 @@ static void options_string(run *r) {
     model_lora_opts lo = o->lora;
     model_lora_opts_resolve(r->m, &lo);
     snprintf(r->options, sizeof r->options, "lr=%.9g warmup=%lld wd=%.9g ls=%.9g batch=%d accum=%d maxlen=%zu clip=%.9g "
-             "total=%lld seed=%llu r=%d alpha=%.9g dropout=%.9g rslora=%d targets=%s task=%s mode=%s shuffle=%d init=%s",
+             "total=%lld seed=%llu r=%d alpha=%.9g dropout=%.9g rslora=%d targets=%s task=%s mode=%s%s%s",
              r->lr, r->warmup, o->weight_decay, o->label_smoothing, o->batch_size, o->grad_accum, r->max_len,
              o->max_grad_norm, r->total, (unsigned long long)o->seed, lo.r, lo.alpha, lo.dropout, lo.use_rslora, lo.targets,
-             r->a->task ? r->a->task->name : "lm", o->full_ft ? "full" : o->head_only ? "head" : "lora", !o->no_shuffle,
-             r->a->init_adapter ? r->a->init_adapter : "-");
+             r->a->task ? r->a->task->name : "lm", o->full_ft ? "full" : o->head_only ? "head" : "lora",
+             o->no_shuffle ? " file-order" : "", r->a->init_adapter ? " init-adapter" : ""); /* (older checkpoints lack both) */
 }
 
 /* Everything a run needs, validated before anything is written. */
