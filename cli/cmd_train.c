@@ -18,12 +18,16 @@ static void train_usage(FILE *f) {
             "  --targets LIST  PEFT module names as suffixes, or all-linear; GPT-2 (q,v): q, k, v, c_attn, attn.c_proj,\n"
             "                  c_fc, mlp.c_proj, c_proj, wte; Llama (q_proj,v_proj): q_proj ... down_proj, embed_tokens;\n"
             "                  BERT (query,value): query, key, value, attention.output.dense, intermediate.dense, output.dense\n"
+            "  --init-adapter DIR  start from a PEFT adapter's A and B (and its saved head) instead of fresh layers:\n"
+            "                  its adapter_config.json gives rank, alpha and targets (--lora-dropout is the run's)\n"
             "  --head-only | --full-ft  train the classification head alone, or every weight (no LoRA)\n"
             "  --hidden-dropout P  (the model's hidden_dropout_prob; 0 for causal LMs)\n"
             "  --lr (LM 2e-4; classifier: LoRA 5e-4, head 2e-3, full 5e-5)  --warmup STEPS (LM 500) | --warmup-ratio R\n"
             "  (classifier 0.06)  --weight-decay (0.01)  --label-smoothing (LM 0.1)  --clip NORM (classifier 1)\n"
             "  --batch-size (LM 8, classifier 32)  --grad-accum (1)  --max-seq-len (LM: the model's, at most 512; classifier 128)\n"
             "  --epochs (LM 5, classifier 3) | --steps N  --max-train N  --seed (LM 110, classifier 42)  --threads N\n"
+            "  --no-shuffle  file order: every epoch, batch k is examples kB+1 .. kB+B (the last may be short);\n"
+            "                  --max-train N then takes the first N\n"
             "  --precision fp32|bf16|auto (auto)  frozen-weight matmuls in bf16 (fp32 accumulation) where the\n"
             "                  CPU has AVX512-BF16: about 1.7x faster steps; the adapter and its gradients stay fp32\n"
             "  --eval-data FILE  --eval-every N  --save-every N  --resume  --stop-after N (checkpoint and stop)\n"
@@ -86,10 +90,10 @@ static int train_flag(train_cli *t, int argc, char **argv, int *i) {
 #define INT(flag, dst, ok, what) \
     if (!strcmp(f, flag)) { if (cli_opt_int(argc, argv, i, &n)) return -1; if (!(ok)) return cli_error("%s must be %s", flag, what), -1; dst = n; return 1; }
     STR("--model", t->a.model_path) STR("--data", t->a.data_path) STR("--out", t->a.out_dir) STR("--eval-data", t->a.eval_path)
-    STR("--gguf-adapter", t->a.gguf_adapter) STR("--precision", t->precision) STR("--task", t->task)
+    STR("--gguf-adapter", t->a.gguf_adapter) STR("--init-adapter", t->a.init_adapter) STR("--precision", t->precision) STR("--task", t->task)
     INT("--rank", o->lora.r, n >= 1, ">= 1") NUM("--alpha", o->lora.alpha, d > 0, "> 0")
     NUM("--lora-dropout", o->lora.dropout, d >= 0 && d < 1, "in [0, 1)") NUM("--hidden-dropout", o->hidden_dropout, d >= 0 && d < 1, "in [0, 1)")
-    NUM("--lr", o->lr, d > 0, "> 0") INT("--warmup", o->warmup_steps, n >= 0, ">= 0") NUM("--warmup-ratio", o->warmup_ratio, d >= 0 && d <= 1, "in [0, 1]")
+    NUM("--lr", o->lr, d > 0, "> 0") NUM("--warmup-ratio", o->warmup_ratio, d >= 0 && d <= 1, "in [0, 1]")
     NUM("--weight-decay", o->weight_decay, d >= 0, ">= 0") NUM("--label-smoothing", o->label_smoothing, d >= 0 && d < 1, "in [0, 1)")
     INT("--batch-size", o->batch_size, n >= 1, ">= 1") INT("--batch", o->batch_size, n >= 1, ">= 1")
     INT("--grad-accum", o->grad_accum, n >= 1, ">= 1") INT("--max-seq-len", o->max_seq_len, n >= 2, ">= 2")
@@ -100,6 +104,12 @@ static int train_flag(train_cli *t, int argc, char **argv, int *i) {
 #undef STR
 #undef NUM
 #undef INT
+    if (!strcmp(f, "--warmup")) { /* steps given replace a task's default ratio (a classifier's 0.06) */
+        if (cli_opt_int(argc, argv, i, &n)) return -1;
+        if (n < 0) return cli_error("--warmup must be >= 0"), -1;
+        o->warmup_steps = n, o->warmup_ratio = 0;
+        return 1;
+    }
     if (!strcmp(f, "--targets")) {
         const char *s;
         if (cli_opt_str(argc, argv, i, &s)) return -1;
@@ -109,7 +119,7 @@ static int train_flag(train_cli *t, int argc, char **argv, int *i) {
     }
     int *flag = !strcmp(f, "--resume") ? &t->a.resume : !strcmp(f, "--rslora") ? &o->lora.use_rslora
               : !strcmp(f, "--gaussian-init") ? &o->lora.gaussian_init : !strcmp(f, "--head-only") ? &o->head_only
-              : !strcmp(f, "--full-ft") ? &o->full_ft : !strcmp(f, "--quiet") ? &t->pc.quiet : !strcmp(f, "--json") ? &t->json : NULL;
+              : !strcmp(f, "--full-ft") ? &o->full_ft : !strcmp(f, "--no-shuffle") ? &o->no_shuffle : !strcmp(f, "--quiet") ? &t->pc.quiet : !strcmp(f, "--json") ? &t->json : NULL;
     if (flag) *flag = 1;
     return flag != NULL;
 }
@@ -161,6 +171,9 @@ int cmd_train(int argc, char **argv) {
         if (r < 0) return 2;
         if (!r) return cli_error("train: unknown option '%s' (see `lorac train --help`)", argv[i]), 2;
     }
+    int steps = 0, ratio = 0;
+    for (int i = 1; i < argc; i++) steps |= !strcmp(argv[i], "--warmup"), ratio |= !strcmp(argv[i], "--warmup-ratio");
+    if (steps && ratio) return cli_error("train: give --warmup or --warmup-ratio, not both"), 2;
     if (!t.a.model_path || !t.a.data_path || !t.a.out_dir)
         return cli_error("train: --model, --data and --out are required (see `lorac train --help`)"), 2;
     if (cli_glue_task(t.task, &t.a.task)) return 2;

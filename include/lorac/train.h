@@ -77,6 +77,7 @@ typedef struct train_options {
     int epochs;               /* used when max_steps == 0 */
     long long max_steps;      /* optimizer steps; 0 = run `epochs` epochs */
     int drop_last;            /* drop an epoch's last partial micro-batch (default: keep it) */
+    int no_shuffle;           /* every epoch in file order (TRAIN_ORDER_FILE) instead of a seeded shuffle */
     uint64_t seed;
     long long eval_every;     /* score --eval-data every N steps; 0 = only at the end */
     long long save_every;     /* write a resumable checkpoint every N steps; 0 = never */

@@ -90,7 +90,11 @@ int hf_attach_extras(hf_attach *h, const hf_slot *slots, size_t n_slots, peft_ad
                 rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: modules_to_save '%s' but tensor 'base_model.model.%s' is missing",
                                 h->src, c->modules_to_save[j], slots[i].name);
         }
-        if (!rc && !found)
+        /* PeftModelForSequenceClassification adds both of its head names ("classifier", "score") to
+         * a modules_to_save the user gave, whichever the model has, and wraps only what exists */
+        int peft_default = !strcmp(c->task_type, "SEQ_CLS") &&
+                           (!strcmp(c->modules_to_save[j], "classifier") || !strcmp(c->modules_to_save[j], "score"));
+        if (!rc && !found && !peft_default)
             rc = lorac_fail(err, LORAC_EFORMAT, "%s: modules_to_save '%s' names no module of this %s model", h->src,
                             c->modules_to_save[j], h->family);
     }

@@ -186,16 +186,38 @@ static int run_model(run *r, lorac_err *err) {
     return rc ? lora_option_error(rc, err) : LORAC_OK;
 }
 
+/* The LoRA layers a run trains: fresh ones (A from the seed, B = 0), or a PEFT adapter's
+ * (--init-adapter): its config gives the layout (rank, alpha, targets, rsLoRA, a q/k/v split), the run
+ * gives the dropout, and a head it saved (modules_to_save) replaces the model's. */
+static int run_lora(run *r, lorac_err *err) {
+    const ft_args *a = r->a;
+    const model_lora_opts *lo = &a->opt.lora;
+    if (!a->init_adapter) return model_add_lora(r->m, lo, a->opt.seed, err);
+    if (lo->r || lo->alpha > 0 || lo->targets[0] || lo->use_rslora || lo->gaussian_init)
+        return lorac_fail(err, LORAC_EINVAL, "--init-adapter %s: its adapter_config.json gives the rank, alpha and targets "
+                          "(drop --rank, --alpha, --targets, --rslora, --gaussian-init)", a->init_adapter);
+    peft_adapter *x = NULL;
+    int rc = peft_adapter_read(a->init_adapter, &x, NULL, 0, err);
+    if (rc) return rc;
+    model_lora_opts d = *lo;
+    model_lora_opts_resolve(r->m, &d);
+    x->cfg.lora_dropout = d.dropout;
+    rc = model_peft_attach(r->m, x, err);
+    peft_adapter_free(x);
+    return rc;
+}
+
 /* The options that must not change across --resume. */
 static void options_string(run *r) {
     const train_options *o = &r->a->opt;
     model_lora_opts lo = o->lora;
     model_lora_opts_resolve(r->m, &lo);
     snprintf(r->options, sizeof r->options, "lr=%.9g warmup=%lld wd=%.9g ls=%.9g batch=%d accum=%d maxlen=%zu clip=%.9g "
-             "total=%lld seed=%llu r=%d alpha=%.9g dropout=%.9g rslora=%d targets=%s task=%s mode=%s",
+             "total=%lld seed=%llu r=%d alpha=%.9g dropout=%.9g rslora=%d targets=%s task=%s mode=%s%s%s",
              r->lr, r->warmup, o->weight_decay, o->label_smoothing, o->batch_size, o->grad_accum, r->max_len,
              o->max_grad_norm, r->total, (unsigned long long)o->seed, lo.r, lo.alpha, lo.dropout, lo.use_rslora, lo.targets,
-             r->a->task ? r->a->task->name : "lm", o->full_ft ? "full" : o->head_only ? "head" : "lora");
+             r->a->task ? r->a->task->name : "lm", o->full_ft ? "full" : o->head_only ? "head" : "lora",
+             o->no_shuffle ? " file-order" : "", r->a->init_adapter ? " init-adapter" : ""); /* (older checkpoints lack both) */
 }
 
 /* Everything a run needs, validated before anything is written. */
@@ -204,18 +226,21 @@ static int run_setup(run *r, lorac_err *err) {
     const train_options *o = &a->opt;
     int rc = run_model(r, err);
     if (!rc) rc = ft_load_data(r->m, a->task, a->data_path, r->max_len, &r->data, err);
-    if (!rc && o->max_train > 0) rc = train_data_subset(&r->data, (size_t)o->max_train, 1, o->seed, err);
+    if (!rc && o->max_train > 0) rc = train_data_subset(&r->data, (size_t)o->max_train, !o->no_shuffle, o->seed, err);
     if (!rc && a->eval_path) { /* validated now so that a bad eval file fails before any training */
         train_data ed;
         rc = ft_load_data(r->m, a->task, a->eval_path, r->max_len, &ed, err);
         train_data_free(&ed);
     }
     if (!rc && o->full_ft) rc = model_set_full_ft(r->m, err);
-    if (!rc && !o->full_ft && !o->head_only) rc = model_add_lora(r->m, &o->lora, o->seed, err);
+    if (!rc && a->init_adapter && (o->full_ft || o->head_only))
+        rc = lorac_fail(err, LORAC_EINVAL, "--init-adapter trains LoRA layers; it excludes --head-only and --full-ft");
+    if (!rc && !o->full_ft && !o->head_only) rc = run_lora(r, err);
     if (!rc && a->gguf_adapter && !lorac_has_suffix(a->gguf_adapter, ".gguf"))
         rc = lorac_fail(err, LORAC_EINVAL, "--gguf-adapter %s: the file name must end in .gguf", a->gguf_adapter);
     if (!rc && a->gguf_adapter) rc = model_save_adapter_check(r->m, a->gguf_adapter, err);
-    if (!rc) rc = train_batcher_init(&r->bt, &r->data, o->batch_size, o->drop_last, TRAIN_ORDER_SHUFFLE, o->seed, err);
+    if (!rc) rc = train_batcher_init(&r->bt, &r->data, o->batch_size, o->drop_last,
+                                    o->no_shuffle ? TRAIN_ORDER_FILE : TRAIN_ORDER_SHUFFLE, o->seed, err);
     if (!rc) rc = train_total_steps(o, r->bt.n_batches, &r->total, err);
     r->warmup = o->warmup_ratio > 0 ? (long long)(o->warmup_ratio * (double)r->total) : o->warmup_steps;
     /* lr 0: the task's default (a classifier's per mode, as HF examples use them) */
