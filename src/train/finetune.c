@@ -180,6 +180,8 @@ static int run_model(run *r, lorac_err *err) {
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: a %s classifier trains on a task (--task glue-<name>)", a->model_path,
                           model_cfg(r->m)->model_type);
     if (o->head_only && !cls) return lorac_fail(err, LORAC_EINVAL, "--head-only needs a model with a classification head");
+    if (cls && o->label_smoothing != 0.0) /* the classifier's loss has none: refused, not ignored */
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "--label-smoothing applies to causal LMs only (%s is a classifier)", a->model_path);
     if (o->hidden_dropout >= 0 && (rc = model_set_hidden_dropout(r->m, (float)o->hidden_dropout, err))) return rc;
     if ((rc = run_max_len(r->m, a->task, o->max_seq_len, &r->max_len, err))) return rc;
     rc = o->full_ft || o->head_only ? LORAC_OK : model_lora_check(r->m, &o->lora, err);

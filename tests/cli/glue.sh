@@ -50,5 +50,6 @@ printf 'index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tse
 one_line_fail mismatch "labels" "$lorac" eval --task glue-stsb --model "$tmp/full" --data "$tmp/stsb.tsv"
 one_line_fail adapter "classifier" "$lorac" eval --task glue-stsb --model "$fix" --adapter "$tmp/lora" --data "$tmp/stsb.tsv"
 one_line_fail model "config.json" "$lorac" train "${common[@]}" --model "$tmp/nope" --out "$tmp/bad3"
-for d in bad1 bad2 bad3; do [ ! -e "$tmp/$d" ] || err "$d: output left behind"; done
+one_line_fail smoothing "applies to causal LMs only" "$lorac" train "${common[@]}" --data "$tmp/label.tsv" --label-smoothing 0.1 --out "$tmp/bad4"
+for d in bad1 bad2 bad3 bad4; do [ ! -e "$tmp/$d" ] || err "$d: output left behind"; done
 exit $fail
