@@ -11,7 +11,10 @@ static void gen_usage(void) {
            "  --max-new-tokens N (64)  --sample  --temperature T  --top-k K  --top-p P  --seed S\n"
            "  --beams N  --length-penalty X  --no-repeat-ngram N  --repetition-penalty X  --min-new-tokens N\n"
            "  --preset e2e   the LoRA paper's E2E decoding (its own beam search: 10 beams, length penalty 0.8,\n"
-           "                 no-repeat-ngram 4, 64 tokens, stop at end-of-text or \"\\n\\n\" when it is one token)\n"
+           "                 no-repeat-ngram 4 over the generated tokens only, 64 tokens, stop at end-of-text or\n"
+           "                 \"\\n\\n\" when it is one token); any family (docs/e2e.md)\n"
+           "  --ngram-unit tokens|words   what --no-repeat-ngram counts (tokens); words: a token starting with\n"
+           "            whitespace or ASCII punctuation starts a word, the rest continue it (docs/e2e.md)\n"
            "  --threads N  --json  each output as {\"text\": ...} (JSON-escaped as `lorac serve` answers)\n"
            "  --exact-products   quantized bases: every product through dequantized fp32 weights (the\n"
            "            reference; slower). Default: products of 1 to 8 rows (decode steps) quantize the\n"
@@ -101,17 +104,6 @@ static int prompt_ids(const model *m, const char *text, size_t len, int chat, co
     return rc;
 }
 
-/* The LoRA paper's E2E decoding; it stops at the model's end-of-text and at "\n\n" when that is one
- * token of the vocabulary (GPT-2's 628, as the paper's --eos_token_id 628). */
-static void preset_e2e(const model *m, gen_config *gc) {
-    int32_t *ids = NULL;
-    size_t n = 0;
-    gen_config_e2e(gc);
-    gen_model_eos(m, gc);
-    if (!model_encode(m, "\n\n", 2, 0, &ids, &n, NULL) && n == 1 && gc->n_eos < GEN_MAX_EOS) gc->eos[gc->n_eos++] = ids[0];
-    free(ids);
-}
-
 static int generate_prompt(const model *m, model_session *s, const gen_config *gc, const char *prompt, int chat,
                            const char *system, lorac_err *err) {
     int32_t *ids = NULL;
@@ -157,7 +149,7 @@ int cmd_generate(int argc, char **argv) {
     gen_config gc;
     gen_config_default(&gc, 50256);
     gc.max_new_tokens = 64;
-    int preset = 0;
+    int preset = 0, ngram_unit = 0; /* 0 tokens, 1 words */
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         long n;
@@ -190,6 +182,11 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(f, "--adapter")) {
             if (n_adapters == 16) return cli_error("generate: at most 16 --adapter");
             if (cli_opt_str(argc, argv, &i, &adapters[n_adapters++])) return 2;
+        } else if (!strcmp(f, "--ngram-unit")) {
+            const char *u;
+            if (cli_opt_str(argc, argv, &i, &u)) return 2;
+            if (strcmp(u, "tokens") && strcmp(u, "words")) return cli_error("--ngram-unit: '%s' is not tokens or words", u);
+            ngram_unit = !strcmp(u, "words");
         } else if (!strcmp(f, "--sample")) gc.do_sample = 1;
         else if (!strcmp(f, "--exact-products")) qmat_set_direct(0);
         else if (!strcmp(f, "--chat")) chat = 1;
@@ -215,12 +212,15 @@ int cmd_generate(int argc, char **argv) {
     lorac_err err = {0};
     if (cli_open_model(model_arg, adapters, n_adapters, NULL, &m)) return 1;
     int rc = model_session_new(m, &sess, &err);
-    if (!rc && preset) preset_e2e(m, &gc);
+    uint8_t *word_start = NULL;
+    if (!rc && preset) gen_model_e2e(m, &gc);
+    if (!rc && ngram_unit == 1 && !(rc = gen_model_word_starts(m, &word_start, &err))) gc.ngram_word_start = word_start;
     if (!preset) gen_model_eos(m, &gc); /* the model's own end-of-text (and end of turn) */
     if (!rc) rc = gen_config_check(&gc, model_cfg(m)->vocab_size, &err);
     if (!rc) rc = model_train_mode(m, 0, &err); /* merged: decoding costs what the base costs */
     if (!rc && prompt) rc = generate_prompt(m, sess, &gc, prompt, chat, system, &err);
     else if (!rc) rc = generate_data(m, sess, &gc, data, chat, system, &err);
+    free(word_start);
     model_session_free(sess);
     model_free(m);
     return rc ? cli_fail(&err) : 0;

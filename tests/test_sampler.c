@@ -62,6 +62,38 @@ static void test_no_repeat_ngram(void) {
     CHECK(count_inf(x, 8) == 0, "nothing banned");
 }
 
+/* Words: tokens 0..4 start a word, 5..9 continue one. */
+static void test_no_repeat_word_ngram(void) {
+    const uint8_t ws[10] = {1, 1, 1, 1, 1, 0, 0, 0, 0, 0};
+    float x[10];
+    // words [0 5][1][2 6][0 5][1]: the 2 words [0 5][1] were followed by the word starting with 2
+    const int32_t h[] = {0, 5, 1, 2, 6, 0, 5, 1};
+    for (int i = 0; i < 10; i++) x[i] = 0.0f;
+    gen_logits_no_repeat_word_ngram(x, 10, h, 8, 3, ws);
+    CHECK(x[2] == -INFINITY && count_inf(x, 10) == 1, "word 3-gram bans the start of the third word");
+    // words [0 5][1 6][2][0 5][1]: the earlier second word was [1 6], not [1]: nothing repeats
+    const int32_t h2[] = {0, 5, 1, 6, 2, 0, 5, 1};
+    for (int i = 0; i < 10; i++) x[i] = 0.0f;
+    gen_logits_no_repeat_word_ngram(x, 10, h2, 8, 3, ws);
+    CHECK(count_inf(x, 10) == 0, "a longer earlier word is another word");
+    // the token rule on the same history bans 6 (the 3-gram 5 1 6), inside a word
+    gen_logits_no_repeat_ngram(x, 10, h2, 8, 3);
+    CHECK(x[6] == -INFINITY && count_inf(x, 10) == 1, "token 3-gram bans 6");
+    // hist[0] starts a word though 5 is a continuation; copies must start at word starts
+    const int32_t h3[] = {5, 0, 1, 3, 6, 7, 0, 1};
+    for (int i = 0; i < 10; i++) x[i] = 0.0f;
+    gen_logits_no_repeat_word_ngram(x, 10, h3, 8, 3, ws);
+    CHECK(x[3] == -INFINITY && count_inf(x, 10) == 1, "word 3-gram bans 3");
+    const int32_t h4[] = {0, 6, 1, 3, 6, 1};  // [0 6][1][3 6][1]: (6 1) is no word-aligned pair
+    for (int i = 0; i < 10; i++) x[i] = 0.0f;
+    gen_logits_no_repeat_word_ngram(x, 10, h4, 6, 3, ws);
+    gen_logits_no_repeat_word_ngram(x, 10, h4, 6, 5, ws); // fewer words than the prefix
+    gen_logits_no_repeat_word_ngram(x, 10, h4, 6, 0, ws);
+    CHECK(count_inf(x, 10) == 0, "nothing banned");
+    gen_logits_no_repeat_word_ngram(x, 10, h4, 6, 1, ws); // unigrams: the words' first tokens
+    CHECK(x[0] == -INFINITY && x[1] == -INFINITY && x[3] == -INFINITY && count_inf(x, 10) == 3, "word 1-gram");
+}
+
 static void test_min_new_and_temperature(void) {
     float x[4] = {1.0f, 2.0f, 3.0f, 4.0f};
     const int32_t eos[2] = {1, 3};
@@ -221,6 +253,7 @@ static void test_warp_fixture(void) {
 int main(void) {
     test_repetition_penalty();
     test_no_repeat_ngram();
+    test_no_repeat_word_ngram();
     test_min_new_and_temperature();
     test_top_k();
     test_top_p();

@@ -3,6 +3,7 @@
 
 Run (from the repository root, with ../shared/data present and Java on PATH):
     .venv/bin/python tools/metrics_ref.py [--data ../shared/data/e2e/test.txt] [--groups 100]
+    .venv/bin/python tools/metrics_ref.py --probe-ptb   (the jar's classes of non-ASCII characters)
 
 Writes tests/fixtures/metrics/:
     refs.txt          the first --groups inputs of test.txt (those with >= 2 references) in the E2E
@@ -10,6 +11,8 @@ Writes tests/fixtures/metrics/:
     hyp_heldout.txt   each input's first reference, held out as the hypothesis
     hyp_shifted.txt   a harder hypothesis: the held-out reference of the *next* input, with every
                       fifth token dropped (so the scores are far from 1 and length penalties act)
+    hyp_nonascii.txt  the held-out reference with non-ASCII text (mojibake, curly quotes, symbols,
+                      capitals beyond ASCII: nonascii() below), as generated outputs hold
     hyp_scrambled.txt the held-out reference scrambled (shuffled, sorted, padded with repeated words,
                       or given spurious plural s), so METEOR's beam search meets many competing
                       alignments and its stem stage has work to do
@@ -224,15 +227,90 @@ def scrambled(heldout, refss):
     return out
 
 
+def mojibake(text):
+    """UTF-8 read as cp1252 (Latin-1 where cp1252 has no character): "Caf\u00e9" -> "Caf\u00c3\u00a9"."""
+    out = []
+    for b in text.encode("utf-8"):
+        try:
+            out.append(bytes([b]).decode("cp1252"))
+        except UnicodeDecodeError:
+            out.append(chr(b))
+    return "".join(out)
+
+
+def nonascii(heldout):
+    """The held-out references with the non-ASCII text generated outputs meet: mojibake of accented
+    letters and of the pound sign (as a byte-level BPE model spells them through byte tokens), curly
+    quotes and apostrophes, dashes, symbols that PTB splits off (copyright, degree, fractions,
+    trade mark), guillemets, the soft hyphen, capitals of Latin-1 and Latin Extended-A."""
+    rng = random.Random(1)
+    out = []
+    for i, h in enumerate(heldout):
+        toks = h.split(" ")
+        j = rng.randrange(len(toks))
+        mode = i % 8
+        if mode == 0:
+            h = " ".join(toks).replace("\u00a3", mojibake("\u00a3"))
+            h = h.replace(toks[j], mojibake("Caf\u00e9"), 1)
+        elif mode == 1:
+            toks[j] = mojibake(toks[j] + "\u00e9s") + "\u00a9"
+            h = " ".join(toks).replace("'", "\u2019")
+        elif mode == 2:
+            toks.insert(j, rng.choice(["\u2013", "\u2014", "\u00ab" + toks[j] + "\u00bb", "\u201c" + toks[j] + "\u201d"]))
+            h = " ".join(toks).replace("\u00a3", "\u20ac")
+        elif mode == 3:
+            toks[j] = toks[j][:2] + "\u00ad" + toks[j][2:] + rng.choice(["\u00b0C", "\u00bd", "\u2122", "\u00ae", "\u00d7"])
+            h = " ".join(toks)
+        elif mode == 4:
+            toks[j] = toks[j].upper() + "\u0152UVRE \u00c9COLE \u0178 \u0141\u00d3D\u0179 \u0130S"
+            h = " ".join(toks)
+        elif mode == 5:
+            h = mojibake(" ".join(toks).replace("'", "\u2019").replace("\u00a3", "\u00a320\u2013\u00a325 "))
+        elif mode == 6:
+            toks[j] = toks[j] + "\u2026 it\u2019s n\u2019t don\u2019t \u2018x\u2019 a\u2010b \u2010c"
+            h = " ".join(toks)
+        else:
+            toks[j] = "\u00bf" + toks[j] + "\u00a1 \u00a7 \u00b7 \u2022 \u00b2 5\u00bc"
+            h = " ".join(toks)
+        out.append(h)
+    return out
+
+
 ORDER = ["BLEU", "NIST", "METEOR", "METEOR_ES", "ROUGE_L", "CIDEr"]
+
+
+def probe_ptb():
+    """Prints what PTBTokenizer (-preserveLines -lowerCase) does with each code point of the blocks
+    src/metrics/tokenize.c's ptb_class() describes, in the context "xa?bx": word (kept in the word),
+    own (a token of its own), drop (deleted, splitting the word) or the rewritten token."""
+    from collections import defaultdict
+    jar = os.path.join(os.path.dirname(os.path.abspath(PTBTokenizer.__module__ and
+                                                        sys.modules[PTBTokenizer.__module__].__file__)),
+                       "stanford-corenlp-3.4.1.jar")
+    line_breaks = {0x85, 0x2028, 0x2029, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E}
+    cps = [c for c in list(range(0x80, 0x370)) + list(range(0x2010, 0x2060)) + list(range(0x20A0, 0x20C0))
+           if c not in line_breaks]
+    text = "".join("xa%sbx\n" % chr(c) for c in cps).encode("utf-8")
+    out = subprocess.run(["java", "-cp", jar, "edu.stanford.nlp.process.PTBTokenizer", "-preserveLines",
+                          "-lowerCase"], input=text, capture_output=True).stdout.decode("utf-8").split("\n")
+    groups = defaultdict(list)
+    for c, o in zip(cps, out):
+        ch = chr(c).lower()
+        kind = {"xa%sbx" % ch: "word", "xa %s bx" % ch: "own", "xa bx": "drop", "xabx": "deleted in the word"}.get(o)
+        groups[kind or "rewritten: " + o].append("%04X" % c)
+    for kind, v in groups.items():
+        print("%s (%d): %s" % (kind, len(v), " ".join(v)))
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--probe-ptb", action="store_true", help="print PTB's treatment of non-ASCII characters")
     ap.add_argument("--data", default="../shared/data/e2e/test.txt")
     ap.add_argument("--out", default="tests/fixtures/metrics")
     ap.add_argument("--groups", type=int, default=100)
     a = ap.parse_args()
+    if a.probe_ptb:
+        return probe_ptb()
     os.makedirs(a.out, exist_ok=True)
     groups = [g for g in read_e2e(a.data) if len(g[1]) >= 2]
 
@@ -243,7 +321,8 @@ def main():
                 f.write("%s||%s\n" % (ctx, r))
     held = [rs[0] for _, rs in sub]
     refss = [rs[1:] for _, rs in sub]
-    cases = {"heldout": held, "shifted": shifted(held), "scrambled": scrambled(held, refss)}
+    cases = {"heldout": held, "shifted": shifted(held), "scrambled": scrambled(held, refss),
+             "nonascii": nonascii(held)}
     lines = []
     for name, hyps in cases.items():
         with open(os.path.join(a.out, "hyp_%s.txt" % name), "w", encoding="utf-8") as f:

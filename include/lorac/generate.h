@@ -124,6 +124,9 @@ typedef struct gen_config {
     float top_p;              /* in (0,1]; 1 = off (sampling only) */
     float repetition_penalty; /* > 0; 1 = off */
     int no_repeat_ngram_size; /* 0 = off */
+    /* NULL: no_repeat_ngram_size counts tokens (HF). Else (V entries, borrowed): 1 where a token
+     * starts a word, and the rule counts words (gen_logits_no_repeat_word_ngram) */
+    const uint8_t *ngram_word_start;
     int num_beams;            /* 1 = greedy or sampling */
     double length_penalty;    /* beam: score = sum_logprobs / generated_len^length_penalty */
     gen_early early_stopping; /* GEN_BEAM_HF only */
@@ -170,6 +173,14 @@ void gen_result_free(gen_result *r);
  * <|im_end|> (which ends an assistant turn). */
 void gen_model_session(gen_model *gm, const model *m, model_session *s);
 void gen_model_eos(const model *m, gen_config *cfg);
+/* The model's word starts for cfg.ngram_word_start (*out: V bytes, free()): 1 where a token's text
+ * begins with whitespace or ASCII punctuation (or is empty), 0 where it continues a word (letters,
+ * digits, bytes >= 0x80). */
+int gen_model_word_starts(const model *m, uint8_t **out, lorac_err *err);
+/* `generate --preset e2e` for any model: gen_config_e2e with the model's end-of-text ids (and its
+ * "\n\n" when that is one token, as GPT-2's 628). The no-repeat 4-grams stay the paper's: tokens of
+ * the generated text, on every vocabulary (docs/e2e.md measures the word rule against it on SmolLM2). */
+void gen_model_e2e(const model *m, gen_config *cfg);
 
 /* ---------------------------------------------------------------------------------------------
  * The logits processors, each on one row x (V), exposed for tests and for other decoders.
@@ -181,6 +192,12 @@ void gen_logits_repetition_penalty(float *x, int V, const int32_t *hist, int n_h
                                    uint8_t *seen);
 /* Bans (-inf) every token that would complete an n-gram (n = ngram) already in hist. */
 void gen_logits_no_repeat_ngram(float *x, int V, const int32_t *hist, int n_hist, int ngram);
+/* The same rule over words: a word is a token with word_start[token] set and the tokens after it
+ * without (hist[0] always starts one). A token that starts a word is banned when the last ngram-1
+ * words of hist followed by it repeat an earlier run of ngram-1 whole words and the first token of
+ * the word after them; tokens inside a word are never banned. word_start is (V). */
+void gen_logits_no_repeat_word_ngram(float *x, int V, const int32_t *hist, int n_hist, int ngram,
+                                     const uint8_t *word_start);
 /* Bans every eos id while n_generated < min_new_tokens. */
 void gen_logits_min_new_tokens(float *x, const int32_t *eos, int n_eos, int n_generated, int min_new_tokens);
 void gen_logits_temperature(float *x, int V, float temperature);

@@ -181,7 +181,7 @@ int gen_beam_hf(const gen_model *m, const gen_config *cfg, const int32_t *prompt
             gen_log_softmax(x, V);
             if (cfg->repetition_penalty != 1.0f)
                 gen_logits_repetition_penalty(x, V, h, cur, cfg->repetition_penalty, s.seen);
-            gen_logits_no_repeat_ngram(x, V, h, cur, cfg->no_repeat_ngram_size);
+            gen_no_repeat(cfg, x, V, h, cur);
             gen_logits_min_new_tokens(x, cfg->eos, cfg->n_eos, t, cfg->min_new_tokens);
         }
         int nc = topk_candidates(s.logits, s.scores, NB, V, K, s.cand_score, s.cand_idx);
@@ -278,7 +278,7 @@ int gen_beam_lora(const gen_model *m, const gen_config *cfg, const int32_t *prom
             if (t > 0 && cfg->repetition_penalty != 1.0f)
                 gen_logits_repetition_penalty(x, V, h, t, cfg->repetition_penalty, s.seen);
             gen_logits_min_new_tokens(x, cfg->eos, cfg->n_eos, t, cfg->min_new_tokens);
-            if (t > 0) gen_logits_no_repeat_ngram(x, V, h, t, cfg->no_repeat_ngram_size);
+            if (t > 0) gen_no_repeat(cfg, x, V, h, t);
             gen_log_softmax(x, V);
         }
         int nc = topk_candidates(s.logits, t == 0 ? NULL : s.scores, R, V, NB, s.cand_score, s.cand_idx);

@@ -10,6 +10,14 @@ static inline int gen_is_eos(const gen_config *cfg, int32_t t) {
     return 0;
 }
 
+/* The no-repeat-ngram rule the config asks for: over tokens, or over words. */
+static inline void gen_no_repeat(const gen_config *cfg, float *x, int V, const int32_t *hist, int n_hist) {
+    if (cfg->ngram_word_start)
+        gen_logits_no_repeat_word_ngram(x, V, hist, n_hist, cfg->no_repeat_ngram_size, cfg->ngram_word_start);
+    else
+        gen_logits_no_repeat_ngram(x, V, hist, n_hist, cfg->no_repeat_ngram_size);
+}
+
 /* Fills h with a copy of tokens (n). */
 int gen_hyp_set(gen_hyp *h, const int32_t *tokens, int n, int finished, double score, lorac_err *err);
 

@@ -37,6 +37,29 @@ void gen_logits_no_repeat_ngram(float *x, int V, const int32_t *hist, int n_hist
     }
 }
 
+// x is (V); hist is (n_hist); word_start is (V)
+void gen_logits_no_repeat_word_ngram(float *x, int V, const int32_t *hist, int n_hist, int ngram,
+                                     const uint8_t *word_start) {
+    if (ngram <= 0 || n_hist == 0) return;
+    // the last ngram-1 words of hist (the last one taken as complete): hist[s..n_hist)
+    int s = n_hist, words = 0;
+    while (words < ngram - 1 && s > 0) {
+        s--;
+        if (s == 0 || word_start[hist[s]]) words++;
+    }
+    if (words < ngram - 1) return; // fewer words than the n-gram's prefix
+    int L = n_hist - s;
+    // an earlier word-aligned copy of them, followed by a word start: that word's first token
+    // would begin a repeated word n-gram (so a word is judged by its first token, as a GPT-2
+    // token n-gram judges a word the vocabulary splits)
+    for (int j = 0; j + L < n_hist; j++) {
+        if (j > 0 && !word_start[hist[j]]) continue;
+        int32_t t = hist[j + L];
+        if (!word_start[t] || memcmp(hist + j, hist + s, (size_t)L * sizeof *hist) != 0) continue;
+        if (t >= 0 && t < V) x[t] = -INFINITY;
+    }
+}
+
 void gen_logits_min_new_tokens(float *x, const int32_t *eos, int n_eos, int n_generated,
                                int min_new_tokens) {
     if (n_generated >= min_new_tokens) return;

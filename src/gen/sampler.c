@@ -125,7 +125,7 @@ static int decode_single(const gen_model *m, const gen_config *cfg, const int32_
         // HF's processors, in its order, on the raw logits
         if (cfg->repetition_penalty != 1.0f)
             gen_logits_repetition_penalty(logits, V, hist, n, cfg->repetition_penalty, seen);
-        gen_logits_no_repeat_ngram(logits, V, hist, n, cfg->no_repeat_ngram_size);
+        gen_no_repeat(cfg, logits, V, hist, n);
         gen_logits_min_new_tokens(logits, cfg->eos, cfg->n_eos, n_gen, cfg->min_new_tokens);
         int32_t tok;
         if (cfg->do_sample) {

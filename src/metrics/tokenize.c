@@ -65,8 +65,52 @@ static size_t unicode_space_len(const unsigned char *s) {
 }
 static int is_ascii_space(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f); }
 
-/* Lowercases ASCII and Latin-1 capitals (U+00C0..U+00DE except U+00D7) and maps Unicode
- * whitespace to ' '. */
+/* The code point of the UTF-8 sequence at s and its length (1 for a stray byte, taken as itself). */
+static uint32_t utf8_cp(const unsigned char *s, size_t *len) {
+    if (s[0] >= 0xC2 && s[0] <= 0xDF && (s[1] & 0xC0) == 0x80) {
+        *len = 2;
+        return (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+    }
+    if (s[0] >= 0xE0 && s[0] <= 0xEF && (s[1] & 0xC0) == 0x80 && (s[2] & 0xC0) == 0x80) {
+        uint32_t cp = (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+        if (cp >= 0x800) { /* not an overlong form */
+            *len = 3;
+            return cp;
+        }
+    }
+    *len = 1;
+    return s[0];
+}
+
+static void sb_put_cp(sbuf *b, uint32_t cp) {
+    char u[3];
+    if (cp < 0x80) sb_putc(b, (char)cp);
+    else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | cp >> 6);
+        u[1] = (char)(0x80 | (cp & 0x3F));
+        sb_putn(b, u, 2);
+    } else {
+        u[0] = (char)(0xE0 | cp >> 12);
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (char)(0x80 | (cp & 0x3F));
+        sb_putn(b, u, 3);
+    }
+}
+
+/* The lowercase of a capital of Latin-1 or Latin Extended-A (as Java's toLowerCase and Python's
+ * lower() agree on them; mojibake of UTF-8 read as Latin-1 or cp1252 lives here), else cp. */
+static uint32_t latin_lower(uint32_t cp) {
+    if (cp < 0x80) return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+    if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) return cp + 0x20;
+    if (cp == 0x178) return 0xFF; /* Y with diaeresis */
+    if ((cp >= 0x100 && cp <= 0x12F) || (cp >= 0x132 && cp <= 0x137) || (cp >= 0x14A && cp <= 0x177))
+        return cp | 1; /* pairs: capital even, small odd */
+    if ((cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17E)) return cp & 1 ? cp + 1 : cp;
+    return cp;
+}
+
+/* Lowercases (latin_lower; U+0130 becomes "i" + combining dot, as in both languages) and maps
+ * Unicode whitespace to ' '. */
 static void lower_copy(sbuf *b, const char *s) {
     const unsigned char *u = (const unsigned char *)s;
     while (*u) {
@@ -74,15 +118,13 @@ static void lower_copy(sbuf *b, const char *s) {
         if (k) {
             sb_putc(b, ' ');
             u += k;
-        } else if (*u >= 'A' && *u <= 'Z') {
-            sb_putc(b, (char)(*u++ + 32));
-        } else if (u[0] == 0xC3 && u[1] >= 0x80 && u[1] <= 0x9E && u[1] != 0x97) {
-            sb_putc(b, (char)0xC3);
-            sb_putc(b, (char)(u[1] + 0x20));
-            u += 2;
-        } else {
-            sb_putc(b, (char)*u++);
+            continue;
         }
+        uint32_t cp = utf8_cp(u, &k);
+        if (k == 1 && cp >= 0x80) sb_putc(b, (char)*u); /* a stray byte stays as it is */
+        else if (cp == 0x130) sb_puts(b, "i\xCC\x87");
+        else sb_put_cp(b, latin_lower(cp));
+        u += k;
     }
 }
 
@@ -195,23 +237,52 @@ static void coco_emit(sbuf *b, const char *t, size_t n) {
     sb_putn(b, t, n);
 }
 
-/* Bytes of the non-ASCII character at s that PTB rewrites or splits off, with its replacement. */
-static size_t ptb_symbol(const unsigned char *s, const char **repl) {
-    if (s[0] == 0xC2 && s[1] == 0xA3) { *repl = "#"; return 2; }              /* £ */
-    if (s[0] == 0xC2 && s[1] == 0xA5) { *repl = "\xC2\xA5"; return 2; }       /* ¥ */
-    if (s[0] == 0xE2 && s[1] == 0x82 && s[2] == 0xAC) { *repl = "$"; return 3; } /* € */
-    if (s[0] == 0xE2 && s[1] == 0x80 && s[2] >= 0x98 && s[2] <= 0x9F) { *repl = "'"; return 3; } /* curly quotes */
-    return 0;
+/* What PTBTokenizer 3.4.1 does with a non-ASCII character (measured with the jar, every code point
+ * of U+0080..U+036F and U+2010..U+205F, U+20A0..U+20BF; tools/metrics_ref.py --probe-ptb): */
+enum { PTB_WORD, PTB_OWN, PTB_REWRITE, PTB_DROP, PTB_HYPHEN };
+/* PTB_WORD: part of a word (letters, combining marks, the modifier symbols);
+ * PTB_HYPHEN: U+2010/U+2011, kept inside a word between word characters, else a dropped "-";
+ * PTB_OWN: a token of its own (symbols, most punctuation); PTB_REWRITE: a token of its own,
+ * rewritten (*repl); PTB_DROP: deleted, ending the token before it ("untokenizable"). Characters
+ * outside the measured blocks (other scripts' letters) are PTB_WORD. *len is the UTF-8 length. */
+static int ptb_class(const unsigned char *s, const char **repl, size_t *len) {
+    static const struct { uint32_t cp; const char *to; } rewrite[] = {
+        {0x80, "$"},    {0x85, "..."}, {0x91, "`"},   {0x92, "'"},   {0x93, "``"},  {0x94, "''"},
+        {0x96, "--"},   {0x97, "--"},  {0xA2, "cents"}, {0xA3, "#"}, {0xA4, "$"},   {0xAB, "``"},
+        {0xBB, "''"},   {0xBC, "1/4"}, {0xBD, "1/2"}, {0xBE, "3/4"}, {0x2013, "--"}, {0x2014, "--"},
+        {0x2015, "--"}, {0x2018, "`"}, {0x2019, "'"}, {0x201B, "`"}, {0x201C, "``"}, {0x201D, "''"},
+        {0x2026, "..."}, {0x2039, "`"}, {0x203A, "'"}, {0x20A0, "$"}, {0x20AC, "$"}};
+    uint32_t cp = utf8_cp(s, len);
+    if (*len == 1 && cp >= 0x80) return PTB_WORD; /* stray byte */
+    for (size_t k = 0; k < sizeof rewrite / sizeof rewrite[0]; k++)
+        if (rewrite[k].cp == cp) {
+            *repl = rewrite[k].to;
+            return PTB_REWRITE;
+        }
+    if (cp < 0xA0) return PTB_DROP; /* the other C1 controls */
+    if (cp == 0xAD) return PTB_DROP;   /* soft hyphen (it does not split: see ptb_chunk) */
+    if (cp < 0xC0) return cp == 0xAA || cp == 0xB5 || cp == 0xBA ? PTB_WORD : PTB_OWN;
+    if (cp == 0xD7 || cp == 0xF7) return PTB_OWN; /* multiplication and division signs */
+    if (cp < 0x2010 || (cp > 0x205F && cp < 0x20A0) || cp > 0x20BF)
+        return cp == 0x2116 || cp == 0x2122 ? PTB_OWN : PTB_WORD; /* numero, trade mark */
+    if (cp <= 0x2011) return PTB_HYPHEN;
+    if (cp >= 0x20A0) return cp == 0x20A4 ? PTB_OWN : PTB_DROP; /* lira sign; the rest untokenizable */
+    if (cp == 0x2012 || cp == 0x2024 || cp == 0x2025 || cp == 0x2027 || cp == 0x202F || cp == 0x203C ||
+        cp == 0x203D || cp == 0x2043 || cp >= 0x2045)
+        return PTB_DROP;
+    return cp >= 0x2028 && cp <= 0x202E ? PTB_DROP : PTB_OWN;
 }
 
-/* A byte that continues a word: ASCII letter or digit, or part of a non-ASCII character that is
- * not one of the symbols above. */
-static int ptb_word_byte(const unsigned char *s) {
+/* A byte that continues a word: ASCII letter or digit, or the start of a PTB_WORD character or a
+ * continuation byte of one (the scan moves whole characters; see ptb_word_len). */
+static size_t ptb_word_len(const unsigned char *s) {
     const char *r;
+    size_t len;
     if (*s < 0x80) return is_alpha(*s) || is_digit(*s);
-    if ((*s & 0xC0) == 0x80) return 1;
-    return ptb_symbol(s, &r) == 0;
+    if ((*s & 0xC0) == 0x80) return 1; /* a stray continuation byte */
+    return ptb_class(s, &r, &len) == PTB_WORD ? len : 0;
 }
+static int ptb_word_byte(const unsigned char *s) { return ptb_word_len(s) != 0; }
 
 /* Length of a clitic ('s 're 've 'll 'd 'm) starting at s, ending at a non-letter, or 0. */
 static size_t ptb_clitic(const unsigned char *s) {
@@ -260,9 +331,12 @@ static void ptb_chunk(sbuf *b, const unsigned char *s, const unsigned char *e) {
         const char *repl;
         int word_before = prev_word;
         prev_word = 0;
-        size_t k = ptb_symbol(p, &repl);
-        if (k) {
-            coco_emit(b, repl, strlen(repl));
+        size_t k = 1;
+        int cls = *p < 0x80 ? PTB_WORD : ptb_class(p, &repl, &k);
+        if (cls == PTB_REWRITE || cls == PTB_OWN) {
+            coco_emit(b, cls == PTB_OWN ? (const char *)p : repl, cls == PTB_OWN ? k : strlen(repl));
+            p += k;
+        } else if (cls == PTB_DROP || cls == PTB_HYPHEN) {
             p += k;
         } else if (*p == '\'') {
             size_t c = ptb_clitic(p);
@@ -324,8 +398,9 @@ static void ptb_chunk(sbuf *b, const unsigned char *s, const unsigned char *e) {
             }
             q = p;
             for (;;) {
-                while (q < e && ptb_word_byte(q)) q++;
+                while (q < e && ptb_word_byte(q)) q += ptb_word_len(q);
                 if (q + 1 < e && q[0] == '-' && ptb_word_byte(q + 1)) { q++; continue; }
+                if (q + 3 < e && ptb_class(q, &repl, &k) == PTB_HYPHEN && ptb_word_byte(q + 3)) { q += 3; continue; }
                 if (q + 1 < e && (q[0] == '.' || q[0] == ',') && is_digit(q[-1]) && is_digit(q[1])) { q++; continue; }
                 if (q + 1 < e && q[0] == '&' && is_alpha(q[-1]) && is_alpha(q[1])) { q++; continue; }
                 if (q + 1 < e && q[0] == '\'' && is_alpha(q[-1]) && is_alpha(q[1]) && !ptb_clitic(q)) {
@@ -357,10 +432,33 @@ static void ptb_chunk(sbuf *b, const unsigned char *s, const unsigned char *e) {
     }
 }
 
+/* PTB reads the soft hyphen as nothing at all (the word goes on across it), and the right single
+ * quote U+2019 (and cp1252's 0x92 read as U+0092) as the apostrophe of a clitic ("it\u2019s" gives "it 's", "don\u2019t" "do n't");
+ * elsewhere U+2019 is a quote token (ptb_class). */
+static void ptb_normalize(char *s) {
+    char *w = s;
+    for (const char *r = s; *r;) {
+        if (r[0] == '\xC2' && r[1] == '\xAD') {
+            r += 2;
+        } else if ((r[0] == '\xE2' && r[1] == '\x80' && r[2] == '\x99') || (r[0] == '\xC2' && r[1] == '\x92')) {
+            size_t q = r[0] == '\xC2' ? 2 : 3;
+            char ascii[8] = "'";
+            strncat(ascii, r + q, 4);
+            int nt = w > s && w[-1] == 'n' && r[q] == 't' && !is_alpha((unsigned char)r[q + 1]);
+            if (nt || ptb_clitic((const unsigned char *)ascii)) *w++ = '\'', r += q;
+            else for (size_t i = 0; i < q; i++) *w++ = *r++;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = 0;
+}
+
 int metrics_tokenize_coco(const char *s, char **out, lorac_err *err) {
     sbuf low = {0}, b = {0};
     lower_copy(&low, s);
     sb_putn(&b, "", 0);
+    if (low.p) ptb_normalize(low.p);
     if (low.p) {
         const unsigned char *p = (const unsigned char *)low.p;
         while (*p) {

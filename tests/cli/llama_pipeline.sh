@@ -86,6 +86,7 @@ expect_error "adapter of another model" "adapter" $L eval --model "$G" --adapter
 expect_error "GPT-2 target names on Llama" "--targets" $L train --model "$G" --data "$T/eval.jsonl" --out "$T/x" --targets c_attn --steps 1
 check "[ ! -e '$T/x' ]" "a failed train left an output directory"
 expect_error "unknown merge type" "--type" $L merge --model "$G" --adapter "$T/a" --out "$T/y.gguf" --type q3_z
+expect_error "unknown --ngram-unit" "--ngram-unit" $L generate --model "$G" --prompt hi --ngram-unit letters
 printf '{"messages": [{"role": "user", "content": "hi"}]}\n' >"$T/noasst.jsonl"
 expect_error "chat data without an assistant turn" "noasst.jsonl" $L train --model "$G" --data "$T/noasst.jsonl" --out "$T/x" --steps 1
 printf '{"messages": [{"role": "robot", "content": "hi"}]}\n' >"$T/role.jsonl"
