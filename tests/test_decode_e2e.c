@@ -100,9 +100,9 @@ int main(void) {
         size_t np = 0, nc = 0;
         rc = model_encode(m, line, (size_t)(bar + 1 - line), 0, &pid, &np, &err);
         if (!rc) rc = model_encode(m, bar + 1, strlen(bar + 1), 0, &cid, &nc, &err);
-        CHECK(rc == 0 && np > QMAT_DIRECT_ROWS && nc > 0 && np + nc <= 512, "line %d: %zu + %zu tokens: %s", lines,
+        CHECK(rc == 0 && np > 1 && nc > 0 && np + nc <= 512, "line %d: %zu + %zu tokens: %s", lines,
               np, nc, err.msg);
-        if (!rc && np > QMAT_DIRECT_ROWS && nc > 0 && np + nc <= 512) {
+        if (!rc && np > 1 && nc > 0 && np + nc <= 512) {
             memcpy(ids, pid, np * sizeof *ids);
             memcpy(ids + np, cid, nc * sizeof *ids);
             double r = 0.0, d = 0.0;
