@@ -6,6 +6,20 @@
 
 #include "lorac/ops.h"
 
+/* q·k in 16 independent partial sums (lane l: elements l, l+16, ...), added in one fixed order: the
+ * compiler keeps them in vector registers (one chain of HS dependent adds cost a decode step's
+ * attention as much as its products), and the result is the same on every CPU and thread count. */
+static inline float dot_(const float *q, const float *k, int n) {
+    float acc[16] = {0};
+    int e = 0;
+    for (; e + 16 <= n; e += 16)
+        for (int l = 0; l < 16; l++) acc[l] += q[e + l] * k[e + l];
+    for (int l = 0; e < n; e++, l++) acc[l] += q[e] * k[e];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
 void op_attention_cached_forward(float *out, const float *q, const float *kc, const float *vc, int S, int Tq,
                                  const int *slot, const int *offset, int cap, int NH, int NKV, int HS, float *scratch) {
     // q, out (S,Tq,NH*HS); kc, vc (n_slots,cap,NKV*HS): sequence s reads slot[s] (s when slot is NULL),
@@ -24,9 +38,7 @@ void op_attention_cached_forward(float *out, const float *q, const float *kc, co
                 int last = offset[s] + i;
                 float mx = -INFINITY;
                 for (int j = 0; j <= last; j++) {
-                    const float *kj = ks + (size_t)j * CK + (size_t)hk * HS;
-                    float d = 0.0f;
-                    for (int e = 0; e < HS; e++) d += qi[e] * kj[e];
+                    const float d = dot_(qi, ks + (size_t)j * CK + (size_t)hk * HS, HS);
                     sc[j] = d * scale;
                     if (sc[j] > mx) mx = sc[j];
                 }
