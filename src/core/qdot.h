@@ -7,8 +7,10 @@
  * The lane model, which every kernel level computes to the bit: a block of 32 products is summed in
  * 8 int32 lanes (lane l: elements 4l..4l+3, exact), each lane is converted to float, multiplied by
  * its scale (weight scale · activation scale, rounded once) and added to a float lane accumulator
- * (multiply, then add: no FMA) of set 0 for even blocks, set 1 for odd ones (two independent chains
- * of adds); the min terms (one float per block) go to two scalar sums the same way. At the end the
+ * in one fused multiply-add (one rounding: fmaf in C, vfmadd in SIMD; one float operation fewer per
+ * block and row than multiply-then-add, which is what bounds several rows' products) of set 0 for
+ * even blocks, set 1 for odd ones (two independent chains); the min terms (one float per block) go
+ * to two scalar sums as a multiply, then an add (no FMA). At the end the
  * two sets are added lane by lane, the 8 lanes reduced in one fixed order, and the two min sums
  * added. So AVX-512 (VNNI), AVX2 and plain C give the same bits,
  * and each output is computed by one thread in one order: the same bits for any thread count. */

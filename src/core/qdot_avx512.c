@@ -4,7 +4,7 @@
  * operations of qdot_rows_generic's, in the same order, and the bits are the same. Per pair of
  * blocks the weight side (unpacked bytes, the 16 lane scales, the correction below) is made once
  * and used by up to 8 activation rows, whose accumulators stay in registers; each row then costs
- * a dot, a convert and three float operations per 64 products. The min terms of Q4_1 / Q4_K go
+ * a dot, a convert, a multiply and an FMA per 64 products. The min terms of Q4_1 / Q4_K go
  * into one vector of 8 rows per set (dsT: the rows' ds of a block side by side).
  * A signed weight w (Q4_0, Q8_0, Q6_K) goes in as vpdpbusd's signed operand against the activation
  * plus 128 (x ^ 0x80, unsigned), starting from -128·(sum of w's 4 bytes) per lane, which makes the
@@ -60,8 +60,8 @@ TGT INL void update_(const qdot_act *a, int M, int p, const wpair *w, int sgn, i
         const __m512i s = sgn ? _mm512_dpbusd_epi32(w->corr, _mm512_xor_si512(x, _mm512_set1_epi8((char)0x80)), w->w)
                               : _mm512_dpbusd_epi32(_mm512_setzero_si512(), w->w, x);
         const __m512 scale = _mm512_mul_ps(w->sw, _mm512_loadu_ps(a->dx2 + ((size_t)m * np + p) * 16));
-        const __m512 prod = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(s));
-        acc[m] = hi ? _mm512_add_ps(acc[m], prod) : _mm512_mask_add_ps(acc[m], 0x00ff, acc[m], prod);
+        const __m512 xs = _mm512_cvtepi32_ps(s);
+        acc[m] = hi ? _mm512_fmadd_ps(scale, xs, acc[m]) : _mm512_mask3_fmadd_ps(scale, xs, acc[m], 0x00ff);
     }
 }
 

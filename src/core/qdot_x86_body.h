@@ -17,7 +17,7 @@ QK_TGT static inline __attribute__((always_inline)) void QK(update)(const qdot_a
         const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + k * QDOT_BLOCK));
         const __m256i s = sgn ? QK_DOT_S(w, x) : QK_DOT_U(w, x);
         const __m256 scale = _mm256_mul_ps(sw, _mm256_set1_ps(a->d[k]));
-        acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(s)));
+        acc[m] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[m]);
         if (has_min) accm[m] = accm[m] + mw * a->ds[k];
     }
 }
