@@ -7,8 +7,8 @@
 
 #include <math.h>
 
-/* the lane model's multiply-then-add must not become an FMA (GCC in ISO C mode never contracts;
- * clang would where the target has FMA) */
+/* the lane model's FMAs are explicit (fmaf); its other multiply-then-adds must not become FMAs (GCC
+ * in ISO C mode never contracts; clang would where the target has FMA) */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
@@ -33,9 +33,13 @@ void qdot_quantize_act(qdot_act *a, const float *x, int M, int C) {
         for (int b = 0; b < a->nb; b++) {
             const float *xb = x + (size_t)m * C + (size_t)b * QDOT_BLOCK;
             int8_t *q = a->q + (size_t)m * C + (size_t)b * QDOT_BLOCK;
-            float amax = 0.0f;
-            for (int j = 0; j < QDOT_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
-            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            /* max |x| as a tree of fixed-length loops (the compiler vectorizes them; max is exact, so
+             * any order gives the same value); NaN counts as 0 */
+            float ax[QDOT_BLOCK];
+            for (int j = 0; j < QDOT_BLOCK; j++) ax[j] = fabsf(xb[j]) > 0.0f ? fabsf(xb[j]) : 0.0f;
+            for (int w = QDOT_BLOCK / 2; w >= 1; w /= 2)
+                for (int j = 0; j < w; j++) ax[j] = ax[j + w] > ax[j] ? ax[j + w] : ax[j];
+            const float d = ax[0] / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
             int sum = 0;
             for (int j = 0; j < QDOT_BLOCK; j++) {
                 int v = nearest_int(xb[j] * id); /* |x·id| <= 127 up to rounding; NaN/inf give junk, clamped */
@@ -75,7 +79,7 @@ static void update_(const qdot_act *a, int ib, const int8_t *w, const float sw[8
         for (int l = 0; l < 8; l++) {
             const int s = w[4 * l] * x[4 * l] + w[4 * l + 1] * x[4 * l + 1] + w[4 * l + 2] * x[4 * l + 2] +
                           w[4 * l + 3] * x[4 * l + 3];
-            acc[m][l] = acc[m][l] + (sw[l] * dx) * (float)s;
+            acc[m][l] = fmaf(sw[l] * dx, (float)s, acc[m][l]);
         }
         if (has_min) accm[m] = accm[m] + mw * a->ds[k];
     }
