@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 /* the one place outside src/ that asks OpenBLAS which kernel it picked (lorac.h has no such query) */
 
@@ -329,10 +330,12 @@ static void generate_usage(FILE *f) {
             "  --reps N (3) --threads N (all cores) --seed S --json --precision fp32|bf16|auto (auto)\n"
             "  --exact-products  quantized bases: decode through dequantized fp32 products, not the direct\n"
             "                    int8 kernels (qmat_set_direct(0))\n"
+            "  --adapters K      also a mixed batch: K different adapters (random B), sequence i with adapter\n"
+            "                    i mod K, unmerged in one session (the server's batches)\n"
             "median prefill tokens/s (the prompt in one step) and greedy decode tokens/s (one token per step,\n"
             "KV cache; B sequences decode together, tokens/s counts all of them) for the base model, the\n"
             "adapter merged into the weights and the adapter unmerged (training mode, dropout 0); and the\n"
-            "adapter switch time: median merge + unmerge of every layer.\n");
+            "adapter switch time: median merge + unmerge of every layer; with --adapters, the mixed batch.\n");
 }
 
 typedef struct bench_speed {
@@ -346,9 +349,10 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-/* Median prefill and decode speed of m as it is now (base, merged or unmerged); prompts (B, P). */
-static int bench_decode(model *m, const int32_t *prompt, int B, int P, int N, int reps, bench_speed *out,
-                        lorac_err *err) {
+/* Median prefill and decode speed of m as it is now (base, merged or unmerged), or with sequence b
+ * running adapter ids[b] of set (set non-NULL: a mixed batch); prompts (B, P). */
+static int bench_decode(model *m, const model_adapter_set *set, const int *ids, const int32_t *prompt, int B, int P, int N,
+                        int reps, bench_speed *out, lorac_err *err) {
     model_session *s = NULL;
     int V = model_cfg(m)->vocab_size;
     float *logits = malloc((size_t)B * V * sizeof(float));
@@ -358,6 +362,7 @@ static int bench_decode(model *m, const int32_t *prompt, int B, int P, int N, in
     if (!rc) rc = model_session_new(m, &s, err);
     for (int r = 0; !rc && r < reps; r++) {
         rc = model_session_begin(s, B, P + N, err);
+        if (!rc && set) rc = model_session_use_adapters(s, set, ids, B, err);
         double t0 = now_s();
         if (!rc) rc = model_session_step(s, prompt, B, P, logits, err);
         double t1 = now_s();
@@ -393,10 +398,37 @@ static void randomize_lora_B(model *m, lorac_rng *rng) {
     }
 }
 
+/* K adapters of o's LoRA shape with random B, read back from PEFT directories into a set on m
+ * (which keeps no LoRA of its own); ids[b] = b mod K. */
+static int make_adapter_set(model *m, const bench_opts *o, int K, int B, lorac_rng *rng, model_adapter_set **set,
+                            int *ids, lorac_err *err) {
+    char root[] = "/tmp/lorac_bench_mixed_XXXXXX", dir[320];
+    peft_adapter **ads = calloc((size_t)K, sizeof *ads);
+    if (!ads) return lorac_fail(err, LORAC_ENOMEM, "bench: out of memory");
+    int rc = mkdtemp(root) ? LORAC_OK : lorac_fail(err, LORAC_EIO, "bench: cannot make a temporary directory");
+    for (int k = 0; k < K && !rc; k++) { /* each adapter written by the model, then taken out of it */
+        snprintf(dir, sizeof dir, "%s/a%d", root, k);
+        if ((rc = model_add_lora(m, &o->lora, (uint64_t)o->seed + 100 + (uint64_t)k, err))) break;
+        if (!(rc = model_train_mode(m, 1, err))) randomize_lora_B(m, rng);
+        if (!rc) rc = model_save_adapter(m, dir, err);
+        int rc2 = model_remove_lora(m, err);
+        if (!rc) rc = rc2;
+        if (!rc) rc = peft_adapter_read(dir, &ads[k], NULL, 0, err);
+        lorac_remove_flat_dir(dir);
+    }
+    rmdir(root);
+    if (!rc) rc = model_adapter_set_new(m, set, err);
+    for (int k = 0; k < K && !rc; k++) rc = model_adapter_set_add(*set, ads[k], NULL, err);
+    for (int k = 0; k < K; k++) peft_adapter_free(ads[k]);
+    free(ads);
+    for (int b = 0; b < B; b++) ids[b] = b % K;
+    return rc;
+}
+
 static int bench_generate(int argc, char **argv) {
     bench_opts o;
     bench_opts_default(&o);
-    long P = 128, N = 32, reps = 3, B = 1;
+    long P = 128, N = 32, reps = 3, B = 1, K = 0;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         int r = bench_opt_parse(&o, argc, argv, &i);
@@ -410,6 +442,7 @@ static int bench_generate(int argc, char **argv) {
         else if (!strcmp(f, "--new")) { if (cli_opt_int(argc, argv, &i, &N)) return 2; }
         else if (!strcmp(f, "--reps")) { if (cli_opt_int(argc, argv, &i, &reps)) return 2; }
         else if (!strcmp(f, "--batch")) { if (cli_opt_int(argc, argv, &i, &B)) return 2; }
+        else if (!strcmp(f, "--adapters")) { if (cli_opt_int(argc, argv, &i, &K)) return 2; }
         else if (!strcmp(f, "--exact-products")) qmat_set_direct(0);
         else {
             generate_usage(stderr);
@@ -417,30 +450,35 @@ static int bench_generate(int argc, char **argv) {
             return 2;
         }
     }
-    if (P < 1 || N < 1 || reps < 1 || B < 1 || B > 4096 || P + N > (1L << 20))
-        return cli_error("bench generate: --prompt, --new, --reps and --batch must be >= 1 (batch <= 4096)");
+    if (P < 1 || N < 1 || reps < 1 || B < 1 || B > 4096 || P + N > (1L << 20) || K < 0 || K > 256)
+        return cli_error("bench generate: --prompt, --new, --reps and --batch must be >= 1 (batch <= 4096), --adapters 0..256");
     o.lora.dropout = 0.0f; /* the unmerged adapter runs in training mode: no dropout there */
     model *m = NULL;
     if (bench_model(&o, (int)(P + N), &m)) return 1;
     lorac_err err = {0};
     int32_t *prompt = malloc((size_t)B * P * sizeof *prompt);
     double *tsw = calloc((size_t)reps, sizeof(double));
-    bench_speed base = {0, 0}, merged = {0, 0}, unmerged = {0, 0};
+    bench_speed base = {0, 0}, merged = {0, 0}, unmerged = {0, 0}, mixed = {0, 0};
+    model_adapter_set *set = NULL;
+    int *ids = calloc((size_t)B, sizeof *ids);
     double switch_ms = 0.0;
     lorac_rng rng;
     lorac_rng_seed(&rng, (uint64_t)o.seed + 3);
-    int rc = !prompt || !tsw ? lorac_fail(&err, LORAC_ENOMEM, "out of memory") : 0;
+    int rc = !prompt || !tsw || !ids ? lorac_fail(&err, LORAC_ENOMEM, "out of memory") : 0;
     for (long i = 0; !rc && i < B * P; i++) prompt[i] = (int32_t)(lorac_rng_u64(&rng) % (uint64_t)model_cfg(m)->vocab_size);
-    if (!rc) rc = bench_decode(m, prompt, (int)B, (int)P, (int)N, (int)reps, &base, &err);
+    if (!rc) rc = bench_decode(m, NULL, NULL, prompt, (int)B, (int)P, (int)N, (int)reps, &base, &err);
+    if (!rc && K > 0) rc = make_adapter_set(m, &o, (int)K, (int)B, &rng, &set, ids, &err);
+    if (!rc && K > 0) rc = bench_decode(m, set, ids, prompt, (int)B, (int)P, (int)N, (int)reps, &mixed, &err);
+    model_adapter_set_free(set); /* the model's own LoRA below */
     if (!rc) rc = model_add_lora(m, &o.lora, (uint64_t)o.seed + 1, &err);
     if (!rc) {
         rc = model_train_mode(m, 1, &err); /* B is changed only while unmerged */
         randomize_lora_B(m, &rng);
     }
     if (!rc) rc = model_train_mode(m, 0, &err);
-    if (!rc) rc = bench_decode(m, prompt, (int)B, (int)P, (int)N, (int)reps, &merged, &err);
+    if (!rc) rc = bench_decode(m, NULL, NULL, prompt, (int)B, (int)P, (int)N, (int)reps, &merged, &err);
     if (!rc) rc = model_train_mode(m, 1, &err);
-    if (!rc) rc = bench_decode(m, prompt, (int)B, (int)P, (int)N, (int)reps, &unmerged, &err);
+    if (!rc) rc = bench_decode(m, NULL, NULL, prompt, (int)B, (int)P, (int)N, (int)reps, &unmerged, &err);
     for (long r = 0; !rc && r < reps; r++) {
         double t0 = now_s();
         rc = model_train_mode(m, 0, &err);
@@ -461,6 +499,9 @@ static int bench_generate(int argc, char **argv) {
                    merged.decode_tps);
             printf("\"unmerged\": {\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}, ", unmerged.prefill_tps,
                    unmerged.decode_tps);
+            if (K > 0)
+                printf("\"adapters\": %ld, \"mixed\": {\"prefill_tokens_per_s\": %.2f, \"decode_tokens_per_s\": %.2f}, ", K,
+                       mixed.prefill_tps, mixed.decode_tps);
             printf("\"switch_ms\": %.3f, \"peak_rss_mb\": %.1f, ", switch_ms, rss);
             print_env_json();
             printf("}\n");
@@ -469,17 +510,20 @@ static int bench_generate(int argc, char **argv) {
             print_env_human();
             printf("prompt %ld tokens, %ld new tokens (greedy, %ld sequence%s), median of %ld; quantized products: %s\n", P,
                    N, B, B > 1 ? "s" : "", reps,
-                   qmat_get_direct() ? "direct int8 for <= 8 rows" : "dequantized fp32");
+                   qmat_get_direct() ? "direct int8 in decode steps" : "dequantized fp32");
             printf("%-10s %16s %16s\n", "model", "prefill tok/s", "decode tok/s");
             printf("%-10s %16.1f %16.1f\n", "base", base.prefill_tps, base.decode_tps);
             printf("%-10s %16.1f %16.1f\n", "merged", merged.prefill_tps, merged.decode_tps);
             printf("%-10s %16.1f %16.1f\n", "unmerged", unmerged.prefill_tps, unmerged.decode_tps);
+            if (K > 0) printf("%-10s %16.1f %16.1f   (%ld adapters, sequence i with adapter i mod %ld)\n", "mixed", mixed.prefill_tps,
+                              mixed.decode_tps, K, K);
             printf("adapter switch (merge + unmerge, every layer): %.3f ms | peak RSS %.1f MiB\n", switch_ms, rss);
         }
     }
     model_free(m);
     free(prompt);
     free(tsw);
+    free(ids);
     return rc ? 1 : 0;
 }
 

@@ -1,12 +1,13 @@
 /* The direct decode products (qmat_matmul_direct, quant.h) against the dequantize-then-float64
- * reference, for every type with a direct kernel, 1 to 8 activation rows, at every kernel level the
- * CPU has:
+ * reference, for every type with a direct kernel, 1 to 17 activation rows (the kernels take 8, 4, 2
+ * and 1 at a time), at every kernel level the CPU has:
  *   |out - ref| <= sum over blocks of (max|x_block| / 254) · sum |w| over the block  (the activation
  *                  rounding: at most half a step of max|x_block|/127 per element)
  *                  + 1e-5 · sum |w·x| + 1e-6                                    (float sums, scales)
  * and the same bits at every kernel level (generic, avx2, avx512: qdot.h's lane model), for 1 and 2
  * threads, for each row run alone (a batch of decode rows gives each row's own bits), and through
- * qmat_matmul_forward (which takes this path for N <= 8 unless qmat_set_direct(0)).
+ * qmat_matmul_decode (which takes this path for any N unless qmat_set_direct(0)); qmat_matmul_forward
+ * never does (fp32 products, whatever N).
  * Weights: quantized from random floats (ggml's reference quantizers), plus rows with the extreme
  * codes (all -128 for Q8_0, all 15 / 0 nibbles) that would overflow a saturating int16 pair sum. */
 #include "check.h"
@@ -66,12 +67,20 @@ static void check_case(int type, int rows, int cols, int N, lorac_rng *rng) {
         }
     lorac_isa_set_cap(top);
     lorac_set_threads(2);
-    CHECK(qmat_direct_applies(&w, N), "%s N=%d: qmat_matmul_forward should take the direct path", tn, N);
-    CHECK(qmat_matmul_forward(fwd, inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
+    CHECK(qmat_direct_applies(&w), "%s N=%d: qmat_matmul_decode should take the direct path", tn, N);
+    CHECK(qmat_matmul_decode(fwd, inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
     for (int k = 1; k < runs; k++)
         CHECK(!memcmp(outs[0], outs[k], n_out * sizeof *fwd), "%s %dx%d N=%d: run %d (level %d, %d threads) differs",
               tn, rows, cols, N, k, k / 2, k % 2 + 1);
-    CHECK(!memcmp(outs[0], fwd, n_out * sizeof *fwd), "%s N=%d: qmat_matmul_forward differs from direct", tn, N);
+    CHECK(!memcmp(outs[0], fwd, n_out * sizeof *fwd), "%s N=%d: qmat_matmul_decode differs from direct", tn, N);
+    /* qmat_matmul_forward: the fp32 products, which qmat_matmul_decode gives when switched off */
+    float *f32 = malloc(n_out * sizeof *f32);
+    CHECK(qmat_matmul_forward(f32, inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
+    qmat_set_direct(0);
+    CHECK(qmat_matmul_decode(fwd, inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
+    qmat_set_direct(1);
+    CHECK(!memcmp(f32, fwd, n_out * sizeof *fwd), "%s N=%d: qmat_matmul_forward is not the fp32 path", tn, N);
+    free(f32);
     /* batch invariance: each row alone gives its bits in the batch (a row's sums never see the others) */
     for (int n = 0; n < N; n++) {
         CHECK(qmat_matmul_direct(fwd, inp + (size_t)n * cols, &w, bias, 1, &err) == LORAC_OK, "%s", err.msg);
@@ -113,9 +122,10 @@ static void check_switch_and_errors(lorac_rng *rng) {
     quant_row_from_f32(QUANT_Q8_0, x, blk, 64);
     qmat w = {QUANT_Q8_0, 1, 64, blk};
     CHECK(qmat_set_direct(0) == 1, "the direct path is on by default");
-    CHECK(!qmat_direct_applies(&w, 1), "qmat_set_direct(0) turns it off");
-    CHECK(qmat_set_direct(1) == 0 && qmat_direct_applies(&w, 1), "and on again");
-    CHECK(!qmat_direct_applies(&w, QMAT_DIRECT_ROWS + 1), "more than QMAT_DIRECT_ROWS rows take the GEMM path");
+    CHECK(!qmat_direct_applies(&w), "qmat_set_direct(0) turns it off");
+    CHECK(qmat_set_direct(1) == 0 && qmat_direct_applies(&w), "and on again");
+    qmat f16 = {QUANT_F16, 1, 64, blk};
+    CHECK(!qmat_direct_applies(&f16), "F16 takes the GEMM path");
     CHECK(qmat_matmul_direct(out, x, &w, NULL, 0, &err) == LORAC_EINVAL && !strchr(err.msg, '\n'), "N=0: %s", err.msg);
     qmat f = {QUANT_F16, 1, 32, blk};
     CHECK(qmat_matmul_direct(out, x, &f, NULL, 1, &err) == LORAC_EINVAL, "F16 has no direct kernel: %s", err.msg);
@@ -131,6 +141,7 @@ int main(void) {
         check_case(type, 70, 768, 1, &rng); /* 3 tasks of 32 rows, the last ragged */
         check_case(type, 45, 512, 3, &rng);
         check_case(type, 33, 1536, 8, &rng);
+        for (int N = 1; N <= 17; N++) check_case(type, 40, 256, N, &rng); /* every grouping of 8, 4, 2, 1 */
     }
     check_switch_and_errors(&rng);
     return check_summary();

@@ -290,13 +290,23 @@ void model_session_free(model_session *s);
 /* Empties the cache and makes n_slots slots of up to max_len tokens (<= model_max_len). */
 int model_session_begin(model_session *s, int n_slots, int max_len, lorac_err *err);
 /* Appends tokens (n_seq, n_new) to slots 0..n_seq-1 and writes the logits after the last new token
- * of each slot to logits (n_seq, V). */
+ * of each slot to logits (n_seq, V).
+ * Products on a quantized base (quant.h): a step of one new token per slot (n_new == 1) is a decode
+ * step, whose products all go through qmat_matmul_decode (int8 activations on the block types that
+ * have direct kernels) whatever n_seq; a longer step is a prompt, whose products are fp32 over the
+ * dequantized weights (the GEMM path: faster for many rows, measured in bench/results.md). A row's
+ * result never depends on how many other slots share its step; it does depend on the step's kind,
+ * so a caller whose prompt chunks can be one token long (a server) uses model_session_prefill_slots. */
 int model_session_step(model_session *s, const int32_t *tokens, int n_seq, int n_new, float *logits, lorac_err *err);
 /* The same for the distinct slots slots[0..n_seq-1], each at its own length (continuous batching:
  * sequences at any point of their decoding, or prefill chunks, share one batched step). Row i of
  * tokens and logits is slots[i]'s. A refused step changes nothing. */
 int model_session_step_slots(model_session *s, const int *slots, const int32_t *tokens, int n_seq, int n_new, float *logits,
                              lorac_err *err);
+/* model_session_step_slots with a prompt's (fp32) products whatever n_new: prompt chunks whose
+ * length depends on other requests (one token, at times) never switch to the decode products. */
+int model_session_prefill_slots(model_session *s, const int *slots, const int32_t *tokens, int n_seq, int n_new,
+                                float *logits, lorac_err *err);
 /* Empties one slot (a finished sequence's slot then takes a new one); the others are untouched. */
 int model_session_reset_slot(model_session *s, int slot, lorac_err *err);
 /* Tokens slot holds (-1: no such slot). */

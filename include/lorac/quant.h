@@ -111,8 +111,8 @@ int quant_row_dot(int type, const void *row, const float *x, size_t n, float *ou
  * across thread counts they agree within fp32 rounding of a sum in another order (OpenBLAS runs a
  * single-tile product, and every F32 one, on its own threads, and may split its sums differently
  * for another count), as op_matmul_* (ops.h). Memory: one tile of f32 scratch per thread (about
- * 256 KiB), allocated per call. The direct decode product (qmat_matmul_direct, below) has its own
- * threads, memory and accuracy contract. */
+ * 256 KiB), allocated per call. The direct decode product (qmat_matmul_decode / qmat_matmul_direct,
+ * below) has its own threads, memory and accuracy contract. */
 typedef struct qmat {
     quant_type type;
     int rows, cols;
@@ -129,27 +129,32 @@ int qmat_check(const qmat *w, const char *what, lorac_err *err);
 /* One row dequantized into dst (cols,). w must pass qmat_check. */
 void qmat_row_f32(const qmat *w, int r, float *dst);
 /* out (N, rows) = inp (N, cols) · Wᵀ (+ bias (rows) when non-NULL); dequantizes tiles of rows into
- * per-thread scratch and runs cblas_sgemm on them (F32: sgemm directly, no copy). For a few rows
- * (decoding: 1 <= N <= QMAT_DIRECT_ROWS) of Q4_0, Q4_1, Q8_0, Q4_K or Q6_K it runs
- * qmat_matmul_direct instead, unless qmat_set_direct(0) turned that off. */
+ * per-thread scratch and runs cblas_sgemm on them (F32: sgemm directly, no copy): fp32 products of
+ * the dequantized weights, whatever N (training, evaluation, a prompt's prefill). */
 int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err);
-/* The direct decode product, llama.cpp's: the N (1..QMAT_DIRECT_ROWS) rows of inp are quantized to
- * 8 bits per block of 32 (scale max|x|/127, round to nearest), and each output is a sum over the
- * weight's stored blocks of exact integer block products times the two scales (plus the weight's
- * min times the activation block's sum for Q4_1 and Q4_K); no dequantized weight. Types: Q4_0, Q4_1,
- * Q8_0, Q4_K, Q6_K (LORAC_EINVAL otherwise, or for N out of range). Accuracy: each product carries
- * the activation rounding (at most half a step, max|x_block|/254, per element); tests/test_qdot.c
- * holds every type to that bound (its random data with outliers: rms error 0.4-3% of the rms
- * output), and on SmolLM2 Q4_1 the mean log-probability of 50 E2E references moves by 0.013%
- * (tests/test_decode_e2e.c). Threads: OpenMP over tasks of 32 weight rows; every output is summed
- * by one thread in one order, and the AVX-512 (VNNI), AVX2 and plain C kernels compute the same
- * lanes and float operations: the same bits for any thread count and kernel level, and for a row
- * alone or among up to 7 others. Memory: N·cols bytes + 8·N·cols/32 bytes, allocated per call. */
-#define QMAT_DIRECT_ROWS 8
+/* The same for a decode step (one new token per sequence, N sequences): on Q4_0, Q4_1, Q8_0, Q4_K
+ * and Q6_K weights qmat_matmul_direct whatever N, unless qmat_set_direct(0) turned it off; else
+ * qmat_matmul_forward. The choice never depends on N, so a row's result never depends on the other
+ * rows of its step (a beam among 10, a server's request among its neighbours). */
+int qmat_matmul_decode(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err);
+/* The direct decode product, llama.cpp's: the N (>= 1) rows of inp are quantized to 8 bits per
+ * block of 32 (scale max|x|/127, round to nearest), and each output is a sum over the weight's
+ * stored blocks of exact integer block products times the two scales (plus the weight's min times
+ * the activation block's sum for Q4_1 and Q4_K); no dequantized weight. Types: Q4_0, Q4_1, Q8_0,
+ * Q4_K, Q6_K (LORAC_EINVAL otherwise, or for N < 1). Accuracy: each product carries the activation
+ * rounding (at most half a step, max|x_block|/254, per element); tests/test_qdot.c holds every type
+ * to that bound (its random data with outliers: rms error 0.4-3% of the rms output), and on SmolLM2
+ * Q4_1 the mean log-probability of 50 E2E references moves by 0.092% (tests/test_decode_e2e.c).
+ * Threads: one OpenMP loop over tasks of 32 weight rows, each task taking every activation row (8
+ * at a time share a pass over a weight row); every output is summed by one thread in one order,
+ * and the AVX-512 (VNNI), AVX2 and plain C kernels compute the same lanes and float operations: the
+ * same bits for any thread count and kernel level, and for a row alone or among any number of
+ * others. Memory: N·cols + 8·N·cols/32 bytes for the quantized rows, in a buffer per calling thread
+ * that only grows (no allocation per step once it has grown; freed when the thread ends). */
 int qmat_matmul_direct(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err);
-/* Whether qmat_matmul_forward would take the direct path for N rows of w. */
-int qmat_direct_applies(const qmat *w, int N);
-/* Turns the direct path of qmat_matmul_forward on (default) or off process-wide (off: every product
+/* Whether qmat_matmul_decode takes the direct path for w (type, column count, the switch below). */
+int qmat_direct_applies(const qmat *w);
+/* Turns the direct path of qmat_matmul_decode on (default) or off process-wide (off: every product
  * through dequantized fp32 tiles, e.g. for a reference); returns the previous setting. */
 int qmat_set_direct(int on);
 int qmat_get_direct(void);

@@ -30,7 +30,7 @@ static void rope_token(float *out, const float *inp, int p, int NH, int HS, cons
 void op_rope_freqs_forward(float *out, const float *inp, const int *pos, int pos0, int B, int T, int NH,
                            int HS, const float *inv_freq) {
     size_t D = (size_t)NH * HS;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D > 16384) /* a decode step's rows: no fork */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             size_t n = (size_t)b * T + t;
@@ -43,7 +43,7 @@ void op_rope_freqs_forward(float *out, const float *inp, const int *pos, int pos
 void op_rope_freqs_backward(float *dinp, const float *dout, const int *pos, int pos0, int B, int T, int NH,
                             int HS, const float *inv_freq) {
     size_t D = (size_t)NH * HS;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * D > 16384) /* a decode step's rows: no fork */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             size_t n = (size_t)b * T + t;

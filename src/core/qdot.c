@@ -7,8 +7,8 @@
 
 #include <math.h>
 
-/* the lane model's multiply-then-add must not become an FMA (GCC in ISO C mode never contracts;
- * clang would where the target has FMA) */
+/* the lane model's FMAs are explicit (fmaf); its other multiply-then-adds must not become FMAs (GCC
+ * in ISO C mode never contracts; clang would where the target has FMA) */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
@@ -28,13 +28,18 @@ static inline int nearest_int(float v) {
 void qdot_quantize_act(qdot_act *a, const float *x, int M, int C) {
     a->M = M;
     a->nb = C / QDOT_BLOCK;
+    a->ldT = M;
     for (int m = 0; m < M; m++)
         for (int b = 0; b < a->nb; b++) {
             const float *xb = x + (size_t)m * C + (size_t)b * QDOT_BLOCK;
             int8_t *q = a->q + (size_t)m * C + (size_t)b * QDOT_BLOCK;
-            float amax = 0.0f;
-            for (int j = 0; j < QDOT_BLOCK; j++) amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
-            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            /* max |x| as a tree of fixed-length loops (the compiler vectorizes them; max is exact, so
+             * any order gives the same value); NaN counts as 0 */
+            float ax[QDOT_BLOCK];
+            for (int j = 0; j < QDOT_BLOCK; j++) ax[j] = fabsf(xb[j]) > 0.0f ? fabsf(xb[j]) : 0.0f;
+            for (int w = QDOT_BLOCK / 2; w >= 1; w /= 2)
+                for (int j = 0; j < w; j++) ax[j] = ax[j + w] > ax[j] ? ax[j + w] : ax[j];
+            const float d = ax[0] / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
             int sum = 0;
             for (int j = 0; j < QDOT_BLOCK; j++) {
                 int v = nearest_int(xb[j] * id); /* |x·id| <= 127 up to rounding; NaN/inf give junk, clamped */
@@ -44,6 +49,11 @@ void qdot_quantize_act(qdot_act *a, const float *x, int M, int C) {
             }
             a->d[(size_t)m * a->nb + b] = d;
             a->ds[(size_t)m * a->nb + b] = d * (float)sum;
+            a->dsT[(size_t)b * a->ldT + m] = a->ds[(size_t)m * a->nb + b];
+            float *x2 = a->dx2 + ((size_t)m * ((a->nb + 1) / 2) + b / 2) * 16 + (b & 1) * 8;
+            for (int l = 0; l < 8; l++) x2[l] = d;
+            if (b + 1 == a->nb && !(b & 1))
+                for (int l = 8; l < 16; l++) x2[l] = 0.0f; /* the pair past the last block */
         }
 }
 
@@ -60,7 +70,7 @@ void qdot_k4_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
 /* The lane model's step for weight block w (32 int8, in element order) against activation block ib
  * of every row: lane l += (sw[l]·d_x)·sum of 4 products; accm += mw·ds_x when the type has a min. */
 static void update_(const qdot_act *a, int ib, const int8_t *w, const float sw[8], float mw, int has_min,
-                    float (*acc2)[QDOT_MAX_ROWS][8], float (*accm2)[QDOT_MAX_ROWS]) {
+                    float (*acc2)[QDOT_GROUP_ROWS][8], float (*accm2)[QDOT_GROUP_ROWS]) {
     float (*acc)[8] = acc2[ib & 1], *accm = accm2[ib & 1]; /* even blocks in set 0, odd in set 1 */
     for (int m = 0; m < a->M; m++) {
         const size_t k = (size_t)m * a->nb + ib;
@@ -69,15 +79,15 @@ static void update_(const qdot_act *a, int ib, const int8_t *w, const float sw[8
         for (int l = 0; l < 8; l++) {
             const int s = w[4 * l] * x[4 * l] + w[4 * l + 1] * x[4 * l + 1] + w[4 * l + 2] * x[4 * l + 2] +
                           w[4 * l + 3] * x[4 * l + 3];
-            acc[m][l] = acc[m][l] + (sw[l] * dx) * (float)s;
+            acc[m][l] = fmaf(sw[l] * dx, (float)s, acc[m][l]);
         }
         if (has_min) accm[m] = accm[m] + mw * a->ds[k];
     }
 }
 
 /* one row's blocks through update_; returns nothing, leaves the sums in acc/accm */
-static void row_generic_(int type, const uint8_t *b, const qdot_act *a, float (*acc)[QDOT_MAX_ROWS][8],
-                         float (*accm)[QDOT_MAX_ROWS]) {
+static void row_generic_(int type, const uint8_t *b, const qdot_act *a, float (*acc)[QDOT_GROUP_ROWS][8],
+                         float (*accm)[QDOT_GROUP_ROWS]) {
     int8_t w[32];
     float sw[8];
     const int nb = a->nb;
@@ -128,9 +138,9 @@ static void row_generic_(int type, const uint8_t *b, const qdot_act *a, float (*
     }
 }
 
-void qdot_rows_generic(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out,
-                       int ldo) {
-    float acc[2][QDOT_MAX_ROWS][8], accm[2][QDOT_MAX_ROWS];
+/* rows [r0, r1) for a's rows, at most QDOT_GROUP_ROWS of them */
+static void rows_group_(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out, int ldo) {
+    float acc[2][QDOT_GROUP_ROWS][8], accm[2][QDOT_GROUP_ROWS];
     for (int r = r0; r < r1; r++) {
         memset(acc, 0, sizeof acc);
         memset(accm, 0, sizeof accm);
@@ -141,5 +151,14 @@ void qdot_rows_generic(int type, const uint8_t *W, size_t rb, int r0, int r1, co
             out[(size_t)m * ldo + r] =
                 (((h[0] + h[4]) + (h[2] + h[6])) + ((h[1] + h[5]) + (h[3] + h[7]))) + (accm[0][m] + accm[1][m]);
         }
+    }
+}
+
+void qdot_rows_generic(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out,
+                       int ldo) {
+    for (int m0 = 0; m0 < a->M; m0 += QDOT_GROUP_ROWS) {
+        qdot_act sub = qdot_act_rows(a, m0);
+        if (sub.M > QDOT_GROUP_ROWS) sub.M = QDOT_GROUP_ROWS;
+        rows_group_(type, W, rb, r0, r1, &sub, out + (size_t)m0 * ldo, ldo);
     }
 }

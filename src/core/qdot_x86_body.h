@@ -1,5 +1,5 @@
-/* The body of the x86 direct decode kernels (qdot.h's lane model), included by qdot_x86.c once per
- * kernel level; the includer defines
+/* The body of the 256-bit x86 direct decode kernel (qdot.h's lane model), included by qdot_x86.c
+ * (the AVX2 level; written for any level with 256-bit integer dots); the includer defines
  *   QK_TGT          the target attribute of the level
  *   QK(name)        name with the level's suffix
  *   QK_DOT_U(w, x)  8 int32 lanes, lane l = sum over bytes 4l..4l+3 of w·x, w unsigned (0..127)
@@ -11,12 +11,13 @@
 QK_TGT static inline __attribute__((always_inline)) void QK(update)(const qdot_act *a, int M, int ib, __m256i w,
                                                                    int sgn, __m256 sw, float mw, int has_min,
                                                                    __m256 *acc, float *accm) {
+#pragma GCC unroll 8
     for (int m = 0; m < M; m++) {
         const size_t k = (size_t)m * a->nb + ib;
         const __m256i x = _mm256_loadu_si256((const __m256i *)(a->q + k * QDOT_BLOCK));
         const __m256i s = sgn ? QK_DOT_S(w, x) : QK_DOT_U(w, x);
         const __m256 scale = _mm256_mul_ps(sw, _mm256_set1_ps(a->d[k]));
-        acc[m] = _mm256_add_ps(acc[m], _mm256_mul_ps(scale, _mm256_cvtepi32_ps(s)));
+        acc[m] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(s), acc[m]);
         if (has_min) accm[m] = accm[m] + mw * a->ds[k];
     }
 }
@@ -46,8 +47,8 @@ QK_TGT static inline __attribute__((always_inline)) void QK(block_32)(int type, 
 
 /* even blocks into set 0, odd into set 1 (two independent chains of float adds) */
 QK_TGT static inline __attribute__((always_inline)) void QK(row_32)(int type, const uint8_t *b, const qdot_act *a,
-                                                                   int M, __m256 (*acc)[QDOT_MAX_ROWS],
-                                                                   float (*accm)[QDOT_MAX_ROWS]) {
+                                                                   int M, __m256 (*acc)[QDOT_GROUP_ROWS],
+                                                                   float (*accm)[QDOT_GROUP_ROWS]) {
     const size_t ts = type == QUANT_Q8_0 ? 34 : type == QUANT_Q4_0 ? 18 : 20;
     int ib = 0;
     for (; ib + 1 < a->nb; ib += 2, b += 2 * ts) {
@@ -58,8 +59,8 @@ QK_TGT static inline __attribute__((always_inline)) void QK(row_32)(int type, co
 }
 
 QK_TGT static inline __attribute__((always_inline)) void QK(row_q4_k)(const uint8_t *b, const qdot_act *a, int M,
-                                                                     __m256 (*acc)[QDOT_MAX_ROWS],
-                                                                     float (*accm)[QDOT_MAX_ROWS]) {
+                                                                     __m256 (*acc)[QDOT_GROUP_ROWS],
+                                                                     float (*accm)[QDOT_GROUP_ROWS]) {
     const __m256i m4 = _mm256_set1_epi8(15);
     for (int ib = 0; ib < a->nb; ib += 8, b += 144) {
         const float d = QK(f16)(b), dmin = QK(f16)(b + 2);
@@ -77,8 +78,8 @@ QK_TGT static inline __attribute__((always_inline)) void QK(row_q4_k)(const uint
 }
 
 QK_TGT static inline __attribute__((always_inline)) void QK(row_q6_k)(const uint8_t *b, const qdot_act *a, int M,
-                                                                     __m256 (*acc)[QDOT_MAX_ROWS],
-                                                                     float (*accm)[QDOT_MAX_ROWS]) {
+                                                                     __m256 (*acc)[QDOT_GROUP_ROWS],
+                                                                     float (*accm)[QDOT_GROUP_ROWS]) {
     const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
     for (int ib = 0; ib < a->nb; ib += 8, b += 210) {
         const float d = QK(f16)(b + 208);
@@ -107,14 +108,15 @@ QK_TGT static inline __attribute__((always_inline)) float QK(hsum)(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-/* rows [r0, r1) for M activation rows; inlined with M = 1 (one token: the accumulators stay in
- * registers) and with M from a */
+/* rows [r0, r1) for M (<= QDOT_GROUP_ROWS) activation rows; inlined with M a constant (1, 2, 4, 8:
+ * the accumulators stay in registers) */
 QK_TGT static inline __attribute__((always_inline)) void QK(rows_m)(int type, const uint8_t *W, size_t rb, int r0,
                                                                    int r1, const qdot_act *a, int M, float *out,
                                                                    int ldo) {
-    __m256 acc[2][QDOT_MAX_ROWS];
-    float accm[2][QDOT_MAX_ROWS];
+    __m256 acc[2][QDOT_GROUP_ROWS];
+    float accm[2][QDOT_GROUP_ROWS];
     for (int r = r0; r < r1; r++) {
+#pragma GCC unroll 8
         for (int m = 0; m < M; m++)
             acc[0][m] = acc[1][m] = _mm256_setzero_ps(), accm[0][m] = accm[1][m] = 0.0f;
         const uint8_t *b = W + (size_t)r * rb;
@@ -125,12 +127,24 @@ QK_TGT static inline __attribute__((always_inline)) void QK(rows_m)(int type, co
         case QUANT_Q4_K: QK(row_q4_k)(b, a, M, acc, accm); break;
         default: QK(row_q6_k)(b, a, M, acc, accm); break;
         }
+#pragma GCC unroll 8
         for (int m = 0; m < M; m++) out[(size_t)m * ldo + r] = QK(hsum)(_mm256_add_ps(acc[0][m], acc[1][m])) + (accm[0][m] + accm[1][m]);
     }
 }
 
+/* Any number of activation rows, in groups of 8, then 4, 2, 1 (each output's lanes never see the
+ * other rows, so the grouping changes no bits); the weight rows [r0, r1) stay in cache across the
+ * groups. */
 QK_TGT void QK(qdot_rows)(int type, const uint8_t *W, size_t rb, int r0, int r1, const qdot_act *a, float *out,
                           int ldo) {
-    if (a->M == 1) QK(rows_m)(type, W, rb, r0, r1, a, 1, out, ldo);
-    else QK(rows_m)(type, W, rb, r0, r1, a, a->M, out, ldo);
+    for (int m0 = 0; m0 < a->M;) {
+        const int left = a->M - m0, g = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        const qdot_act sub = qdot_act_rows(a, m0);
+        float *o = out + (size_t)m0 * ldo;
+        if (g == 8) QK(rows_m)(type, W, rb, r0, r1, &sub, 8, o, ldo);
+        else if (g == 4) QK(rows_m)(type, W, rb, r0, r1, &sub, 4, o, ldo);
+        else if (g == 2) QK(rows_m)(type, W, rb, r0, r1, &sub, 2, o, ldo);
+        else QK(rows_m)(type, W, rb, r0, r1, &sub, 1, o, ldo);
+        m0 += g;
+    }
 }

@@ -1,7 +1,7 @@
 /* Matmuls against a frozen weight kept in its stored (possibly quantized) type: tiles of the weight
  * are dequantized into per-thread f32 scratch and handed to cblas_sgemm, so the full f32 matrix
- * never exists; a decode step's few rows instead go to the direct int8 kernels of qdot.h
- * (qmat_matmul_direct), which never dequantize. Tile boundaries depend only on the shapes, never on the thread count. A product of
+ * never exists; decode steps instead go to the direct int8 kernels of qdot.h (qmat_matmul_decode,
+ * qmat_matmul_direct), which never dequantize. Tile boundaries depend only on the shapes, never on the thread count. A product of
  * several tiles runs each tile's sgemm on one thread (OpenBLAS does not thread inside a parallel
  * region); a single tile, and an F32 weight, go to OpenBLAS's threads, whose split of the sums can
  * change with the thread count: the same bits for the same thread count, fp32 rounding apart
@@ -12,6 +12,7 @@
 #include "core/simd.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,9 +59,8 @@ int qmat_set_direct(int on) {
 
 int qmat_get_direct(void) { return atomic_load_explicit(&g_direct, memory_order_relaxed); }
 
-int qmat_direct_applies(const qmat *w, int N) {
-    return atomic_load_explicit(&g_direct, memory_order_relaxed) && N >= 1 && N <= QMAT_DIRECT_ROWS &&
-           qdot_supports(w->type) && w->cols % QDOT_BLOCK == 0;
+int qmat_direct_applies(const qmat *w) {
+    return atomic_load_explicit(&g_direct, memory_order_relaxed) && qdot_supports(w->type) && w->cols % QDOT_BLOCK == 0;
 }
 
 typedef void (*qdot_rows_fn)(int, const uint8_t *, size_t, int, int, const qdot_act *, float *, int);
@@ -69,11 +69,50 @@ typedef void (*qdot_rows_fn)(int, const uint8_t *, size_t, int, int, const qdot_
 static qdot_rows_fn direct_kernel_(void) {
 #ifdef LORAC_X86_KERNELS
     const lorac_isa isa = lorac_isa_active();
-    if (isa >= LORAC_ISA_AVX512 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+    if (isa >= LORAC_ISA_AVX512 && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni"))
         return qdot_rows_vnni;
     if (isa >= LORAC_ISA_AVX2) return qdot_rows_avx2;
 #endif
     return qdot_rows_generic;
+}
+
+/* The quantized activations live in a buffer per calling thread that only grows: a decode step
+ * allocates nothing. A thread's buffer is freed when the thread ends (the key's destructor); the
+ * main thread's lives as long as the process. */
+typedef struct act_buf {
+    size_t cap; /* bytes */
+    void *p;
+} act_buf;
+static _Thread_local act_buf tl_act;
+static pthread_key_t g_act_key;
+static pthread_once_t g_act_once = PTHREAD_ONCE_INIT;
+
+static void act_buf_free_(void *p) {
+    act_buf *b = p;
+    free(b->p);
+    b->p = NULL, b->cap = 0;
+}
+
+static void act_key_make_(void) {
+    if (pthread_key_create(&g_act_key, act_buf_free_)) abort(); /* no key: out of a process-wide resource */
+}
+
+/* a (N rows of C) pointing into the calling thread's buffer; 0, or -1 when out of memory */
+static int act_reserve_(qdot_act *a, int N, int C) {
+    const size_t ns = qdot_act_scales(N, C / QDOT_BLOCK), need = ns * sizeof(float) + (size_t)N * C + 64;
+    if (need > tl_act.cap) {
+        pthread_once(&g_act_once, act_key_make_);
+        void *p = malloc(need);
+        if (!p) return -1;
+        free(tl_act.p);
+        tl_act.p = p, tl_act.cap = need;
+        pthread_setspecific(g_act_key, &tl_act);
+    }
+    const size_t nb = (size_t)N * (C / QDOT_BLOCK);
+    float *f = (float *)tl_act.p; /* the scales first (aligned), then the int8 rows */
+    a->d = f, a->ds = f + nb, a->dsT = f + 2 * nb, a->dx2 = f + 3 * nb, a->q = (int8_t *)(f + ns);
+    return 0;
 }
 
 /* rows of the weight per task: enough work to pay for the scheduling, few enough to balance */
@@ -83,33 +122,31 @@ int qmat_matmul_direct(float *out, const float *inp, const qmat *w, const float 
     int rc = qmat_check(w, "matmul weight", err);
     if (rc) return rc;
     const int R = w->rows, C = w->cols;
-    if (N < 1 || N > QMAT_DIRECT_ROWS || !qdot_supports(w->type))
+    if (N < 1 || !qdot_supports(w->type))
         return lorac_fail(err, LORAC_EINVAL, "matmul: no direct kernel for %d rows of %s", N, quant_type_name(w->type));
     if (R == 0) return LORAC_OK;
-    const int nb = C / QDOT_BLOCK;
     qdot_act a = {0};
-    a.q = malloc((size_t)N * C + 1);
-    a.d = malloc(((size_t)N * nb + 1) * sizeof(float));
-    a.ds = malloc(((size_t)N * nb + 1) * sizeof(float));
-    if (!a.q || !a.d || !a.ds) {
-        free(a.q), free(a.d), free(a.ds);
+    if (act_reserve_(&a, N, C))
         return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory quantizing %d activation rows", N);
-    }
     qdot_quantize_act(&a, inp, N, C);
     const qdot_rows_fn kernel = direct_kernel_();
     const size_t rb = qmat_row_bytes(w);
     const int ntasks = (R + QMAT_DIRECT_TASK_ROWS - 1) / QMAT_DIRECT_TASK_ROWS;
-    /* each output is one task's, summed in one order: the same bits for any thread count */
-#pragma omp parallel for schedule(static) if (ntasks > 1 && (size_t)R * C >= 65536)
+    /* each output is one task's, summed in one order: the same bits for any thread count; one
+     * parallel region, the bias added by each task to its own outputs */
+#pragma omp parallel for schedule(static) if (ntasks > 1 && (size_t)R * C * N >= 65536)
     for (int t = 0; t < ntasks; t++) {
         const int r0 = t * QMAT_DIRECT_TASK_ROWS, r1 = r0 + QMAT_DIRECT_TASK_ROWS < R ? r0 + QMAT_DIRECT_TASK_ROWS : R;
         kernel(w->type, w->data, rb, r0, r1, &a, out, R);
+        for (int n = 0; bias && n < N; n++)
+            for (int o = r0; o < r1; o++) out[(size_t)n * R + o] += bias[o];
     }
-    free(a.q), free(a.d), free(a.ds);
-    if (bias)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < R; o++) out[(size_t)n * R + o] += bias[o];
     return LORAC_OK;
+}
+
+int qmat_matmul_decode(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
+    if (N >= 1 && w->rows > 0 && qmat_direct_applies(w)) return qmat_matmul_direct(out, inp, w, bias, N, err);
+    return qmat_matmul_forward(out, inp, w, bias, N, err);
 }
 
 int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
@@ -117,7 +154,6 @@ int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float
     if (rc) return rc;
     const int R = w->rows, C = w->cols;
     if (N <= 0 || R == 0) return LORAC_OK;
-    if (C > 0 && qmat_direct_applies(w, N)) return qmat_matmul_direct(out, inp, w, bias, N, err);
     if (C == 0) {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < R; o++) out[(size_t)n * R + o] = bias ? bias[o] : 0.0f;

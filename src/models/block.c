@@ -46,7 +46,7 @@ static void renorm_back_k(model *m, int l, int k, block_bufs *b, float *dinp, co
 
 static int site(model *m, int l, int s, block_bufs *b, float *out, const float *inp, lorac_err *err) {
     int rc = linear_forward(&m->layers[l].site[s], model_site_lora(m, l, s), &b->lacts[s], b->cap_N, out, inp, b->N,
-                            b->rng, err);
+                            b->decode, b->rng, err);
     if (!rc && b->mixed) rc = b->mixed(b->mixed_ctx, l, s, out, inp, err);
     return rc;
 }

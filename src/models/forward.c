@@ -212,10 +212,10 @@ static int cls_forward(model *m, model_acts *a, lorac_rng *rng, lorac_err *err) 
         op_dropout_forward(a->cls_d, a->mask_cls, a->cls_in, a->cls_drop, BC, rng);
         din = a->cls_d;
     }
-    if ((rc = linear_forward(&m->cls_dense, NULL, NULL, 0, a->dense, din, B, rng, err))) return rc;
+    if ((rc = linear_forward(&m->cls_dense, NULL, NULL, 0, a->dense, din, B, 0, rng, err))) return rc;
     for (size_t i = 0; i < BC; i++) a->tanh_out[i] = tanhf(a->dense[i]);
     op_dropout_forward(a->tanh_d, a->mask_tanh, a->tanh_out, a->cls_drop, BC, rng);
-    return linear_forward(&m->cls_out, NULL, NULL, 0, a->cls_logits, a->tanh_d, B, rng, err);
+    return linear_forward(&m->cls_out, NULL, NULL, 0, a->cls_logits, a->tanh_d, B, 0, rng, err);
 }
 
 /* Mean loss over the rows: MSE for one label, else cross-entropy (the LM's op on (B, NL) logits);

@@ -11,7 +11,7 @@
 #include "models/model_internal.h"
 
 int linear_forward(const model_linear *L, const site_lora *lo, lora_act *act, int cap_N, float *out, const float *inp,
-                   int N, lorac_rng *rng, lorac_err *err) {
+                   int N, int decode, lorac_rng *rng, lorac_err *err) {
     lora_linear *lin = lo ? lo->lin : NULL;
     lora_merged *split = lo ? lo->split : NULL;
     int rc = LORAC_OK;
@@ -21,7 +21,7 @@ int linear_forward(const model_linear *L, const site_lora *lo, lora_act *act, in
     if (lin && lin->weight) return lora_linear_forward(lin, act, out, inp, N, rng, err);
     if (split) return lora_merged_forward(split, act, out, inp, N, rng, err);
     if (L->w.type == QUANT_F32) op_matmul_forward(out, inp, L->w.data, L->b, N, L->C, L->OC, L->layout);
-    else rc = qmat_matmul_forward(out, inp, &L->w, L->b, N, err);
+    else rc = (decode ? qmat_matmul_decode : qmat_matmul_forward)(out, inp, &L->w, L->b, N, err);
     if (!rc && lin) rc = lora_linear_delta_forward(lin, act, out, inp, N, rng, err);
     return rc;
 }

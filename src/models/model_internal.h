@@ -162,9 +162,10 @@ void model_site_module(const model *m, int layer, int site, char *buf, size_t si
 
 /* ---- linear.c: one site's forward/backward, whatever its base and LoRA */
 /* out (N,OC) = L(inp (N,C)) with its LoRA layer lo (may be NULL); act is the site's LoRA record
- * (made for cap_N rows on first use). */
+ * (made for cap_N rows on first use); decode: a decode step's rows (a quantized base's products by
+ * qmat_matmul_decode). */
 int linear_forward(const model_linear *L, const site_lora *lo, lora_act *act, int cap_N, float *out, const float *inp,
-                   int N, lorac_rng *rng, lorac_err *err);
+                   int N, int decode, lorac_rng *rng, lorac_err *err);
 /* dinp (N,C) += ∂/∂inp (dinp may be NULL); LoRA layers and trained weights accumulate their own. */
 int linear_backward(const model_linear *L, const site_lora *lo, lora_act *act, float *dinp, const float *dout,
                     const float *inp, int N, lorac_err *err);
@@ -206,7 +207,7 @@ typedef struct block_bufs {
      * the mixed-adapter hook run after every site */
     float *kc, *vc, *qg, *scores;
     const int *slots, *seq_pos, *pos;
-    int cap;
+    int cap, decode;            /* decode: one new token per sequence (quant.h's decode products) */
     int (*mixed)(void *ctx, int layer, int site, float *out, const float *inp, lorac_err *err);
     void *mixed_ctx;
     /* backward scratch */

@@ -17,7 +17,8 @@ struct model_session {
     int *lens;               /* (n_slots) tokens each slot holds */
     int *slot, *seq_pos, *pos, *step_ids; /* a step's slots (S), their lengths (S), row positions (R), adapters (S) */
     float *k, *v;            /* (L, n_slots, cap, KD) */
-    float *scores;           /* (n_slots·NH, cap) */
+    float *scores, *moved;   /* (n_slots·NH, cap); reorder's copies (grown, never per step) */
+    size_t moved_cap;
     int rows;                /* scratch capacity in rows */
     float *scratch;          /* every per-row buffer below, in one block */
     float *x, *h, *sum2, *qkv, *qg, *att, *o, *mlp, *stats;
@@ -66,7 +67,7 @@ void model_session_free(model_session *s) {
     free(s->lens);
     free(s->k);
     free(s->v);
-    free(s->scores);
+    free(s->scores), free(s->moved);
     free(s);
 }
 
@@ -251,8 +252,10 @@ static int step_check(model_session *s, const int *slots, const int32_t *tokens,
     return LORAC_OK;
 }
 
-int model_session_step_slots(model_session *s, const int *slots, const int32_t *tokens, int S, int n_new, float *logits,
-                             lorac_err *err) {
+/* decode: every product of a quantized base through qmat_matmul_decode (int8 activations, a row's
+ * bits whatever its neighbours), else fp32 products (a prompt: sgemm over dequantized tiles) */
+static int step_rows(model_session *s, const int *slots, const int32_t *tokens, int S, int n_new, int decode, float *logits,
+                     lorac_err *err) {
     model *m = s->m;
     const model_config *c = &m->cfg;
     int C = c->n_embd, V = c->vocab_size, R = S * n_new, rc;
@@ -267,6 +270,7 @@ int model_session_step_slots(model_session *s, const int *slots, const int32_t *
     for (int l = 0; l < c->n_layer; l++) {
         block_bufs b;
         layer_bufs(s, l, S, n_new, &mc, &b);
+        b.decode = decode;
         if ((rc = block_forward(m, l, &b, err))) return rc;
     }
     /* logits only for the last new token of each sequence */
@@ -278,9 +282,19 @@ int model_session_step_slots(model_session *s, const int *slots, const int32_t *
         last = s->h;
     }
     if (m->lm_head.type == QUANT_F32) op_matmul_forward(logits, last, m->lm_head.data, NULL, S, C, V, OP_W_OUT_IN);
-    else if ((rc = qmat_matmul_forward(logits, last, &m->lm_head, NULL, S, err))) return rc;
+    else if ((rc = (decode ? qmat_matmul_decode : qmat_matmul_forward)(logits, last, &m->lm_head, NULL, S, err))) return rc;
     for (int i = 0; i < S; i++) s->lens[slots[i]] += n_new;
     return LORAC_OK;
+}
+
+int model_session_step_slots(model_session *s, const int *slots, const int32_t *tokens, int S, int n_new, float *logits,
+                             lorac_err *err) {
+    return step_rows(s, slots, tokens, S, n_new, n_new == 1, logits, err);
+}
+
+int model_session_prefill_slots(model_session *s, const int *slots, const int32_t *tokens, int S, int n_new, float *logits,
+                                lorac_err *err) {
+    return step_rows(s, slots, tokens, S, n_new, 0, logits, err);
 }
 
 int model_session_step(model_session *s, const int32_t *tokens, int S, int n_new, float *logits, lorac_err *err) {
@@ -298,15 +312,17 @@ int model_session_reorder(model_session *s, const int32_t *src, int n_seq, lorac
         if (src[i] < 0 || src[i] >= s->n_slots) return lorac_fail(err, LORAC_EINVAL, "%s: reorder from slot %d", s->m->path, src[i]);
         if ((size_t)s->lens[src[i]] * KD > used) used = (size_t)s->lens[src[i]] * KD;
     }
-    float *tmp = malloc((size_t)n_seq * used * sizeof(float) + 1);
-    if (!tmp) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory reordering the KV cache", s->m->path);
-    for (int l = 0; l < c->n_layer; l++)
+    if ((size_t)n_seq * used > s->moved_cap) {
+        float *t = realloc(s->moved, (size_t)n_seq * used * sizeof(float));
+        if (!t) return lorac_fail(err, LORAC_ENOMEM, "%s: out of memory reordering the KV cache", s->m->path);
+        s->moved = t, s->moved_cap = (size_t)n_seq * used;
+    }
+    for (int l = 0; l < c->n_layer; l++) /* only slots that change: a beam kept in place costs nothing */
         for (int kv = 0; kv < 2; kv++) {
             float *base = (kv ? s->v : s->k) + (size_t)l * s->n_slots * slot;
-            for (int i = 0; i < n_seq; i++) memcpy(tmp + i * used, base + src[i] * slot, used * sizeof(float));
-            for (int i = 0; i < n_seq; i++) memcpy(base + i * slot, tmp + i * used, used * sizeof(float));
+            for (int i = 0; i < n_seq; i++) if (src[i] != i) memcpy(s->moved + i * used, base + src[i] * slot, used * sizeof(float));
+            for (int i = 0; i < n_seq; i++) if (src[i] != i) memcpy(base + i * slot, s->moved + i * used, used * sizeof(float));
         }
-    free(tmp);
     for (int i = 0; i < n_seq; i++) s->seq_pos[i] = s->lens[src[i]];
     memcpy(s->lens, s->seq_pos, (size_t)n_seq * sizeof *s->lens);
     /* each slot keeps its sequence's adapter */

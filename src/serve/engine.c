@@ -343,7 +343,7 @@ static int prefill(serve_engine *e, lorac_err *err) {
         serve_req *r = e->slots[e->step_slots[k]];
         memcpy(e->step_tok + (size_t)k * chunk, r->prompt + r->fed, (size_t)chunk * sizeof *e->step_tok);
     }
-    int rc = model_session_step_slots(e->ses, e->step_slots, e->step_tok, n, chunk, e->logits, err);
+    int rc = model_session_prefill_slots(e->ses, e->step_slots, e->step_tok, n, chunk, e->logits, err);
     if (rc) return rc;
     size_t V = (size_t)model_cfg(e->m)->vocab_size;
     for (int k = 0; k < n; k++) {
