@@ -17,7 +17,7 @@ static void gen_usage(void) {
            "            whitespace or ASCII punctuation starts a word, the rest continue it (docs/e2e.md)\n"
            "  --threads N  --json  each output as {\"text\": ...} (JSON-escaped as `lorac serve` answers)\n"
            "  --exact-products   quantized bases: every product through dequantized fp32 weights (the\n"
-           "            reference; slower). Default: products of 1 to 8 rows (decode steps) quantize the\n"
+           "            reference; slower). Default: decode steps (one new token per sequence) quantize the\n"
            "            activations to 8 bits per block of 32 and dot them with the stored blocks, as llama.cpp does\n"
            "with --data, the prompt of each distinct context is context + end-of-text (the paper's recipe; with\n"
            "--chat, the context as a user message), and one line is printed per distinct context, in order\n");

@@ -73,6 +73,9 @@ int peft_config_load(const char *dir, peft_config *c, lorac_err *err);
 /* Writes c as adapter_config.json at PATH (atomically). */
 int peft_config_save(const peft_config *c, const char *path, lorac_err *err);
 
+/* Gives one module its own rank and alpha: rank_pattern and alpha_pattern entries under its full
+ * name (PEFT's suffix match then takes that module alone). Fails when the patterns are full. */
+int peft_config_module_pattern(peft_config *c, const char *module, int r, double alpha, const char *path, lorac_err *err);
 /* Effective rank and alpha for a module name (rank_pattern / alpha_pattern applied). */
 int peft_rank_for(const peft_config *c, const char *module);
 double peft_alpha_for(const peft_config *c, const char *module);

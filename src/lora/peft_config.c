@@ -280,6 +280,19 @@ int peft_module_under(const char *tensor, const char *key) {
     return 0;
 }
 
+int peft_config_module_pattern(peft_config *c, const char *module, int r, double alpha, const char *path, lorac_err *err) {
+    if (c->n_rank_pattern == PEFT_MAX_PATTERNS || c->n_alpha_pattern == PEFT_MAX_PATTERNS)
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d layers with their own rank", path, PEFT_MAX_PATTERNS);
+    if (strlen(module) >= sizeof c->rank_pattern[0].key)
+        return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: module name %s is too long for a rank pattern", path, module);
+    peft_pattern *rp = &c->rank_pattern[c->n_rank_pattern++], *ap = &c->alpha_pattern[c->n_alpha_pattern++];
+    memcpy(rp->key, module, strlen(module) + 1);
+    memcpy(ap->key, module, strlen(module) + 1);
+    rp->value = r;
+    ap->value = alpha;
+    return LORAC_OK;
+}
+
 int peft_rank_for(const peft_config *c, const char *module) {
     for (int i = 0; i < c->n_rank_pattern; i++)
         if (peft_module_matches(module, c->rank_pattern[i].key)) return (int)c->rank_pattern[i].value;

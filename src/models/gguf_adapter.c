@@ -180,15 +180,7 @@ static int to_peft(const model *m, const gguf_file *f, const gguf_tensor **ta, c
             for (int i = 0; i < c->n_targets; i++) dup |= !strcmp(c->target_modules[i], m->fam->site[s]);
             if (!dup) snprintf(c->target_modules[c->n_targets++], 64, "%s", m->fam->site[s]);
             model_site_module(m, l, s, module, sizeof module);
-            if (r != c->r && (c->n_rank_pattern == PEFT_MAX_PATTERNS || strlen(module) >= sizeof c->rank_pattern[0].key))
-                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: too many layers with their own rank", f->path);
-            if (r != c->r) {
-                peft_pattern *rp = &c->rank_pattern[c->n_rank_pattern++], *ap = &c->alpha_pattern[c->n_alpha_pattern++];
-                memcpy(rp->key, module, strlen(module) + 1);
-                rp->value = r;
-                *ap = *rp;
-                ap->value = alpha != 0.0f ? alpha : r;
-            }
+            if (r != c->r && (rc = peft_config_module_pattern(c, module, r, alpha != 0.0f ? alpha : r, f->path, err))) break;
             snprintf(name, sizeof name, "base_model.model.%s.lora_A.weight", module);
             if (!(rc = peft_adapter_add(a, name, r, ga->ne[0], NULL, err))) rc = gguf_tensor_to_f32(f, ga, a->t[a->n - 1].data, err);
             float *tmp = rc ? NULL : malloc(gb->n_elem * sizeof *tmp);

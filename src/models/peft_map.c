@@ -345,17 +345,11 @@ static int layer_patterns(const model *m, const lora_config *first, peft_config 
             const site_lora *lo = l >= 0 ? model_site_lora(m, l, s) : NULL;
             const lora_config *lc = l < 0 ? (m->embed_lora ? &m->embed_lora->cfg : NULL) : lo && lo->lin ? &lo->lin->cfg : NULL;
             if (!lc || (lc->r == first->r && lc->lora_alpha == first->lora_alpha)) continue;
-            if (pc->n_rank_pattern == PEFT_MAX_PATTERNS)
-                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: more than %d layers with their own rank", dir, PEFT_MAX_PATTERNS);
             model_site_module(m, l, s, module, sizeof module);
-            peft_pattern *rp = &pc->rank_pattern[pc->n_rank_pattern++], *ap = &pc->alpha_pattern[pc->n_alpha_pattern++];
-            if (snprintf(rp->key, sizeof rp->key, "%s", module) >= (int)sizeof rp->key)
-                return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: module name %s is too long for a rank pattern", dir, module);
-            rp->value = lc->r;
             char num[32]; /* the short decimal of the float alpha, as save_config writes the file's */
             snprintf(num, sizeof num, "%.7g", lc->lora_alpha);
-            *ap = *rp;
-            ap->value = strtod(num, NULL);
+            int rc = peft_config_module_pattern(pc, module, lc->r, strtod(num, NULL), dir, err);
+            if (rc) return rc;
         }
     return LORAC_OK;
 }
