@@ -71,7 +71,11 @@ TGT INL __m256 mins_(const qdot_act *a, int M, int b, float mw, __m256 accm) {
     return _mm256_add_ps(accm, _mm256_mul_ps(_mm256_set1_ps(mw), ds));
 }
 
-/* Q4_0, Q4_1 or Q8_0 blocks b0 and b1 (b1 NULL: none) */
+/* the first 4 bytes of a block: its f16 d (and, for Q4_1, its f16 m) */
+TGT INL int head32_(const uint8_t *b) { return b ? (int)(b[0] | b[1] << 8 | (unsigned)b[2] << 16 | (unsigned)b[3] << 24) : 0; }
+
+/* Q4_0, Q4_1 or Q8_0 blocks b0 and b1 (b1 NULL: none); the four f16 scales d0, m0, d1, m1 converted in
+ * one instruction (exact, as the scalar conversion: the same bits) */
 TGT INL void pair_32_(int type, const uint8_t *b0, const uint8_t *b1, wpair *p) {
     const __m256i z = _mm256_setzero_si256();
     if (type == QUANT_Q8_0) {
@@ -81,10 +85,11 @@ TGT INL void pair_32_(int type, const uint8_t *b0, const uint8_t *b1, wpair *p) 
         p->w = cat_si_(_mm256_sub_epi8(nibbles16_(b0 + 2), e), b1 ? _mm256_sub_epi8(nibbles16_(b1 + 2), e) : z);
     } else {
         p->w = cat_si_(nibbles16_(b0 + 4), b1 ? nibbles16_(b1 + 4) : z);
-        p->mw0 = f16_(b0 + 2), p->mw1 = b1 ? f16_(b1 + 2) : 0.0f;
     }
-    const float d0 = f16_(b0), d1 = b1 ? f16_(b1) : 0.0f;
-    p->sw = quads_(d0, d0, d1, d1);
+    const __m128 dm = _mm_cvtph_ps(_mm_setr_epi32(head32_(b0), head32_(b1), 0, 0)); /* d0 m0 d1 m1 */
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    p->sw = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(dm));
+    if (type == QUANT_Q4_1) p->mw0 = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)), p->mw1 = _mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 3));
     if (type != QUANT_Q4_1) signed_(p);
 }
 
