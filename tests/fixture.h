@@ -158,4 +158,16 @@ static inline void fx_rm_adapter(const char *dir) {
     remove(dir);
 }
 
+/* Where tools/fetch_smollm2.sh puts SmolLM2-135M-Instruct Q4_1: $LORAC_SMOLLM2, else $LORAC_CACHE/,
+ * $XDG_CACHE_HOME/lorac/ or ~/.cache/lorac/ + the file name. The tests that use it skip without it. */
+static inline char *fx_smollm2_path(char *buf, size_t n) {
+    const char *env = getenv("LORAC_SMOLLM2"), *cache = getenv("LORAC_CACHE"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME"), *file = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (env) snprintf(buf, n, "%s", env);
+    else if (cache) snprintf(buf, n, "%s/%s", cache, file);
+    else if (xdg) snprintf(buf, n, "%s/lorac/%s", xdg, file);
+    else snprintf(buf, n, "%s/.cache/lorac/%s", home ? home : "", file);
+    return buf;
+}
+
 #endif

@@ -22,14 +22,6 @@
 #define SANITIZED 0
 #endif
 
-static char *smollm2_path(char *buf, size_t n) {
-    const char *env = getenv("LORAC_SMOLLM2"), *home = getenv("HOME"), *xdg = getenv("XDG_CACHE_HOME");
-    if (env) snprintf(buf, n, "%s", env);
-    else if (xdg) snprintf(buf, n, "%s/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-    else snprintf(buf, n, "%s/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : "");
-    return buf;
-}
-
 /* log softmax(logits)[tok], in double */
 static double logprob(const float *logits, int V, int tok) {
     double mx = logits[0], s = 0.0;
@@ -102,7 +94,7 @@ static void check_neighbours(model *m, const int32_t *ids, int np) {
 
 int main(void) {
     char path[1024], data[1200], line[4096];
-    FILE *f = fopen(smollm2_path(path, sizeof path), "rb");
+    FILE *f = fopen(fx_smollm2_path(path, sizeof path), "rb");
     if (!f) {
         printf("SKIP: %s is absent (tools/fetch_smollm2.sh fetches it)\n", path);
         return CHECK_SKIP;

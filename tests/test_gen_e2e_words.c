@@ -10,14 +10,6 @@
 #include "fixture.h"
 #include "lorac/generate.h"
 
-static char *smollm2_path(char *buf, size_t n) {
-    const char *env = getenv("LORAC_SMOLLM2"), *home = getenv("HOME"), *xdg = getenv("XDG_CACHE_HOME");
-    if (env) snprintf(buf, n, "%s", env);
-    else if (xdg) snprintf(buf, n, "%s/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-    else snprintf(buf, n, "%s/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : "");
-    return buf;
-}
-
 static int count_inf(const float *x, int n) {
     int c = 0;
     for (int i = 0; i < n; i++) c += x[i] == -INFINITY;
@@ -104,7 +96,7 @@ static void test_gpt2(const char *vocab_dir) {
 int main(void) {
     char path[1024], vocab[1024];
     snprintf(vocab, sizeof vocab, "%s/../shared/data/gpt2-vocab", LORAC_SOURCE_DIR);
-    FILE *f = fopen(smollm2_path(path, sizeof path), "rb"), *g = NULL;
+    FILE *f = fopen(fx_smollm2_path(path, sizeof path), "rb"), *g = NULL;
     char probe[1100];
     snprintf(probe, sizeof probe, "%s/encoder.json", vocab);
     g = fopen(probe, "rb");

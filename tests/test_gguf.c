@@ -12,6 +12,7 @@
  *    and every tensor's dequantized sum, sum of squares and first values against
  *    fixtures/gguf/smollm2_ref.txt (the gguf package's reading). */
 #include "check.h"
+#include "fixture.h"
 #include "lorac.h"
 
 #include <stdint.h>
@@ -349,12 +350,10 @@ static int hexeq(const char *s, size_t len, const char *hex) {
 
 static void test_smollm2(void) {
     char path[4096];
-    const char *cache = getenv("LORAC_CACHE");
-    if (cache) snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else snprintf(path, sizeof path, "%s/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", getenv("HOME") ? getenv("HOME") : "");
+    fx_smollm2_path(path, sizeof path);
     if (access(path, R_OK) != 0) {
         printf("SKIP (part): %s is absent, so the real-model check does not run "
-               "(fetch it with tools/gguf_fixtures.py --fetch-smollm2)\n", path);
+               "(fetch it with tools/fetch_smollm2.sh)\n", path);
         return;
     }
     gguf_file f;

@@ -593,11 +593,9 @@ static long peak_rss_kb(void) {
 
 static void test_smollm2(void) {
     char path[1024];
-    const char *cache = getenv("LORAC_CACHE"), *home = getenv("HOME");
-    if (cache) snprintf(path, sizeof path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else snprintf(path, sizeof path, "%s/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : "/root");
+    fx_smollm2_path(path, sizeof path);
     if (access(path, R_OK) != 0) {
-        printf("SKIP smollm2: %s is absent (tools/gguf_fixtures.py --fetch-smollm2 fetches it)\n", path);
+        printf("SKIP smollm2: %s is absent (tools/fetch_smollm2.sh fetches it)\n", path);
         return;
     }
     FILE *fi = fopen(GG "/smollm2_rte_ids.txt", "r");

@@ -209,11 +209,8 @@ static void check_chat_data(model *m) {
 }
 
 static void smollm2_golden(void) {
-    const char *env = getenv("LORAC_SMOLLM2"), *home = getenv("HOME"), *xdg = getenv("XDG_CACHE_HOME");
     char path[1024], line[3][8192], user[1024];
-    if (env) snprintf(path, sizeof path, "%s", env);
-    else if (xdg) snprintf(path, sizeof path, "%s/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", xdg);
-    else snprintf(path, sizeof path, "%s/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf", home ? home : "");
+    fx_smollm2_path(path, sizeof path);
     FILE *f = fopen(path, "rb");
     if (!f) {
         printf("note: %s is absent (tools/fetch_smollm2.sh), so the SmolLM2 greedy golden is not checked\n", path);
