@@ -99,6 +99,7 @@ TGT INL void row_32_(int type, const uint8_t *b, const qdot_act *a, int M, __m51
     wpair p;
     int ib = 0;
     for (; ib + 1 < a->nb; ib += 2, b += 2 * ts) {
+        _mm_prefetch((const char *)b + QDOT_PREFETCH, _MM_HINT_T0);
         pair_32_(type, b, b + ts, &p);
         update_(a, M, ib / 2, &p, sgn, 1, acc);
         if (!sgn) am[0] = mins_(a, M, ib, p.mw0, am[0]), am[1] = mins_(a, M, ib + 1, p.mw1, am[1]);
@@ -116,6 +117,7 @@ TGT INL void row_q4_k_(const uint8_t *b, const qdot_act *a, int M, __m512 *acc, 
     for (int ib = 0; ib < a->nb; ib += 8, b += 144) {
         const float d = f16_(b), dmin = f16_(b + 2);
         for (int j = 0; j < 8; j += 2) {
+            _mm_prefetch((const char *)b + QDOT_PREFETCH + 32 * j, _MM_HINT_T0);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(b + 16 + 16 * j));
             uint8_t sc0, mn0, sc1, mn1;
             qdot_k4_scale_min(j, b + 4, &sc0, &mn0);
@@ -142,6 +144,7 @@ TGT INL void row_q6_k_(const uint8_t *b, const qdot_act *a, int M, __m512 *acc) 
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
             for (int k = 0; k < 4; k += 2) { /* sub-blocks k (even: set 0) and k+1 (odd: set 1) */
+                _mm_prefetch((const char *)b + QDOT_PREFETCH + 128 * h + 32 * k, _MM_HINT_T0);
                 __m256i w[2];
                 for (int i = 0; i < 2; i++) {
                     const int kk = k + i;

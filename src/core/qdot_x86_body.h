@@ -52,6 +52,7 @@ QK_TGT static inline __attribute__((always_inline)) void QK(row_32)(int type, co
     const size_t ts = type == QUANT_Q8_0 ? 34 : type == QUANT_Q4_0 ? 18 : 20;
     int ib = 0;
     for (; ib + 1 < a->nb; ib += 2, b += 2 * ts) {
+        _mm_prefetch((const char *)b + QDOT_PREFETCH, _MM_HINT_T0);
         QK(block_32)(type, b, a, M, ib, acc[0], accm[0]);
         QK(block_32)(type, b + ts, a, M, ib + 1, acc[1], accm[1]);
     }
@@ -65,6 +66,7 @@ QK_TGT static inline __attribute__((always_inline)) void QK(row_q4_k)(const uint
     for (int ib = 0; ib < a->nb; ib += 8, b += 144) {
         const float d = QK(f16)(b), dmin = QK(f16)(b + 2);
         for (int j = 0; j < 8; j += 2) {
+            _mm_prefetch((const char *)b + QDOT_PREFETCH + 32 * j, _MM_HINT_T0);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(b + 16 + 16 * j));
             uint8_t sc, mn;
             qdot_k4_scale_min(j, b + 4, &sc, &mn);
@@ -89,6 +91,8 @@ QK_TGT static inline __attribute__((always_inline)) void QK(row_q6_k)(const uint
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            _mm_prefetch((const char *)b + QDOT_PREFETCH + 128 * h, _MM_HINT_T0);
+            _mm_prefetch((const char *)b + QDOT_PREFETCH + 128 * h + 64, _MM_HINT_T0);
             for (int k = 0; k < 4; k++) { /* unrolled: k's parity picks the set */
                 const __m256i lo = k & 1 ? l1 : l0;
                 const __m256i low4 = _mm256_and_si256(k < 2 ? lo : _mm256_srli_epi16(lo, 4), m4);
