@@ -57,8 +57,8 @@ typedef struct ft_args {
     long long stop_after;    /* > 0: stop (with a checkpoint) after this many steps, as if interrupted */
     train_options opt;
     const char *gguf_adapter; /* also write the adapter as a GGUF LoRA (llama.cpp --lora), or NULL */
-    const char *init_adapter; /* start from this PEFT adapter's LoRA A, B (and saved head), or NULL: fresh layers.
-                               * Its adapter_config.json gives rank, alpha, targets and rsLoRA (opt.lora
+    const char *init_adapter; /* start from this adapter's LoRA A, B (and saved head), or NULL: fresh layers; a PEFT
+                               * directory or a GGUF adapter (model_adapter_read). It gives rank, alpha, targets and rsLoRA (opt.lora
                                * must leave them unset); opt.lora.dropout is the run's */
     void (*progress)(void *ctx, const ft_progress *p);
     void *progress_ctx;

@@ -188,8 +188,8 @@ static int run_model(run *r, lorac_err *err) {
     return rc ? lora_option_error(rc, err) : LORAC_OK;
 }
 
-/* The LoRA layers a run trains: fresh ones (A from the seed, B = 0), or a PEFT adapter's
- * (--init-adapter): its config gives the layout (rank, alpha, targets, rsLoRA, a q/k/v split), the run
+/* The LoRA layers a run trains: fresh ones (A from the seed, B = 0), or an adapter's (--init-adapter,
+ * read as every --adapter is): its config gives the layout (rank, alpha, targets, rsLoRA, a q/k/v split), the run
  * gives the dropout, and a head it saved (modules_to_save) replaces the model's. */
 static int run_lora(run *r, lorac_err *err) {
     const ft_args *a = r->a;
@@ -199,7 +199,7 @@ static int run_lora(run *r, lorac_err *err) {
         return lorac_fail(err, LORAC_EINVAL, "--init-adapter %s: its adapter_config.json gives the rank, alpha and targets "
                           "(drop --rank, --alpha, --targets, --rslora, --gaussian-init)", a->init_adapter);
     peft_adapter *x = NULL;
-    int rc = peft_adapter_read(a->init_adapter, &x, NULL, 0, err);
+    int rc = model_adapter_read(r->m, a->init_adapter, &x, NULL, 0, err); /* a PEFT directory or a GGUF adapter */
     if (rc) return rc;
     model_lora_opts d = *lo;
     model_lora_opts_resolve(r->m, &d);

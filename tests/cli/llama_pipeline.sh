@@ -4,7 +4,8 @@
 # (RTE sentences from ../shared/data) far below uniform; greedy chat generation equals the golden
 # tokens (tests/fixtures/llama_gen/smollm2_greedy.txt); a LoRA trained on data/demo (chat format,
 # loss on assistant turns) lowers the held-out loss; the adapter written as GGUF gives the PEFT
-# adapter's loss; --adapter DIR:0 is the base and DIR:1 the adapter; merge to GGUF (Q8_0) keeps the
+# adapter's loss; --init-adapter from the GGUF file trains as from the PEFT directory (bit for bit);
+# --adapter DIR:0 is the base and DIR:1 the adapter; merge to GGUF (Q8_0) keeps the
 # loss; bad inputs fail with one line.
 set -u
 L=$1
@@ -58,6 +59,14 @@ echo "demo eval loss: base $base, after 4 steps $tuned"
 check "awk 'BEGIN{exit !($tuned < $base)}'" "held-out loss did not fall ($base -> $tuned)"
 g=$($L eval --model "$G" --adapter "$T/a.gguf" --data "$T/eval.jsonl" --threads 2 --json | jloss)
 check "close $g $tuned 1e-4" "GGUF adapter loss $g != PEFT adapter loss $tuned"
+# --init-adapter reads a GGUF adapter as every --adapter does: one step from it = one step from the PEFT directory
+for src in a:dir a.gguf:gguf; do
+  $L train --model "$G" --data "$T/eval.jsonl" --out "$T/cont_${src#*:}" --init-adapter "$T/${src%:*}" --steps 1 --batch-size 4 \
+    --lr 1e-3 --warmup 0 --no-shuffle --max-seq-len 96 --threads 2 --quiet || bad "train --init-adapter ${src%:*}"
+done
+check "cmp -s '$T/cont_dir/adapter_model.safetensors' '$T/cont_gguf/adapter_model.safetensors'" \
+  "one step from the GGUF adapter differs from one step from its PEFT directory"
+check "! cmp -s '$T/cont_dir/adapter_model.safetensors' '$T/a/adapter_model.safetensors'" "--init-adapter: the step changed nothing"
 z=$($L eval --model "$G" --adapter "$T/a:0" --data "$T/eval.jsonl" --threads 2 --json | jloss)
 check "close $z $base 1e-5" "adapter at scale 0 ($z) is not the base ($base)"
 o=$($L eval --model "$G" --adapter "$T/a:1" --data "$T/eval.jsonl" --threads 2 --json | jloss)
