@@ -78,8 +78,11 @@ head -n 24 "$DATA/e2e/valid.txt" >"$T/valid.txt"
 # batch 5 over 2 ranks: rows 2 + 3; 83 lines: the epoch's last batch has 3 rows; 2 micro-batches a step.
 # lr 5e-3: 2 ranks' adapter is then within ~1.2e-6 of one process's on every kernel level; at 2e-2 some
 # A entries amplify rounding (one process alone moves by 2.6e-5 between LORAC_ISA=avx512 and generic).
+# --precision fp32: the claim is about splitting the batch, and on an AVX512-BF16 CPU `auto` takes bf16
+# products (8-bit mantissas), whose rounding changes with the split; AdamW's normalised steps amplify
+# it (measured on an EPYC with AVX512-BF16: the same losses to 1.1e-6, adapters 4.5e-3 apart).
 opts=(--model "$T/m" --data "$T/train.txt" --steps 12 --warmup 2 --lr 5e-3 --batch-size 5 --grad-accum 2 --rank 4
-      --alpha 32 --lora-dropout 0 --threads 1 --quiet --eval-data "$T/valid.txt" --eval-every 6)
+      --alpha 32 --lora-dropout 0 --threads 1 --quiet --eval-data "$T/valid.txt" --eval-every 6 --precision fp32)
 
 # one process against 2 ranks with the same global batch
 "$L" train "${opts[@]}" --out "$T/one" || bad "train, one process"
