@@ -11,6 +11,8 @@
  * Weights: quantized from random floats (ggml's reference quantizers), plus rows with the extreme
  * codes (all -128 for Q8_0, all 15 / 0 nibbles) that would overflow a saturating int16 pair sum. */
 #include "check.h"
+#include "core/qdot.h"
+#include "core/simd.h"
 #include "lorac.h"
 
 #include <math.h>
@@ -114,6 +116,34 @@ static void check_case(int type, int rows, int cols, int N, lorac_rng *rng) {
     for (int k = 0; k < 6; k++) free(outs[k]);
 }
 
+/* The activation quantizer of each level against the plain C one, byte for byte: random blocks, and
+ * blocks with exact ties (x·(1/d) = k + 0.5), zeros, -0, subnormals, NaN and infinities. */
+static void check_quantizer(lorac_rng *rng) {
+    int blocks = 0, same = 1;
+    for (int k = 0; k < 400; k++) {
+        float x[QDOT_BLOCK], d0, d1;
+        int8_t q0[QDOT_BLOCK], q1[QDOT_BLOCK];
+        fill_normal(x, QDOT_BLOCK, rng, k % 3 ? 1.0f : 1e-3f);
+        if (k % 5 == 1) /* max 127: every x·(1/d) = x, ties at the halves */
+            for (int j = 0; j < QDOT_BLOCK; j++) x[j] = j ? (float)(j * 4 - 64) + 0.5f : 127.0f;
+        if (k % 7 == 2) x[k % QDOT_BLOCK] = NAN;
+        if (k % 11 == 3) x[(k + 5) % QDOT_BLOCK] = k % 2 ? INFINITY : -INFINITY;
+        if (k % 13 == 4) for (int j = 0; j < QDOT_BLOCK; j++) x[j] = j % 2 ? -0.0f : 1e-41f * (float)j;
+        if (k == 5) memset(x, 0, sizeof x);
+        const int s0 = qdot_quantize_block_generic(x, q0, &d0);
+#ifdef LORAC_X86_KERNELS
+        if (lorac_isa_detected() >= LORAC_ISA_AVX2) {
+            const int s1 = qdot_quantize_block_avx2(x, q1, &d1);
+            same &= s0 == s1 && !memcmp(q0, q1, sizeof q0) && !memcmp(&d0, &d1, sizeof d0);
+            blocks++;
+        }
+#else
+        (void)q1, (void)d1;
+#endif
+    }
+    CHECK(same, "the AVX2 activation quantizer differs from the plain C one (%d blocks)", blocks);
+}
+
 static void check_switch_and_errors(lorac_rng *rng) {
     lorac_err err = {0};
     float x[64], out[4];
@@ -144,5 +174,6 @@ int main(void) {
         for (int N = 1; N <= 17; N++) check_case(type, 40, 256, N, &rng); /* every grouping of 8, 4, 2, 1 */
     }
     check_switch_and_errors(&rng);
+    check_quantizer(&rng);
     return check_summary();
 }

@@ -1,7 +1,9 @@
-/* Direct decode products, plain C level: the activation quantizer, which every level shares, and the
- * reference implementation of the lane model (qdot.h) that the AVX2 and AVX-512 kernels
- * (qdot_x86.c) reproduce to the bit. */
+/* Direct decode products, plain C level: the activation quantizer (qdot_x86.c has an AVX2 twin with
+ * the same bits, which both SIMD levels take) and the reference implementation of the lane model
+ * (qdot.h) that the AVX2 and AVX-512 kernels (qdot_x86.c, qdot_avx512.c) reproduce to the bit. */
 #include "core/qdot.h"
+
+#include "core/simd.h"
 
 #include "lorac/quant.h"
 
@@ -25,28 +27,38 @@ static inline int nearest_int(float v) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* one block of 32: q, its scale *d, and the sum of q returned */
+int qdot_quantize_block_generic(const float *xb, int8_t *q, float *d) {
+    /* max |x| as a tree of fixed-length loops (max is exact, so any order gives the same value); NaN
+     * counts as 0 */
+    float ax[QDOT_BLOCK];
+    for (int j = 0; j < QDOT_BLOCK; j++) ax[j] = fabsf(xb[j]) > 0.0f ? fabsf(xb[j]) : 0.0f;
+    for (int w = QDOT_BLOCK / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) ax[j] = ax[j + w] > ax[j] ? ax[j + w] : ax[j];
+    *d = ax[0] / 127.0f;
+    const float id = *d != 0.0f ? 1.0f / *d : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < QDOT_BLOCK; j++) {
+        int v = nearest_int(xb[j] * id); /* |x·id| <= 127 up to rounding; NaN/inf give junk, clamped */
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        q[j] = (int8_t)v;
+        sum += v;
+    }
+    return sum;
+}
+
 void qdot_quantize_act(qdot_act *a, const float *x, int M, int C) {
     a->M = M;
     a->nb = C / QDOT_BLOCK;
     a->ldT = M;
+    int (*block)(const float *, int8_t *, float *) = qdot_quantize_block_generic;
+#ifdef LORAC_X86_KERNELS
+    if (lorac_isa_active() >= LORAC_ISA_AVX2) block = qdot_quantize_block_avx2;
+#endif
     for (int m = 0; m < M; m++)
         for (int b = 0; b < a->nb; b++) {
-            const float *xb = x + (size_t)m * C + (size_t)b * QDOT_BLOCK;
-            int8_t *q = a->q + (size_t)m * C + (size_t)b * QDOT_BLOCK;
-            /* max |x| as a tree of fixed-length loops (the compiler vectorizes them; max is exact, so
-             * any order gives the same value); NaN counts as 0 */
-            float ax[QDOT_BLOCK];
-            for (int j = 0; j < QDOT_BLOCK; j++) ax[j] = fabsf(xb[j]) > 0.0f ? fabsf(xb[j]) : 0.0f;
-            for (int w = QDOT_BLOCK / 2; w >= 1; w /= 2)
-                for (int j = 0; j < w; j++) ax[j] = ax[j + w] > ax[j] ? ax[j + w] : ax[j];
-            const float d = ax[0] / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            int sum = 0;
-            for (int j = 0; j < QDOT_BLOCK; j++) {
-                int v = nearest_int(xb[j] * id); /* |x·id| <= 127 up to rounding; NaN/inf give junk, clamped */
-                v = v > 127 ? 127 : v < -127 ? -127 : v;
-                q[j] = (int8_t)v;
-                sum += v;
-            }
+            float d;
+            const int sum = block(x + (size_t)m * C + (size_t)b * QDOT_BLOCK, a->q + (size_t)m * C + (size_t)b * QDOT_BLOCK, &d);
             a->d[(size_t)m * a->nb + b] = d;
             a->ds[(size_t)m * a->nb + b] = d * (float)sum;
             a->dsT[(size_t)b * a->ldT + m] = a->ds[(size_t)m * a->nb + b];

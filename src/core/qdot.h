@@ -60,6 +60,12 @@ static inline qdot_act qdot_act_rows(const qdot_act *a, int m0) {
 int qdot_supports(int type);
 /* Quantizes x (M, C) into a (C a multiple of 32; a's arrays sized by the caller). */
 void qdot_quantize_act(qdot_act *a, const float *x, int M, int C);
+/* One block of 32 floats: q = nearest-even(x·(1/d)) clamped to [-127, 127], d = max|x|/127 (NaN as
+ * 0), returns the sum of q; the AVX2 version gives the same bits (qdot_quantize_act picks it). */
+int qdot_quantize_block_generic(const float *xb, int8_t *q, float *d);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+int qdot_quantize_block_avx2(const float *xb, int8_t *q, float *d);
+#endif
 /* out[m*ldo + r] = dot(row r of W, activation row m) for r in [r0, r1): W holds rows of rb bytes of
  * TYPE; any number of activation rows (a->M >= 1); one function per kernel level, same bits (above),
  * and each output the same bits whatever the other activation rows. */
