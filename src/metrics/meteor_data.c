@@ -249,6 +249,7 @@ int met_synonyms_of(const met_synonyms *s, const char *w, uint32_t **out, size_t
     }
     if (bad) return OOM(err);
     /* a set: sorted, without repeats */
+    if (*n - n0 < 2) return LORAC_OK;
     qsort(*out + n0, *n - n0, sizeof **out, u32_cmp);
     size_t k = n0;
     for (size_t i = n0; i < *n; i++) if (k == n0 || (*out)[k - 1] != (*out)[i]) (*out)[k++] = (*out)[i];
