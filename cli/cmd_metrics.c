@@ -89,7 +89,7 @@ int cmd_metrics(int argc, char **argv) {
                         "(run tools/fetch_meteor.sh, or pass --meteor-data DIR)\n", dir);
     if (json) {
         printf("{\"BLEU\": %.6f, \"NIST\": %.6f, ", s.bleu, s.nist);
-        if (official) printf("\"METEOR\": %.10f, \"METEOR_version\": \"official METEOR 1.5 (exact stem synonym paraphrase)\", ", meteor);
+        if (official) printf("\"METEOR\": %.17g, \"METEOR_version\": \"official METEOR 1.5 (exact stem synonym paraphrase)\", ", meteor);
         else printf("\"METEOR\": null, \"METEOR_version\": \"exact+stem only, not the official METEOR 1.5\", ");
         printf("\"METEOR_exact_stem\": %.6f, \"ROUGE_L\": %.6f, \"CIDEr\": %.6f, \"inputs\": %zu}\n", s.meteor_es,
                s.rouge_l, s.cider, n);

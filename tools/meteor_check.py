@@ -151,7 +151,7 @@ def lorac_scores(lorac, meteor_dir, refs_path, hyp_path, tmp):
     per_path = os.path.join(tmp, "per_input.txt")
     out = subprocess.run([lorac, "metrics", "--refs", refs_path, "--hyps", hyp_path, "--meteor-data", meteor_dir,
                           "--meteor-per-input", per_path, "--json"], check=True, capture_output=True, text=True).stdout
-    m = re.search(r'"METEOR": ([0-9.]+), "METEOR_version": "official', out)
+    m = re.search(r'"METEOR": ([0-9.e-]+), "METEOR_version": "official', out)
     if not m:
         sys.exit("meteor_check: lorac did not report the official METEOR:\n" + out)
     with open(per_path) as f:

@@ -11,14 +11,18 @@
 
 #define OOM(err) lorac_fail(err, LORAC_ENOMEM, "metrics: out of memory for the METEOR data")
 
-/* Grows *p (elements of size sz) to hold at least need of them. */
+/* Grows the array whose pointer is at pp (room for *cap elements of sz bytes) to hold need of them:
+ * 0, or -1 when out of memory (the array kept). The pointer is copied in and out with memcpy, so
+ * any array's pointer can be passed without breaking C's aliasing rules. */
 static int grow(void *pp, size_t *cap, size_t need, size_t sz) {
     if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 256;
     while (c < need) c *= 2;
-    void *q = realloc(*(void **)pp, c * sz);
+    void *p;
+    memcpy(&p, pp, sizeof p);
+    void *q = realloc(p, c * sz);
     if (!q) return -1;
-    *(void **)pp = q;
+    memcpy(pp, &q, sizeof q);
     *cap = c;
     return 0;
 }
