@@ -6,16 +6,25 @@
  * tools/metrics_ref.py on 100 inputs of the E2E test set with three hypothesis files; lorac must
  * match each to 1e-4 (absolute).
  * With ../shared present the whole test set (expected_full.txt) is checked the same way.
+ * The official METEOR (all four stages) needs the data of tools/fetch_meteor.sh: with it, the
+ * jar's scores of tests/fixtures/meteor (synonym- and paraphrase-laden hypotheses, corpus and per
+ * input, written by tools/meteor_check.py) and the METEOR of expected_full.txt are checked to 1e-4;
+ * without it those checks are skipped with a message. A tiny hand-made data set checks the stage
+ * weights, the irregular forms, WordNet's morphy and multi-word paraphrases whatever is installed.
  * Tokenizer cases come from the real tokenizers (Python regexes of pymteval; the Stanford jar).
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
+#include <zlib.h>
 
 #include "check.h"
 #include "lorac.h"
 #include "metrics/metrics_internal.h"
 
 #define FIX LORAC_SOURCE_DIR "/tests/fixtures/metrics/"
+#define FIX_METEOR LORAC_SOURCE_DIR "/tests/fixtures/meteor/"
 #define PARITY_TOL 1e-4
 
 /* The value of `<case> <metric> <value>` in an expected-values file, or NAN. */
@@ -268,8 +277,129 @@ static void test_full_test_set(void) {
     CHECK(metrics_corpus_from_strings(&c, ni, hyps, per, refs, &err) == LORAC_OK, "%s", err.msg);
     CHECK(metrics_score_corpus(&c, &s, &err) == LORAC_OK, "%s", err.msg);
     check_scores(FIX "expected_full.txt", "full", &s);
+    char dir[4096];
+    if (metrics_meteor_data_dir(NULL, dir, sizeof dir)) {
+        double m = 0, want = expected_value(FIX "expected_full.txt", "full", "METEOR");
+        CHECK(metrics_compute_meteor(&c, dir, &m, NULL, &err) == LORAC_OK, "%s", err.msg);
+        CHECK_CLOSE(m, want, PARITY_TOL, 0.0, "full METEOR (official)");
+        printf("%-9s %-9s lorac %.6f  reference %.6f  |diff| %.2e\n", "full", "METEOR", m, want, fabs(m - want));
+    }
     metrics_corpus_free(&c);
     free(hyps); free(refs); free(per); free(ctx); free(ref); free(text);
+}
+
+/* ---------------------------------------------------------------- the official METEOR */
+
+static void write_gz(const char *path, const char *text) {
+    gzFile f = gzopen(path, "wb");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (f) { gzputs(f, text); gzclose(f); }
+}
+
+/* A hand-made data set, so each stage's rule and weight is checked on numbers worked out by hand. */
+static void test_meteor_stages(void) {
+    char dir[] = "/tmp/lorac_meteor_XXXXXX", path[256], found[4096];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    CHECK(!metrics_meteor_data_dir(dir, found, sizeof found), "an empty folder is not METEOR data");
+    snprintf(path, sizeof path, "%s/english.synsets", dir);
+    write_text(path, "big\n101\nlarge\n101 102\ngo\n200\nproceed\n200\n");
+    snprintf(path, sizeof path, "%s/english.exceptions", dir);
+    write_text(path, "go\nwent gone\n");
+    snprintf(path, sizeof path, "%s/paraphrase-en.gz", dir);
+    write_gz(path, "0.5\nfled\nran off\n0.25\nnever seen\nphrase\n");
+    CHECK(metrics_meteor_data_dir(dir, found, sizeof found) && !strcmp(found, dir), "data folder not found");
+    const double a = 0.85, d = 0.75, w_syn = 0.8, w_para = 0.6;
+    struct { const char *hyp, *ref; double p_num, p_den, r_num, r_den; } cases[] = {
+        /* synonym (shared synset): 'the' is a function word; one chunk, all matched: no penalty */
+        {"the big dog", "the large dog", (1 - d) + d + w_syn * d, (1 - d) + 2 * d, (1 - d) + d + w_syn * d, (1 - d) + 2 * d},
+        /* an irregular form (went -> go) and morphy (proceeds -> proceed) */
+        {"went home", "proceeds home", w_syn * d + d, 2 * d, w_syn * d + d, 2 * d},
+        /* a paraphrase of one reference word by two test words */
+        {"a dog ran off", "a dog fled", (1 - d) + d + 2 * w_para * d, (1 - d) + 3 * d, (1 - d) + d + w_para * d, (1 - d) + 2 * d},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        metrics_corpus c;
+        lorac_err err = {0};
+        size_t one = 1;
+        CHECK(metrics_corpus_from_strings(&c, 1, &cases[k].hyp, &one, &cases[k].ref, &err) == LORAC_OK, "%s", err.msg);
+        double m = -1, es = -1, per = -1;
+        CHECK(metrics_compute_meteor(&c, dir, &m, &per, &err) == LORAC_OK, "%s", err.msg);
+        CHECK(metrics_compute_meteor_es(&c, &es, NULL, &err) == LORAC_OK, "%s", err.msg);
+        double p = cases[k].p_num / cases[k].p_den, r = cases[k].r_num / cases[k].r_den;
+        double want = 1.0 / ((1 - a) / p + a / r);
+        char what[128];
+        snprintf(what, sizeof what, "METEOR of '%s' vs '%s'", cases[k].hyp, cases[k].ref);
+        CHECK_CLOSE(m, want, 1e-12, 0, what);
+        CHECK(m == per, "per-input METEOR %.12f differs from the corpus one %.12f", per, m);
+        CHECK(es < m, "%s: exact+stem %.6f is not below the official %.6f", what, es, m);
+        metrics_corpus_free(&c);
+    }
+    /* malformed data: a one-line error, no crash */
+    snprintf(path, sizeof path, "%s/english.synsets", dir);
+    write_text(path, "big\n101\nlarge\n");
+    {
+        metrics_corpus c;
+        lorac_err err = {0};
+        size_t one = 1;
+        const char *h = "big", *r = "large";
+        CHECK(metrics_corpus_from_strings(&c, 1, &h, &one, &r, &err) == LORAC_OK, "%s", err.msg);
+        double m;
+        CHECK(metrics_compute_meteor(&c, dir, &m, NULL, &err) == LORAC_EFORMAT && strstr(err.msg, "english.synsets") &&
+                  !strchr(err.msg, '\n'), "truncated synsets: %s", err.msg);
+        metrics_corpus_free(&c);
+    }
+    const char *names[] = {"english.synsets", "english.exceptions", "paraphrase-en.gz"};
+    for (int k = 0; k < 3; k++) { snprintf(path, sizeof path, "%s/%s", dir, names[k]); remove(path); }
+    rmdir(dir);
+}
+
+/* The `<case> <index> <value>` lines of fixtures/meteor/expected.txt: the jar's per-input scores. */
+static size_t expected_per_input(const char *name, double *v, size_t cap) {
+    FILE *f = fopen(FIX_METEOR "expected.txt", "r");
+    if (!f) return 0;
+    char c[64], m[64];
+    double x;
+    size_t n = 0;
+    while (fscanf(f, "%63s %63s %lf", c, m, &x) == 3)
+        if (!strcmp(c, name) && strcmp(m, "METEOR") && n < cap) v[n++] = x;
+    fclose(f);
+    return n;
+}
+
+/* The jar's official METEOR of hypotheses full of synonyms and paraphrases (tools/meteor_check.py). */
+static void test_meteor_fixture(void) {
+    char dir[4096];
+    if (!metrics_meteor_data_dir(NULL, dir, sizeof dir)) {
+        printf("SKIP: no METEOR data in %s (tools/fetch_meteor.sh), so the official METEOR is not checked\n", dir);
+        return;
+    }
+    const char *cases[] = {"heldout", "synonym", "paraphrase", "mixed"};
+    for (int k = 0; k < 4; k++) {
+        char hyps[512];
+        snprintf(hyps, sizeof hyps, FIX_METEOR "hyp_%s.txt", cases[k]);
+        metrics_corpus c;
+        lorac_err err = {0};
+        int rc = metrics_read_corpus(FIX_METEOR "refs.txt", hyps, &c, &err);
+        CHECK(rc == LORAC_OK, "read %s: %s", hyps, err.msg);
+        if (rc) continue;
+        double want_per[64], got_per[64], m = 0, want = expected_value(FIX_METEOR "expected.txt", cases[k], "METEOR");
+        size_t n = expected_per_input(cases[k], want_per, 64);
+        CHECK(n == c.n && n <= 64, "%s: %zu expected per-input scores for %zu inputs", cases[k], n, c.n);
+        rc = metrics_compute_meteor(&c, dir, &m, got_per, &err);
+        CHECK(rc == LORAC_OK, "%s: %s", cases[k], err.msg);
+        char what[128];
+        snprintf(what, sizeof what, "%s METEOR (official)", cases[k]);
+        CHECK_CLOSE(m, want, PARITY_TOL, 0.0, what);
+        double worst = 0;
+        for (size_t i = 0; !rc && i < n && i < c.n; i++) {
+            snprintf(what, sizeof what, "%s METEOR of input %zu", cases[k], i);
+            CHECK_CLOSE(got_per[i], want_per[i], PARITY_TOL, 0.0, what);
+            worst = fmax(worst, fabs(got_per[i] - want_per[i]));
+        }
+        printf("%-10s METEOR    lorac %.6f  jar %.6f  |diff| %.2e, per input max |diff| %.2e\n", cases[k], m, want,
+               fabs(m - want), worst);
+        metrics_corpus_free(&c);
+    }
 }
 
 int main(void) {
@@ -280,5 +410,7 @@ int main(void) {
     test_block_format();
     test_fixture_parity();
     test_full_test_set();
+    test_meteor_stages();
+    test_meteor_fixture();
     return check_summary();
 }

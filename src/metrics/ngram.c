@@ -104,20 +104,13 @@ int mt_first_occurrence(const mt_sent *s, size_t n, size_t pos) {
 
 /* ---------------------------------------------------------------- vocabulary and corpora */
 
-typedef struct vocab {
-    char **words;
-    size_t n, cap;
-    uint32_t *table; /* open addressing over word ids + 1; 0 = empty */
-    size_t tcap;
-} vocab;
-
 static uint64_t hash_str(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211ull; }
     return h;
 }
 
-static int vocab_grow_table(vocab *v, lorac_err *err) {
+static int vocab_grow_table(mt_vocab *v, lorac_err *err) {
     size_t tcap = v->tcap ? v->tcap * 2 : 1024;
     uint32_t *t = calloc(tcap, sizeof *t);
     if (!t) return lorac_fail(err, LORAC_ENOMEM, "metrics: out of memory for the vocabulary");
@@ -132,17 +125,30 @@ static int vocab_grow_table(vocab *v, lorac_err *err) {
     return LORAC_OK;
 }
 
-static int vocab_id(vocab *v, const char *w, size_t n, uint32_t *id, lorac_err *err) {
+/* The table slot of w[0..n): where it is, or the empty slot where it would go. */
+static size_t vocab_slot(const mt_vocab *v, const char *w, size_t n) {
+    size_t j = (size_t)(hash_str(w, n) & (v->tcap - 1));
+    while (v->table[j]) {
+        const char *x = v->words[v->table[j] - 1];
+        if (strlen(x) == n && !memcmp(x, w, n)) return j;
+        j = (j + 1) & (v->tcap - 1);
+    }
+    return j;
+}
+
+int64_t mt_vocab_find(const mt_vocab *v, const char *w, size_t n) {
+    if (!v->tcap) return -1;
+    size_t j = vocab_slot(v, w, n);
+    return v->table[j] ? (int64_t)v->table[j] - 1 : -1;
+}
+
+int mt_vocab_id(mt_vocab *v, const char *w, size_t n, uint32_t *id, lorac_err *err) {
     if (2 * (v->n + 1) > v->tcap) {
         int rc = vocab_grow_table(v, err);
         if (rc) return rc;
     }
-    size_t j = (size_t)(hash_str(w, n) & (v->tcap - 1));
-    while (v->table[j]) {
-        const char *x = v->words[v->table[j] - 1];
-        if (strlen(x) == n && !memcmp(x, w, n)) { *id = v->table[j] - 1; return LORAC_OK; }
-        j = (j + 1) & (v->tcap - 1);
-    }
+    size_t j = vocab_slot(v, w, n);
+    if (v->table[j]) { *id = v->table[j] - 1; return LORAC_OK; }
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 1024;
         char **ws = realloc(v->words, cap * sizeof *ws);
@@ -160,9 +166,16 @@ static int vocab_id(vocab *v, const char *w, size_t n, uint32_t *id, lorac_err *
     return LORAC_OK;
 }
 
+void mt_vocab_free(mt_vocab *v) {
+    for (size_t i = 0; i < v->n; i++) free(v->words[i]);
+    free(v->words);
+    free(v->table);
+    memset(v, 0, sizeof *v);
+}
+
 /* Tokenizes s and maps its tokens to ids. The mteval tokenizer turns an empty line into one empty
  * token (Python's ''.split(' ') == ['']); the COCO one into no tokens. */
-static int sent_from_text(const char *s, mt_tok_kind kind, vocab *v, mt_sent *out, lorac_err *err) {
+static int sent_from_text(const char *s, mt_tok_kind kind, mt_vocab *v, mt_sent *out, lorac_err *err) {
     char *t = NULL;
     int rc = kind == MT_TOK_MTEVAL ? metrics_tokenize_mteval(s, &t, err) : metrics_tokenize_coco(s, &t, err);
     if (rc) return rc;
@@ -176,7 +189,7 @@ static int sent_from_text(const char *s, mt_tok_kind kind, vocab *v, mt_sent *ou
         for (;;) {
             const char *q = strchr(p, ' ');
             size_t n = q ? (size_t)(q - p) : strlen(p);
-            rc = vocab_id(v, p, n, &out->ids[out->len++], err);
+            rc = mt_vocab_id(v, p, n, &out->ids[out->len++], err);
             if (rc || !q) break;
             p = q + 1;
         }
@@ -187,7 +200,7 @@ static int sent_from_text(const char *s, mt_tok_kind kind, vocab *v, mt_sent *ou
 
 int mt_corpus_tokenize(const metrics_corpus *c, mt_tok_kind kind, mt_corpus *t, lorac_err *err) {
     memset(t, 0, sizeof *t);
-    vocab v = {0};
+    mt_vocab v = {0};
     size_t nrefs = c->ref_start[c->n];
     t->n = c->n;
     t->ref_start = c->ref_start;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # lorac metrics: scores on the committed fixture (the official scorer's numbers, to 1e-4), --json,
 # the blank-line reference format, and one-line errors with a non-zero exit for bad input.
+# Sections 1-4 run without the official METEOR's data (LORAC_METEOR_DATA names an empty folder);
+# section 5 runs with it when tools/fetch_meteor.sh has fetched it, and says so when it has not.
 set -u
 LORAC=$1
 SRC=$2
@@ -9,9 +11,17 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 fail=0
 bad() { echo "FAIL: $*"; fail=1; }
+# where lorac finds the METEOR data by default (metrics_meteor_data_dir), before it is hidden
+if [ -n "${LORAC_METEOR_DATA:-}" ]; then MDATA=$LORAC_METEOR_DATA
+elif [ -n "${LORAC_CACHE:-}" ]; then MDATA=$LORAC_CACHE/meteor
+else MDATA=${XDG_CACHE_HOME:-$HOME/.cache}/lorac/meteor; fi
+mkdir -p "$TMP/nodata"
+export LORAC_METEOR_DATA=$TMP/nodata
 
 # 1. the text output carries the official numbers (4 decimals, as measure_scores.py prints them)
-out=$("$LORAC" metrics --refs "$FIX/refs.txt" --hyps "$FIX/hyp_heldout.txt") || bad "metrics exited $?"
+out=$("$LORAC" metrics --refs "$FIX/refs.txt" --hyps "$FIX/hyp_heldout.txt" 2> "$TMP/notice") || bad "metrics exited $?"
+grep -q "METEOR data not found in $TMP/nodata.*not the official score.*tools/fetch_meteor.sh" "$TMP/notice" ||
+    bad "no notice that METEOR is not the official one: $(cat "$TMP/notice")"
 for m in BLEU NIST ROUGE_L CIDEr; do
     want=$(awk -v m=$m '$1=="heldout" && $2==m {printf "%.4f", $3}' "$FIX/expected.txt")
     got=$(printf '%s\n' "$out" | awk -v m="$m:" '$1==m {print $2}')
@@ -58,6 +68,23 @@ expect_error "badutf8.txt: line 5: invalid UTF-8" --refs "$FIX/refs.txt" --hyps 
 expect_error "nosuchfile" --refs "$TMP/nosuchfile" --hyps "$FIX/hyp_heldout.txt"
 expect_error "--refs and --hyps are required" --refs "$FIX/refs.txt"
 expect_error "unknown option" --refs "$FIX/refs.txt" --hyps "$FIX/hyp_heldout.txt" --bogus
+expect_error "nodata lacks english.synsets.*tools/fetch_meteor.sh" --refs "$FIX/refs.txt" --hyps "$FIX/hyp_heldout.txt" --meteor-data "$TMP/nodata"
+
+# 5. the official METEOR (all four stages), when its data is there
+if [ -s "$MDATA/english.synsets" ] && [ -s "$MDATA/english.exceptions" ] && [ -s "$MDATA/paraphrase-en.gz" ]; then
+    out=$("$LORAC" metrics --refs "$FIX/refs.txt" --hyps "$FIX/hyp_heldout.txt" --meteor-data "$MDATA" \
+        --meteor-per-input "$TMP/per.txt" 2> "$TMP/notice") || bad "metrics --meteor-data exited $?"
+    [ ! -s "$TMP/notice" ] || bad "a notice with the METEOR data: $(cat "$TMP/notice")"
+    want=$(awk '$1=="heldout" && $2=="METEOR" {printf "%.4f", $3}' "$FIX/expected.txt")
+    printf '%s\n' "$out" | grep -qx "METEOR: $want (official METEOR 1.5: exact, stem, synonym and paraphrase stages)" ||
+        bad "official METEOR line wrong (want $want): $(printf '%s\n' "$out" | grep '^METEOR')"
+    [ "$(wc -l < "$TMP/per.txt")" -eq 100 ] || bad "--meteor-per-input wrote $(wc -l < "$TMP/per.txt") lines, not 100"
+    LORAC_METEOR_DATA=$MDATA "$LORAC" metrics --refs "$FIX/refs.txt" --hyps "$FIX/hyp_heldout.txt" --json > "$TMP/json" ||
+        bad "--json with LORAC_METEOR_DATA exited $?"
+    grep -q '"METEOR": 0\.[0-9]*, "METEOR_version": "official' "$TMP/json" || bad "--json lacks the official METEOR: $(cat "$TMP/json")"
+else
+    echo "note: no METEOR data in $MDATA (tools/fetch_meteor.sh), so the official METEOR is not checked here"
+fi
 
 [ $fail -eq 0 ] && echo "PASS: lorac metrics"
 exit $fail
