@@ -43,6 +43,15 @@ TGT INL __m256i nibbles16_(const uint8_t *p) {
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
 }
 
+/* the nibbles of two blocks (16 bytes at p0, 16 at p1) -> 64 bytes: block 0's elements 0..31, then
+ * block 1's; one 256-bit unpack for both, then the 128-bit quarters put in order */
+TGT INL __m512i nibbles_pair_(const uint8_t *p0, const uint8_t *p1) {
+    const __m256i v = _mm256_loadu2_m128i((const __m128i *)p1, (const __m128i *)p0), m4 = _mm256_set1_epi8(15);
+    const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); /* b0 lo, b1 lo, b0 hi, b1 hi */
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 /* signed weights: the lanes start at -128·(sum of their 4 weight bytes) */
 TGT INL void signed_(wpair *p) {
     const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), p->w);
@@ -82,9 +91,10 @@ TGT INL void pair_32_(int type, const uint8_t *b0, const uint8_t *b1, wpair *p) 
         p->w = cat_si_(_mm256_loadu_si256((const __m256i *)(b0 + 2)), b1 ? _mm256_loadu_si256((const __m256i *)(b1 + 2)) : z);
     } else if (type == QUANT_Q4_0) {
         const __m256i e = _mm256_set1_epi8(8);
-        p->w = cat_si_(_mm256_sub_epi8(nibbles16_(b0 + 2), e), b1 ? _mm256_sub_epi8(nibbles16_(b1 + 2), e) : z);
+        p->w = b1 ? _mm512_sub_epi8(nibbles_pair_(b0 + 2, b1 + 2), _mm512_set1_epi8(8))
+                  : cat_si_(_mm256_sub_epi8(nibbles16_(b0 + 2), e), z);
     } else {
-        p->w = cat_si_(nibbles16_(b0 + 4), b1 ? nibbles16_(b1 + 4) : z);
+        p->w = b1 ? nibbles_pair_(b0 + 4, b1 + 4) : cat_si_(nibbles16_(b0 + 4), z);
     }
     const __m128 dm = _mm_cvtph_ps(_mm_setr_epi32(head32_(b0), head32_(b1), 0, 0)); /* d0 m0 d1 m1 */
     const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
