@@ -88,11 +88,20 @@ CASES = {
                   steps=30, batch=4, accum=1, lr=5e-3, warmup=5, wd=0.01, ls=0.1, clip=1.0),
     "bert": dict(kind="bert", r=4, alpha=8, targets=["query", "key", "value"], split=None,
                  steps=30, batch=4, accum=1, lr=1e-2, warmup=3, wd=0.01, ls=0.0, clip=0.2),
+    # lorac --precision bf16 against the same fp32 reference: 64-wide models (F16 weights, which bf16
+    # rounding does not keep) so that the frozen products reach the bf16 kernel (>= 16 rows, >= 64 in K, N)
+    "gpt2_bf16": dict(kind="gpt2", model="gpt2_wide", precision="bf16", r=4, alpha=8, targets=["c_attn"], split=(1, 0, 1),
+                      steps=30, batch=4, accum=1, lr=5e-3, warmup=3, wd=0.01, ls=0.1, clip=0.4),
+    "llama_bf16": dict(kind="llama", model="llama_wide", precision="bf16", r=4, alpha=8, split=None,
+                       targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                       steps=30, batch=4, accum=1, lr=5e-3, warmup=3, wd=0.01, ls=0.1, clip=1.5),
+    "bert_bf16": dict(kind="bert", model="bert_wide", precision="bf16", r=4, alpha=8, targets=["query", "key", "value"],
+                      split=None, steps=30, batch=4, accum=1, lr=2e-3, warmup=3, wd=0.01, ls=0.0, clip=2.0),
 }
 
 
 def lorac_args(c):
-    a = ["--no-shuffle", "--precision fp32", "--lora-dropout 0", "--threads 1", f"--steps {c['steps']}",
+    a = ["--no-shuffle", f"--precision {c.get('precision', 'fp32')}", "--lora-dropout 0", "--threads 1", f"--steps {c['steps']}",
          f"--batch-size {c['batch']}", f"--grad-accum {c['accum']}", f"--lr {c['lr']!r}", f"--warmup {c['warmup']}",
          f"--weight-decay {c['wd']!r}", f"--clip {c['clip']!r}"]
     if c["kind"] == "bert":
@@ -111,7 +120,7 @@ def perturb(model, seed):
             p.add_(0.05 * torch.randn_like(p))
 
 
-def make_gpt2(d):
+def make_gpt2(d, n_embd=32, n_inner=None, dtype=torch.float32):
     from transformers import GPT2Config, GPT2LMHeadModel
     tj = json.load(open(os.path.join(TOK, "bl_gpt2", "tokenizer.json")))
     vocab = tj["model"]["vocab"]
@@ -122,26 +131,55 @@ def make_gpt2(d):
         f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
     eos = vocab["<|endoftext|>"]
     torch.manual_seed(1)
-    cfg = GPT2Config(vocab_size=len(vocab), n_positions=96, n_embd=32, n_layer=2, n_head=4, bos_token_id=eos,
-                     eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg = GPT2Config(vocab_size=len(vocab), n_positions=96, n_embd=n_embd, n_inner=n_inner, n_layer=2, n_head=4,
+                     bos_token_id=eos, eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     m = GPT2LMHeadModel(cfg)
     perturb(m, 2)
-    m.save_pretrained(d, safe_serialization=True)
+    m.to(dtype).save_pretrained(d, safe_serialization=True)
 
 
-def make_llama(d):
+def make_llama(d, hidden=32, head_dim=None, dtype=torch.float32):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     os.makedirs(d, exist_ok=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(TOK, "bl_smollm", f), d)
     eos = PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, "tokenizer.json")).convert_tokens_to_ids("<|im_end|>")
     torch.manual_seed(3)
-    cfg = LlamaConfig(vocab_size=404, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=96, rms_norm_eps=1e-6, rope_theta=10000.0,
-                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=eos, attention_dropout=0.0)
+    cfg = LlamaConfig(vocab_size=404, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim or hidden // 4,
+                      max_position_embeddings=96, rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=True,
+                      bos_token_id=1, eos_token_id=eos, attention_dropout=0.0)
     m = LlamaForCausalLM(cfg)
     perturb(m, 4)
-    m.save_pretrained(d, safe_serialization=True)
+    m.to(dtype).save_pretrained(d, safe_serialization=True)
+
+
+def make_bert(d, hidden=64, dtype=torch.float16):
+    """A BERT encoder (no head: the case's adapter brings classifier and pooler) with a WordPiece vocabulary
+    of the case's words only, every dropout 0."""
+    from transformers import BertConfig, BertModel
+    words = sorted({w for s, _ in CLS_DATA for w in s.split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "vocab.txt"), "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    shutil.copy(os.path.join(TINY_BERT, "tokenizer_config.json"), d)
+    torch.manual_seed(5)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=2 * hidden, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, classifier_dropout=0.0, pad_token_id=0)
+    m = BertModel(cfg)
+    perturb(m, 6)
+    m.to(dtype).save_pretrained(d, safe_serialization=True)
+
+
+MAKERS = {  # the models the cases train (made once, kept when present)
+    "gpt2": make_gpt2,
+    "llama": make_llama,
+    "gpt2_wide": lambda d: make_gpt2(d, n_embd=64, n_inner=128, dtype=torch.float16),
+    "llama_wide": lambda d: make_llama(d, hidden=64, head_dim=32, dtype=torch.float16),
+    "bert_wide": make_bert,
+}
 
 
 def bert_config(d):
@@ -331,15 +369,16 @@ def run_case(name, c, tmp):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    model_dir = os.path.join(OUT, "models", c["kind"])
-    if c["kind"] == "bert":
+    model_dir = os.path.join(OUT, "models", c.get("model", c["kind"]))
+    if c.get("model", c["kind"]) == "bert":  # tiny_bert with every dropout 0
         bert_config(d)
         model_dir = bert_dir(d, os.path.join(tmp, "bert"))
+    elif not os.path.exists(os.path.join(model_dir, "config.json")):
+        MAKERS[c.get("model", c["kind"])](model_dir)
+    if c["kind"] == "bert":
         with open(os.path.join(d, "train.tsv"), "w") as f:
             f.write("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in CLS_DATA))
     else:
-        if not os.path.exists(os.path.join(model_dir, "config.json")):
-            (make_gpt2 if c["kind"] == "gpt2" else make_llama)(model_dir)
         with open(os.path.join(d, "data.jsonl"), "w") as f:
             for p, q in LM_DATA:
                 f.write(json.dumps({"prompt": p, "completion": q}) + "\n")
