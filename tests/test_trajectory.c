@@ -88,8 +88,8 @@ static int read_log(const char *path, traj *t) {
 
 /* What a run must meet: the first step's loss (the forward pass alone), every step's loss, both
  * relative to the reference, and every final adapter tensor (relative L2). A bf16 run must also part
- * from the reference at the first step by more than fp32 rounding does (at most 2e-7 measured): that
- * the bf16 kernel did the products. */
+ * from the reference at the first step by more than fp32 rounding does (at most 2e-7 measured): the
+ * bf16 path (the GEMM kernel, attention's bf16 tiles) did the products. */
 typedef struct tol {
     double first, step, adapter;
     int bf16;
@@ -166,7 +166,7 @@ static void run_case(const char *name, const char *model_dir, const char *data, 
     }
     if (t->bf16 && got.n == STEPS && want.n == STEPS)
         CHECK(fabs(got.loss[0] - want.loss[0]) > 1e-6 * fabs(want.loss[0]),
-              "%s: step 1 loss %.9g equals PEFT's %.9g to fp32 rounding: the bf16 kernel did not run", name, got.loss[0],
+              "%s: step 1 loss %.9g equals PEFT's %.9g to fp32 rounding: the bf16 path did not run", name, got.loss[0],
               want.loss[0]);
     PATHF(path, FIX "/%s/final", name);
     double ad = check_adapter(name, out, path, t->adapter);
@@ -191,18 +191,19 @@ static void check_refused(const char *what, const char *flags, const char *want,
 }
 
 /* The bf16 bounds: the first step is one forward pass, held to the README's bf16 loss parity (1e-3);
- * later steps and the final adapter carry the products' rounding through AdamW, whose first updates
- * are nearly sign(gradient), so they are held to about 3x what this path gave on an AMD EPYC with
- * AVX512-BF16 (docs/trajectory.md): worst step 1.1e-4 / 4.2e-3 / 3.2e-3, final adapter 1.5e-3 /
- * 2.6e-2 / 1.3e-3 (GPT-2 / Llama / BERT). */
+ * later steps and the final adapter carry the products' rounding (gradients within 2e-2 relative L2)
+ * through AdamW, whose first updates are nearly sign(gradient), so they are held to about 2x what
+ * this path gave on an AMD EPYC with AVX512-BF16 (docs/trajectory.md): worst step 1.1e-4 / 4.2e-3 /
+ * 3.2e-3, final adapter 1.5e-3 / 2.6e-2 / 1.3e-3 (GPT-2 / Llama / BERT). The bf16 kernel's sums do not
+ * depend on the thread count or the CPU, so the margin covers only the fp32 parts and torch's bits. */
 static void run_bf16_cases(const char *tmp) {
     static const struct {
         const char *name, *model, *data;
         tol t;
     } cases[] = {
-        {"gpt2_bf16", FIX "/models/gpt2_wide", "data.jsonl", {1e-3, 5e-4, 5e-3, 1}},
-        {"llama_bf16", FIX "/models/llama_wide", "data.jsonl", {1e-3, 1.5e-2, 8e-2, 1}},
-        {"bert_bf16", FIX "/models/bert_wide", "train.tsv", {1e-3, 1e-2, 5e-3, 1}},
+        {"gpt2_bf16", FIX "/models/gpt2_wide", "data.jsonl", {1e-3, 2.5e-4, 3e-3, 1}},
+        {"llama_bf16", FIX "/models/llama_wide", "data.jsonl", {1e-3, 1e-2, 5e-2, 1}},
+        {"bert_bf16", FIX "/models/bert_wide", "train.tsv", {1e-3, 7e-3, 3e-3, 1}},
     };
     int bf16 = op_bf16_supported();
     if (!bf16) printf("bf16 cases skipped: no AVX512-BF16 kernel here (kernel level %s); run at fp32 only\n",
