@@ -16,10 +16,11 @@ lorac's data rules, as the reference rebuilds them:
     the mean cross-entropy over the rows;
   gradient accumulation: each micro-batch's own mean, the micro-batches averaged.
 
-Run from the repository root (torch 2.x, transformers 5, peft 0.21; made with torch 2.15,
-transformers 5.25, peft 0.21.2 on CPU):
+Run from the repository root (torch 2.x, transformers 5, peft 0.21 or 0.22; made with torch 2.15,
+transformers 5.25 on CPU, peft 0.21.2 for the fp32 cases and 0.22.0 for the *_bf16 ones):
   python tools/peft_trajectory_ref.py                     # regenerate tests/fixtures/traj/ (all cases)
   python tools/peft_trajectory_ref.py --case llama        # one case (the models are kept if present)
+  python tools/peft_trajectory_ref.py --torch-bf16        # PyTorch's own bf16 drift on the *_bf16 cases
 then `ctest -R test_trajectory` in the build directory runs lorac against them (docs/trajectory.md).
 
 Writes tests/fixtures/traj/models/{gpt2,llama}/ (the tiny base models with their tokenizers; made once,
@@ -42,6 +43,10 @@ Cases: gpt2  (a tiny GPT-2 with the byte-level BPE of tests/fixtures/tok/bl_gpt2
        bert  (tests/fixtures/glue/tiny_bert with every dropout 0: config.json only is written here,
               the test puts it beside that model; LoRA query,key,value; classifier and pooler
               trained as PEFT modules_to_save)
+       gpt2_bf16, llama_bf16, bert_bf16 (lorac at --precision bf16 against the same fp32 reference:
+              64-wide models, 2 layers, F16 weights, in models/{gpt2,llama,bert}_wide: GPT-2 q,v of the
+              fused c_attn; Llama with 4 heads of 32 and 2 kv heads, all seven projections; a BERT
+              with a WordPiece vocabulary of the data's words, query,key,value plus its head)
 """
 import argparse
 import json
@@ -401,6 +406,31 @@ def run_case(name, c, tmp):
           f"{len(log)} steps")
 
 
+def torch_bf16_drift(name, c):
+    """PyTorch's own bf16 run (CPU autocast: every linear's operands rounded to bf16, LoRA's too) against the
+    committed fp32 reference of a case: how far bf16 rounding alone carries a 30-step run (docs/trajectory.md)."""
+    d = os.path.join(OUT, name)
+    model_dir = os.path.join(OUT, "models", c.get("model", c["kind"]))
+    rows, pad = case_data(name, c, d, model_dir)
+    pm = PeftModel.from_pretrained(load_base(c["kind"], model_dir), os.path.join(d, "init"), is_trainable=True)
+    fp32_forward = pm.forward
+
+    def forward(*a, **k):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fp32_forward(*a, **k)
+        out.logits = out.logits.float()
+        return out
+    pm.forward = forward
+    log = train(pm, batches(rows, c["batch"], pad), c, split_mask(pm, c["split"], c["r"]) if c["split"] else {}, False)
+    want = [float(ln.split()[1]) for ln in open(os.path.join(d, "losses.txt"))]
+    rel = [abs(g[1] - w) / abs(w) for g, w in zip(log, want)]
+    ours = {k.replace(".default", "").replace(".modules_to_save", ""): v for k, v in pm.state_dict().items()}
+    wt = load_file(os.path.join(d, "final", "adapter_model.safetensors"))
+    err = [((ours[k].float() - v).norm() / v.norm()).item() for k, v in wt.items()]
+    print(f"{name}: torch bf16 autocast against torch fp32: step 1 loss {rel[0]:.2e}, worst step {max(rel):.2e} relative; "
+          f"final adapter worst {max(err):.2e} relative L2 ({len(err)} tensors)")
+
+
 def by_hand(a):
     """Any model: a reference run into a.out (losses.txt, final/) and, with --compare, lorac's against it
     (the reference is not run again when a.out holds one)."""
@@ -441,6 +471,8 @@ def compare(a, log):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), action="append")
+    ap.add_argument("--torch-bf16", action="store_true", help="with --case: PyTorch's own bf16 run against the committed "
+                    "fp32 reference (nothing is written)")
     h = ap.add_argument_group("by hand on any model (a Hugging Face directory with its tokenizer)")
     h.add_argument("--model")
     h.add_argument("--data", help="JSONL {prompt, completion} lines, or a GLUE single-sentence TSV for an encoder")
@@ -456,6 +488,10 @@ def main():
     if args.model:
         os.makedirs(args.out, exist_ok=True)
         return by_hand(args)
+    if args.torch_bf16:
+        for name in args.case or [n for n in sorted(CASES) if CASES[n].get("precision") == "bf16"]:
+            torch_bf16_drift(name, CASES[name])
+        return 0
     tmp = os.path.join(OUT, ".tmp")
     for name in args.case or sorted(CASES):
         run_case(name, CASES[name], tmp)
