@@ -16,10 +16,11 @@ lorac's data rules, as the reference rebuilds them:
     the mean cross-entropy over the rows;
   gradient accumulation: each micro-batch's own mean, the micro-batches averaged.
 
-Run from the repository root (torch 2.x, transformers 5, peft 0.21; made with torch 2.15,
-transformers 5.25, peft 0.21.2 on CPU):
+Run from the repository root (torch 2.x, transformers 5, peft 0.21 or 0.22; made with torch 2.15,
+transformers 5.25 on CPU, peft 0.21.2 for the fp32 cases and 0.22.0 for the *_bf16 ones):
   python tools/peft_trajectory_ref.py                     # regenerate tests/fixtures/traj/ (all cases)
   python tools/peft_trajectory_ref.py --case llama        # one case (the models are kept if present)
+  python tools/peft_trajectory_ref.py --torch-bf16        # PyTorch's own bf16 drift on the *_bf16 cases
 then `ctest -R test_trajectory` in the build directory runs lorac against them (docs/trajectory.md).
 
 Writes tests/fixtures/traj/models/{gpt2,llama}/ (the tiny base models with their tokenizers; made once,
@@ -42,6 +43,10 @@ Cases: gpt2  (a tiny GPT-2 with the byte-level BPE of tests/fixtures/tok/bl_gpt2
        bert  (tests/fixtures/glue/tiny_bert with every dropout 0: config.json only is written here,
               the test puts it beside that model; LoRA query,key,value; classifier and pooler
               trained as PEFT modules_to_save)
+       gpt2_bf16, llama_bf16, bert_bf16 (lorac at --precision bf16 against the same fp32 reference:
+              64-wide models, 2 layers, F16 weights, in models/{gpt2,llama,bert}_wide: GPT-2 q,v of the
+              fused c_attn; Llama with 4 heads of 32 and 2 kv heads, all seven projections; a BERT
+              with a WordPiece vocabulary of the data's words, query,key,value plus its head)
 """
 import argparse
 import json
@@ -88,11 +93,20 @@ CASES = {
                   steps=30, batch=4, accum=1, lr=5e-3, warmup=5, wd=0.01, ls=0.1, clip=1.0),
     "bert": dict(kind="bert", r=4, alpha=8, targets=["query", "key", "value"], split=None,
                  steps=30, batch=4, accum=1, lr=1e-2, warmup=3, wd=0.01, ls=0.0, clip=0.2),
+    # lorac --precision bf16 against the same fp32 reference: 64-wide models (F16 weights, which bf16
+    # rounding does not keep) so that the frozen products reach the bf16 kernel (>= 16 rows, >= 64 in K, N)
+    "gpt2_bf16": dict(kind="gpt2", model="gpt2_wide", precision="bf16", r=4, alpha=8, targets=["c_attn"], split=(1, 0, 1),
+                      steps=30, batch=4, accum=1, lr=5e-3, warmup=3, wd=0.01, ls=0.1, clip=0.4),
+    "llama_bf16": dict(kind="llama", model="llama_wide", precision="bf16", r=4, alpha=8, split=None,
+                       targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                       steps=30, batch=4, accum=1, lr=5e-3, warmup=3, wd=0.01, ls=0.1, clip=1.5),
+    "bert_bf16": dict(kind="bert", model="bert_wide", precision="bf16", r=4, alpha=8, targets=["query", "key", "value"],
+                      split=None, steps=30, batch=4, accum=1, lr=2e-3, warmup=3, wd=0.01, ls=0.0, clip=2.0),
 }
 
 
 def lorac_args(c):
-    a = ["--no-shuffle", "--precision fp32", "--lora-dropout 0", "--threads 1", f"--steps {c['steps']}",
+    a = ["--no-shuffle", f"--precision {c.get('precision', 'fp32')}", "--lora-dropout 0", "--threads 1", f"--steps {c['steps']}",
          f"--batch-size {c['batch']}", f"--grad-accum {c['accum']}", f"--lr {c['lr']!r}", f"--warmup {c['warmup']}",
          f"--weight-decay {c['wd']!r}", f"--clip {c['clip']!r}"]
     if c["kind"] == "bert":
@@ -111,7 +125,7 @@ def perturb(model, seed):
             p.add_(0.05 * torch.randn_like(p))
 
 
-def make_gpt2(d):
+def make_gpt2(d, n_embd=32, n_inner=None, dtype=torch.float32):
     from transformers import GPT2Config, GPT2LMHeadModel
     tj = json.load(open(os.path.join(TOK, "bl_gpt2", "tokenizer.json")))
     vocab = tj["model"]["vocab"]
@@ -122,26 +136,55 @@ def make_gpt2(d):
         f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
     eos = vocab["<|endoftext|>"]
     torch.manual_seed(1)
-    cfg = GPT2Config(vocab_size=len(vocab), n_positions=96, n_embd=32, n_layer=2, n_head=4, bos_token_id=eos,
-                     eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg = GPT2Config(vocab_size=len(vocab), n_positions=96, n_embd=n_embd, n_inner=n_inner, n_layer=2, n_head=4,
+                     bos_token_id=eos, eos_token_id=eos, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     m = GPT2LMHeadModel(cfg)
     perturb(m, 2)
-    m.save_pretrained(d, safe_serialization=True)
+    m.to(dtype).save_pretrained(d, safe_serialization=True)
 
 
-def make_llama(d):
+def make_llama(d, hidden=32, head_dim=None, dtype=torch.float32):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     os.makedirs(d, exist_ok=True)
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(TOK, "bl_smollm", f), d)
     eos = PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, "tokenizer.json")).convert_tokens_to_ids("<|im_end|>")
     torch.manual_seed(3)
-    cfg = LlamaConfig(vocab_size=404, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=96, rms_norm_eps=1e-6, rope_theta=10000.0,
-                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=eos, attention_dropout=0.0)
+    cfg = LlamaConfig(vocab_size=404, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim or hidden // 4,
+                      max_position_embeddings=96, rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=True,
+                      bos_token_id=1, eos_token_id=eos, attention_dropout=0.0)
     m = LlamaForCausalLM(cfg)
     perturb(m, 4)
-    m.save_pretrained(d, safe_serialization=True)
+    m.to(dtype).save_pretrained(d, safe_serialization=True)
+
+
+def make_bert(d, hidden=64, dtype=torch.float16):
+    """A BERT encoder (no head: the case's adapter brings classifier and pooler) with a WordPiece vocabulary
+    of the case's words only, every dropout 0."""
+    from transformers import BertConfig, BertModel
+    words = sorted({w for s, _ in CLS_DATA for w in s.split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "vocab.txt"), "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    shutil.copy(os.path.join(TINY_BERT, "tokenizer_config.json"), d)
+    torch.manual_seed(5)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=2 * hidden, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, classifier_dropout=0.0, pad_token_id=0)
+    m = BertModel(cfg)
+    perturb(m, 6)
+    m.to(dtype).save_pretrained(d, safe_serialization=True)
+
+
+MAKERS = {  # the models the cases train (made once, kept when present)
+    "gpt2": make_gpt2,
+    "llama": make_llama,
+    "gpt2_wide": lambda d: make_gpt2(d, n_embd=64, n_inner=128, dtype=torch.float16),
+    "llama_wide": lambda d: make_llama(d, hidden=64, head_dim=32, dtype=torch.float16),
+    "bert_wide": make_bert,
+}
 
 
 def bert_config(d):
@@ -331,15 +374,16 @@ def run_case(name, c, tmp):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
-    model_dir = os.path.join(OUT, "models", c["kind"])
-    if c["kind"] == "bert":
+    model_dir = os.path.join(OUT, "models", c.get("model", c["kind"]))
+    if c.get("model", c["kind"]) == "bert":  # tiny_bert with every dropout 0
         bert_config(d)
         model_dir = bert_dir(d, os.path.join(tmp, "bert"))
+    elif not os.path.exists(os.path.join(model_dir, "config.json")):
+        MAKERS[c.get("model", c["kind"])](model_dir)
+    if c["kind"] == "bert":
         with open(os.path.join(d, "train.tsv"), "w") as f:
             f.write("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in CLS_DATA))
     else:
-        if not os.path.exists(os.path.join(model_dir, "config.json")):
-            (make_gpt2 if c["kind"] == "gpt2" else make_llama)(model_dir)
         with open(os.path.join(d, "data.jsonl"), "w") as f:
             for p, q in LM_DATA:
                 f.write(json.dumps({"prompt": p, "completion": q}) + "\n")
@@ -360,6 +404,31 @@ def run_case(name, c, tmp):
         f.write(lorac_args(c) + "\n")
     print(f"{name}: loss {log[0][1]:.5f} -> {log[-1][1]:.5f}, clipped at {sum(g > c['clip'] for *_, g in log)} of "
           f"{len(log)} steps")
+
+
+def torch_bf16_drift(name, c):
+    """PyTorch's own bf16 run (CPU autocast: every linear's operands rounded to bf16, LoRA's too) against the
+    committed fp32 reference of a case: how far bf16 rounding alone carries a 30-step run (docs/trajectory.md)."""
+    d = os.path.join(OUT, name)
+    model_dir = os.path.join(OUT, "models", c.get("model", c["kind"]))
+    rows, pad = case_data(name, c, d, model_dir)
+    pm = PeftModel.from_pretrained(load_base(c["kind"], model_dir), os.path.join(d, "init"), is_trainable=True)
+    fp32_forward = pm.forward
+
+    def forward(*a, **k):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fp32_forward(*a, **k)
+        out.logits = out.logits.float()
+        return out
+    pm.forward = forward
+    log = train(pm, batches(rows, c["batch"], pad), c, split_mask(pm, c["split"], c["r"]) if c["split"] else {}, False)
+    want = [float(ln.split()[1]) for ln in open(os.path.join(d, "losses.txt"))]
+    rel = [abs(g[1] - w) / abs(w) for g, w in zip(log, want)]
+    ours = {k.replace(".default", "").replace(".modules_to_save", ""): v for k, v in pm.state_dict().items()}
+    wt = load_file(os.path.join(d, "final", "adapter_model.safetensors"))
+    err = [((ours[k].float() - v).norm() / v.norm()).item() for k, v in wt.items()]
+    print(f"{name}: torch bf16 autocast against torch fp32: step 1 loss {rel[0]:.2e}, worst step {max(rel):.2e} relative; "
+          f"final adapter worst {max(err):.2e} relative L2 ({len(err)} tensors)")
 
 
 def by_hand(a):
@@ -402,6 +471,8 @@ def compare(a, log):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), action="append")
+    ap.add_argument("--torch-bf16", action="store_true", help="with --case: PyTorch's own bf16 run against the committed "
+                    "fp32 reference (nothing is written)")
     h = ap.add_argument_group("by hand on any model (a Hugging Face directory with its tokenizer)")
     h.add_argument("--model")
     h.add_argument("--data", help="JSONL {prompt, completion} lines, or a GLUE single-sentence TSV for an encoder")
@@ -417,6 +488,10 @@ def main():
     if args.model:
         os.makedirs(args.out, exist_ok=True)
         return by_hand(args)
+    if args.torch_bf16:
+        for name in args.case or [n for n in sorted(CASES) if CASES[n].get("precision") == "bf16"]:
+            torch_bf16_drift(name, CASES[name])
+        return 0
     tmp = os.path.join(OUT, ".tmp")
     for name in args.case or sorted(CASES):
         run_case(name, CASES[name], tmp)

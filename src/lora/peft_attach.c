@@ -90,10 +90,12 @@ int hf_attach_extras(hf_attach *h, const hf_slot *slots, size_t n_slots, peft_ad
                 rc = lorac_fail(err, LORAC_ENOTFOUND, "%s: modules_to_save '%s' but tensor 'base_model.model.%s' is missing",
                                 h->src, c->modules_to_save[j], slots[i].name);
         }
-        /* PeftModelForSequenceClassification adds both of its head names ("classifier", "score") to
-         * a modules_to_save the user gave, whichever the model has, and wraps only what exists */
+        /* PeftModelForSequenceClassification adds its head names ("classifier", "score", and since
+         * PEFT 0.22 DistilBERT's "pre_classifier") to a modules_to_save the user gave, whichever the
+         * model has, and wraps only what exists */
+        const char *m = c->modules_to_save[j];
         int peft_default = !strcmp(c->task_type, "SEQ_CLS") &&
-                           (!strcmp(c->modules_to_save[j], "classifier") || !strcmp(c->modules_to_save[j], "score"));
+                           (!strcmp(m, "classifier") || !strcmp(m, "score") || !strcmp(m, "pre_classifier"));
         if (!rc && !found && !peft_default)
             rc = lorac_fail(err, LORAC_EFORMAT, "%s: modules_to_save '%s' names no module of this %s model", h->src,
                             c->modules_to_save[j], h->family);
