@@ -225,7 +225,8 @@ static void test_bad_input(void) {
     check_read_error("m1||a b .\nm1||a c .\nm2||d e .\n", "a b .\n", "test_metrics_hyps.txt has 1 lines but");
     check_read_error("m1||a b .\nm1||a c .\nm2||d e .\n", "a b .\n", "has 2 reference groups");
     check_read_error("", "a b .\n", "test_metrics_refs.txt: empty file");
-    check_read_error("a\n\nb\n", " \n\n", "test_metrics_hyps.txt: empty file");
+    check_read_error("a\n\nb\n", "", "test_metrics_hyps.txt: empty file");
+    check_read_error("a\n\nb\n\nc\n", " \n\n", "has 2 lines but"); /* blank lines are hypotheses */
     check_read_error("a\n\nb\n", "ok\nbad \xC3\x28 byte\n", "test_metrics_hyps.txt: line 2: invalid UTF-8");
     check_read_error("m1||a\nm2 no separator\n", "x\ny\n", "test_metrics_refs.txt: line 2: no '||'");
     /* trailing blank lines in the hypothesis file do not count as hypotheses */
@@ -236,6 +237,21 @@ static void test_bad_input(void) {
     lorac_err err = {0};
     CHECK(metrics_read_corpus(rp, hp, &c, &err) == LORAC_OK && c.n == 2, "%s", err.msg);
     if (c.hyps) metrics_corpus_free(&c);
+    /* ... but blank hypotheses of the last inputs do (a model that ends at once), and score 0 */
+    write_text(hp, "a b\n \n");
+    metrics_scores sc;
+    CHECK(metrics_read_corpus(rp, hp, &c, &err) == LORAC_OK && c.n == 2 && !c.hyps[1][0], "%s", err.msg);
+    if (c.hyps) {
+        CHECK(metrics_score_corpus(&c, &sc, &err) == LORAC_OK && sc.bleu > 0 && sc.bleu < 1, "a blank hypothesis: %s", err.msg);
+        metrics_corpus_free(&c);
+    }
+    write_text(hp, "\n\n");
+    CHECK(metrics_read_corpus(rp, hp, &c, &err) == LORAC_OK && c.n == 2, "two blank hypotheses: %s", err.msg);
+    if (c.hyps) {
+        CHECK(metrics_score_corpus(&c, &sc, &err) == LORAC_OK && sc.bleu < 1e-6 && sc.cider == 0 && sc.rouge_l == 0,
+              "blank hypotheses score 0: BLEU %g CIDEr %g ROUGE_L %g %s", sc.bleu, sc.cider, sc.rouge_l, err.msg);
+        metrics_corpus_free(&c);
+    }
     remove(rp);
     remove(hp);
 }

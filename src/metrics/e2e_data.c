@@ -74,13 +74,14 @@ static const char *next_line(const char *p, const char *e, const char **ls, cons
     return nl ? nl + 1 : e;
 }
 
-/* Reads a whole text file, rejecting unreadable, empty (only whitespace) and non-UTF-8 files. */
-static int read_text(const char *path, char **data, size_t *n, lorac_err *err) {
+/* Reads a whole text file, rejecting unreadable, empty (no bytes; with blank_ok 0, also only
+ * whitespace) and non-UTF-8 files. */
+static int read_text(const char *path, int blank_ok, char **data, size_t *n, lorac_err *err) {
     int rc = lorac_read_file(path, data, n, err);
     if (rc) return rc;
     rc = check_utf8(path, (const unsigned char *)*data, *n, err);
     size_t i = 0;
-    while (!rc && i < *n && is_space((*data)[i])) i++;
+    while (!rc && !blank_ok && i < *n && is_space((*data)[i])) i++;
     if (!rc && i == *n) rc = lorac_fail(err, LORAC_EFORMAT, "%s: empty file", path);
     if (rc) { free(*data); *data = NULL; }
     return rc;
@@ -90,7 +91,7 @@ static int read_text(const char *path, char **data, size_t *n, lorac_err *err) {
 static int read_refs(const char *path, strvec *refs, size_t **starts, size_t *n_groups, lorac_err *err) {
     char *data;
     size_t n;
-    int rc = read_text(path, &data, &n, err);
+    int rc = read_text(path, 0, &data, &n, err);
     if (rc) return rc;
     const char *p = data, *e = data + n, *ls, *le;
     /* the format: E2E context||reference if the first non-blank line has "||" */
@@ -149,17 +150,16 @@ static int read_refs(const char *path, strvec *refs, size_t **starts, size_t *n_
 static int read_hyps(const char *path, strvec *hyps, lorac_err *err) {
     char *data;
     size_t n;
-    int rc = read_text(path, &data, &n, err);
+    int rc = read_text(path, 1, &data, &n, err);
     if (rc) return rc;
+    /* every line is one input's hypothesis, a blank one included (a model may end at once), the
+     * file's last newline ending the last line; blank lines past the inputs are dropped by the caller */
     const char *p = data, *e = data + n, *ls, *le;
-    size_t keep = 0; /* lines up to the last non-blank one */
     while (!rc && p < e) {
         p = next_line(p, e, &ls, &le);
         rc = strvec_push(hyps, ls, (size_t)(le - ls), err);
-        if (ls != le) keep = hyps->n;
     }
     free(data);
-    while (hyps->n > keep) free(hyps->v[--hyps->n]);
     return rc;
 }
 
@@ -169,6 +169,7 @@ int metrics_read_corpus(const char *refs_path, const char *hyps_path, metrics_co
     size_t *starts = NULL, ng = 0;
     int rc = read_refs(refs_path, &refs, &starts, &ng, err);
     if (!rc) rc = read_hyps(hyps_path, &hyps, err);
+    while (!rc && hyps.n > ng && !hyps.v[hyps.n - 1][0]) free(hyps.v[--hyps.n]); /* trailing blank lines */
     if (!rc && hyps.n != ng)
         rc = lorac_fail(err, LORAC_EFORMAT, "%s has %zu lines but %s has %zu reference groups", hyps_path, hyps.n,
                         refs_path, ng);
