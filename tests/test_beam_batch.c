@@ -2,12 +2,15 @@
  * batching) gives, for every request, the hypotheses gen_generate gives for it alone: the same
  * tokens, the same finished flags and the same scores, bit for bit, for both beam searches
  * (GEN_BEAM_LORA, GEN_BEAM_HF with 2 returned), in request order.
- *   tiny     a random GPT-2 (fp32) and a random Llama (fp32), 9 prompts of 1..9 tokens (a one-token
- *            prompt is prefilled with the decode products), a small vocabulary with two eos ids so
- *            that requests end at different steps; batches of 2, 3 and 9 requests;
+ *   tiny     test_llama_gguf's tiny Llama in Q4_1 and Q8_0 (direct int8 products: batched), 9
+ *            prompts of 1..9 tokens (a one-token prompt is prefilled with the decode products), eos
+ *            ids the model emits (requests end at different steps), batches of 2, 3 and 9; and a
+ *            random fp32 GPT-2 and Llama, whose sgemm bits change with the row count: they stay one
+ *            request at a time (model_session_rows_exact) and give the same results too;
  *   SmolLM2  Q4_1 (int8 decode products), base and with a random LoRA (unmerged: its fp32 low-rank
- *            products over more rows), the E2E preset on 6 E2E contexts, a batch of 4 (skipped with
- *            a message when the file is absent).
+ *            path row by row in a decode step), the E2E preset on 5 E2E contexts, a batch of 4
+ *            (3 contexts, 8 tokens at the generic level and under ASan; skipped with a message when
+ *            the file is absent).
  * A counting wrapper checks that the batched runs really put several requests in one step. */
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +240,9 @@ static void test_smollm2(void) {
         "name : Wildwood | Type : pub | food : Fast food",
         "name : Zizzi | Type : pub | food : Chinese | customer rating : low | family friendly : no | near : The Sorrento",
     };
-    const int n = SANITIZED ? 3 : 5;
+    /* fewer and shorter in the sanitizer build (-O1 and ASan) and at the generic kernel level (plain
+     * C, ~3x slower; its bits are avx2's and avx512's, test_qdot) */
+    const int small = SANITIZED || lorac_isa_active() == LORAC_ISA_GENERIC, n = small ? 3 : 5;
     model *m = NULL;
     lorac_err err = {0};
     if (model_load(path, NULL, &m, &err)) {
@@ -260,7 +265,7 @@ static void test_smollm2(void) {
         if (!model_encode(m, e ? " |" : ".", e ? 2 : 1, 0, &t, &k, &err) && k == 1) cfg.eos[cfg.n_eos++] = t[0];
         free(t);
     }
-    cfg.max_new_tokens = SANITIZED ? 8 : 20;
+    cfg.max_new_tokens = small ? 8 : 20;
     CHECK(model_train_mode(m, 0, &err) == 0, "%s", err.msg);
     check_batched(m, &cfg, (const int32_t *const *)ids, lens, n, 4, 1, "SmolLM2 Q4_1 e2e");
     model_lora_opts o = fx_lora_opts(4, 8.0f, 0.0f, "q_proj,v_proj");
