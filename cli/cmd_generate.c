@@ -16,6 +16,8 @@ static void gen_usage(void) {
            "  --ngram-unit tokens|words   what --no-repeat-ngram counts (tokens); words: a token starting with\n"
            "            whitespace or ASCII punctuation starts a word, the rest continue it (docs/e2e.md)\n"
            "  --threads N  --json  each output as {\"text\": ...} (JSON-escaped as `lorac serve` answers)\n"
+           "  --batch-inputs N (8)   with --data and beams: N inputs decoded together, N x beams rows per model\n"
+           "            step (the weights are read once per step for all); the same outputs as one at a time\n"
            "  --exact-products   quantized bases: every product through dequantized fp32 weights (the\n"
            "            reference; slower). Default: decode steps (one new token per sequence) quantize the\n"
            "            activations to 8 bits per block of 32 and dot them with the stored blocks, as llama.cpp does\n"
@@ -23,22 +25,17 @@ static void gen_usage(void) {
            "--chat, the context as a user message), and one line is printed per distinct context, in order\n");
 }
 
-/* Decodes one prompt and prints the generated text (without end-of-text tokens) on one line. */
+/* --batch-inputs' default: inputs whose beams share a decode step (bench/beam.sh measures it) */
+#define GENERATE_BATCH_INPUTS 8
 static int json_out; /* --json */
 
-static int decode_one(const model *m, model_session *s, const gen_config *gc, const int32_t *ids, size_t n, int one_line,
-                      lorac_err *err) {
-    gen_model gm;
-    gen_result res;
-    gen_model_session(&gm, m, s);
-    int rc = gen_generate(&gm, gc, ids, (int)n, &res, err);
-    if (rc) return rc;
-    const gen_hyp *h = &res.hyps[0];
+/* Prints a hypothesis's text (without end-of-text tokens) on one line. */
+static int print_hyp(const model *m, const gen_hyp *h, int one_line, lorac_err *err) {
     int nt = h->n_tokens;
     if (h->finished && nt > 0) nt--; /* the eos itself is not text */
     char *text = NULL;
     size_t len = 0;
-    rc = model_decode(m, h->tokens, (size_t)nt, 1, &text, &len, err);
+    int rc = model_decode(m, h->tokens, (size_t)nt, 1, &text, &len, err);
     if (!rc && json_out) {
         json_writer w;
         jw_init(&w, stdout, 0);
@@ -62,8 +59,28 @@ static int decode_one(const model *m, model_session *s, const gen_config *gc, co
         fflush(stdout);
     }
     free(text);
-    gen_result_free(&res);
     return rc;
+}
+
+typedef struct emit_ctx {
+    const model *m;
+    int one_line;
+} emit_ctx;
+
+/* gen_generate_many's results arrive in input order: one line each */
+static int emit_line(void *user, int i, gen_result *r, lorac_err *err) {
+    const emit_ctx *e = user;
+    (void)i;
+    return print_hyp(e->m, &r->hyps[0], e->one_line, err);
+}
+
+/* Decodes n prompts, batch of them in flight (beam search), and prints one line per prompt. */
+static int decode_many(const model *m, model_session *s, const gen_config *gc, const int32_t *const *ids, const int *n,
+                       int count, int batch, int one_line, lorac_err *err) {
+    gen_model gm;
+    gen_model_session(&gm, m, s);
+    emit_ctx e = {m, one_line};
+    return gen_generate_many(&gm, gc, ids, n, count, batch, emit_line, &e, err);
 }
 
 /* The prompt's tokens: bos (when the tokenizer adds one), then the text, or with chat the template
@@ -111,16 +128,20 @@ static int generate_prompt(const model *m, model_session *s, const gen_config *g
     int rc = prompt[0] ? LORAC_OK : lorac_fail(err, LORAC_EINVAL, "--prompt is empty");
     if (!rc) rc = prompt_ids(m, prompt, strlen(prompt), chat, system, 0, &ids, &n, err);
     if (!rc && n == 0) rc = lorac_fail(err, LORAC_EINVAL, "--prompt is empty");
-    if (!rc) rc = decode_one(m, s, gc, ids, n, 0, err);
+    int ni = (int)n;
+    if (!rc) rc = decode_many(m, s, gc, (const int32_t *const *)&ids, &ni, 1, 1, 0, err);
     free(ids);
     return rc;
 }
 
 /* One line per distinct context of a data file, in the order of first occurrence. */
 static int generate_data(const model *m, model_session *s, const gen_config *gc, const char *data, int chat,
-                         const char *system, lorac_err *err) {
+                         const char *system, int batch, lorac_err *err) {
     train_examples ex;
-    int rc = train_examples_read(data, TRAIN_FORMAT_AUTO, &ex, err), read = !rc;
+    int rc = train_examples_read(data, TRAIN_FORMAT_AUTO, &ex, err), read = !rc, count = 0;
+    int32_t **ids = read ? calloc(ex.n ? ex.n : 1, sizeof *ids) : NULL;
+    int *n = read ? calloc(ex.n ? ex.n : 1, sizeof *n) : NULL;
+    if (read && (!ids || !n)) rc = lorac_fail(err, LORAC_ENOMEM, "%s: out of memory for %zu prompts", data, ex.n);
     for (size_t i = 0; !rc && i < ex.n; i++) {
         const train_example *e = &ex.ex[i];
         const char *ctx = e->context ? e->context : e->completion;
@@ -132,12 +153,14 @@ static int generate_data(const model *m, model_session *s, const gen_config *gc,
             seen = ol == cl && !memcmp(o->context ? o->context : o->completion, ctx, cl);
         }
         if (seen) continue;
-        int32_t *ids = NULL;
-        size_t n = 0;
-        rc = prompt_ids(m, ctx, cl, chat, system, model_tok(m)->eos >= 0, &ids, &n, err);
-        if (!rc) rc = decode_one(m, s, gc, ids, n, 1, err);
-        free(ids);
+        size_t len = 0;
+        rc = prompt_ids(m, ctx, cl, chat, system, model_tok(m)->eos >= 0, &ids[count], &len, err);
+        n[count++] = (int)len;
     }
+    if (!rc) rc = decode_many(m, s, gc, (const int32_t *const *)ids, n, count, batch, 1, err);
+    for (int i = 0; ids && i < count; i++) free(ids[i]);
+    free(ids);
+    free(n);
     if (read) train_examples_free(&ex);
     return rc;
 }
@@ -145,7 +168,7 @@ static int generate_data(const model *m, model_session *s, const gen_config *gc,
 int cmd_generate(int argc, char **argv) {
     const char *model_arg = NULL, *adapters[16], *prompt = NULL, *data = NULL, *system = NULL;
     int n_adapters = 0, chat = 0;
-    long threads = 0;
+    long threads = 0, batch = -1;
     gen_config gc;
     gen_config_default(&gc, 50256);
     gc.max_new_tokens = 64;
@@ -176,6 +199,7 @@ int cmd_generate(int argc, char **argv) {
         INT("--no-repeat-ngram", gc.no_repeat_ngram_size)
         NUM("--repetition-penalty", gc.repetition_penalty)
         INT("--threads", threads)
+        INT("--batch-inputs", batch)
 #undef STR
 #undef NUM
 #undef INT
@@ -206,6 +230,7 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     if (system && !chat) return cli_error("generate: --system needs --chat");
+    if (batch == 0 || batch < -1 || batch > 1024) return cli_error("generate: --batch-inputs %ld is not in 1..1024", batch);
     lorac_set_threads((int)threads);
     model *m = NULL;
     model_session *sess = NULL;
@@ -219,7 +244,7 @@ int cmd_generate(int argc, char **argv) {
     if (!rc) rc = gen_config_check(&gc, model_cfg(m)->vocab_size, &err);
     if (!rc) rc = model_train_mode(m, 0, &err); /* merged: decoding costs what the base costs */
     if (!rc && prompt) rc = generate_prompt(m, sess, &gc, prompt, chat, system, &err);
-    else if (!rc) rc = generate_data(m, sess, &gc, data, chat, system, &err);
+    else if (!rc) rc = generate_data(m, sess, &gc, data, chat, system, batch > 0 ? (int)batch : GENERATE_BATCH_INPUTS, &err);
     free(word_start);
     model_session_free(sess);
     model_free(m);

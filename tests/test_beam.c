@@ -101,7 +101,7 @@ static int toy_reorder(void *ctx, const int32_t *src, int n_seq, lorac_err *err)
 }
 
 static gen_model toy_interface(toy_model *t) {
-    gen_model m = {t, t->V, 0, toy_begin, toy_step, toy_reorder};
+    gen_model m = {t, t->V, 0, toy_begin, toy_step, toy_reorder, NULL, NULL};
     return m;
 }
 
@@ -467,7 +467,7 @@ static void test_lora_bound(void) {
         logf(0.2f), logf(0.7f), logf(0.1f), L,
     };
     bigram_model bm = {.V = 4, .table = table};
-    gen_model m = {&bm, 4, 0, bigram_begin, bigram_step, bigram_reorder};
+    gen_model m = {&bm, 4, 0, bigram_begin, bigram_step, bigram_reorder, NULL, NULL};
     gen_config cfg;
     gen_config_default(&cfg, 0);
     cfg.beam_algo = GEN_BEAM_LORA;

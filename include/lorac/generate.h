@@ -84,6 +84,10 @@ extern "C" {
  *   step(ctx, next, n_seq, 1, logits)     append one token to each of slots 0..n_seq-1;
  * and repeats the last two until done (reorder is skipped when src is the identity). Greedy and
  * sampling use one slot and never reorder.
+ * gen_generate_many (several requests in one model step) also needs step_slots and reset_slot; it
+ * then calls begin once, gives request g the slots g*num_beams.., prefills a request's first slot
+ * with step_slots after reset_slot, and reorders every slot at once (slots that keep their content
+ * have src[i] == i; a slot takes its source's length, so slots may hold different lengths).
  * ------------------------------------------------------------------------------------------- */
 typedef struct gen_model {
     void *ctx;   /* the model and its per-request cache; the decoder only passes it back */
@@ -99,6 +103,14 @@ typedef struct gen_model {
      * unspecified). A gather: src may repeat and overlap the targets, so copy through scratch
      * (or swap two cache buffers); only the first len tokens of each slot need copying. */
     int (*reorder)(void *ctx, const int32_t *src, int n_seq, lorac_err *err);
+    /* Optional (NULL: gen_generate_many decodes one request at a time). tokens (n_seq, n_new): row
+     * i is appended to the distinct slot slots[i], each at its own length; logits (n_seq, V) as
+     * step's. A row's logits must not depend on the other rows of the call (batched decoding then
+     * gives the bits of one request at a time). */
+    int (*step_slots)(void *ctx, const int *slots, const int32_t *tokens, int n_seq, int n_new, float *logits,
+                      lorac_err *err);
+    /* Empties one slot (a new request's prompt follows); the others keep their content. */
+    int (*reset_slot)(void *ctx, int slot, lorac_err *err);
 } gen_model;
 
 /* --------------------------------------------------------------------------------------------- */
@@ -168,8 +180,22 @@ int gen_generate(const gen_model *model, const gen_config *cfg, const int32_t *p
                  gen_result *out, lorac_err *err);
 void gen_result_free(gen_result *r);
 
+/* Receives request i's result; gen_generate_many frees *r when it returns (move the result out by
+ * copying *r and zeroing it). A non-zero return stops the decoding with that status. */
+typedef int (*gen_emit_fn)(void *user, int i, gen_result *r, lorac_err *err);
+/* Decodes n requests (prompts[i], n_prompts[i] tokens) and emits each result in request order, as n
+ * calls of gen_generate would (the same tokens and scores, bit for bit, when the model's rows are
+ * independent as step_slots promises). Beam search keeps up to `batch` requests in flight, one
+ * model step for all their beams (batch x num_beams rows: the weights are read once per step for
+ * all of them); when a request finishes, its slots take the next request (continuous batching).
+ * batch 1, or a model without step_slots/reset_slot, decodes one request at a time (begin per
+ * request, as gen_generate); greedy and sampling always do. */
+int gen_generate_many(const gen_model *model, const gen_config *cfg, const int32_t *const *prompts, const int *n_prompts,
+                      int n, int batch, gen_emit_fn emit, void *user, lorac_err *err);
+
 /* A causal model's KV-cache session (lorac/model.h) as a gen_model: one request at a time per
- * session. gen_model_eos sets cfg's eos ids for the model: its eos and, with a chat template,
+ * session; with step_slots and reset_slot (gen_generate_many batches) only when
+ * model_session_rows_exact (read here: attach adapters before). gen_model_eos sets cfg's eos ids for the model: its eos and, with a chat template,
  * <|im_end|> (which ends an assistant turn). */
 void gen_model_session(gen_model *gm, const model *m, model_session *s);
 void gen_model_eos(const model *m, gen_config *cfg);

@@ -311,7 +311,14 @@ int model_session_prefill_slots(model_session *s, const int *slots, const int32_
 int model_session_reset_slot(model_session *s, int slot, lorac_err *err);
 /* Tokens slot holds (-1: no such slot). */
 int model_session_slot_len(const model_session *s, int slot);
-/* Slot i := old slot src[i] for i < n_seq (a gather; src may repeat). */
+/* 1 when a decode step's rows are each the same bits whatever the other rows of the step: every
+ * product of the base and the LM head through the direct int8 kernels (quant.h; --exact-products
+ * turns them off), LoRA Linear layers (their low-rank path runs row by row in a decode step), no
+ * embedding LoRA, fused-q/k/v LoRA or mixed adapters (fp32 sgemm's bits change with its row count).
+ * gen_model_session batches several requests' beams only then. */
+int model_session_rows_exact(const model_session *s);
+/* Slot i := old slot src[i] for i < n_seq (a gather; src may repeat); each slot takes its source's
+ * length. */
 int model_session_reorder(model_session *s, const int32_t *src, int n_seq, lorac_err *err);
 /* Tokens slot 0 holds (every live slot's, when the slots run in lockstep as beams do). */
 int model_session_len(const model_session *s);

@@ -16,6 +16,15 @@ static int gm_reorder(void *ctx, const int32_t *src, int n_seq, lorac_err *err) 
     return model_session_reorder(ctx, src, n_seq, err);
 }
 
+static int gm_step_slots(void *ctx, const int *slots, const int32_t *tokens, int n_seq, int n_new, float *logits,
+                         lorac_err *err) {
+    return model_session_step_slots(ctx, slots, tokens, n_seq, n_new, logits, err);
+}
+
+static int gm_reset_slot(void *ctx, int slot, lorac_err *err) {
+    return model_session_reset_slot(ctx, slot, err);
+}
+
 void gen_model_session(gen_model *gm, const model *m, model_session *s) {
     gm->ctx = s;
     gm->vocab = model_cfg(m)->vocab_size;
@@ -23,6 +32,10 @@ void gen_model_session(gen_model *gm, const model *m, model_session *s) {
     gm->begin = gm_begin;
     gm->step = gm_step;
     gm->reorder = gm_reorder;
+    /* several requests share a step only where that changes no bits (model_session_rows_exact) */
+    int exact = model_session_rows_exact(s);
+    gm->step_slots = exact ? gm_step_slots : NULL;
+    gm->reset_slot = exact ? gm_reset_slot : NULL;
 }
 
 void gen_model_eos(const model *m, gen_config *gc) {

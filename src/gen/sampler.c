@@ -161,14 +161,7 @@ done:
     return rc;
 }
 
-int gen_generate(const gen_model *model, const gen_config *cfg, const int32_t *prompt, int n_prompt,
-                 gen_result *out, lorac_err *err) {
-    out->hyps = NULL;
-    out->n_hyps = 0;
-    if (!model->begin || !model->step || !model->reorder)
-        return lorac_fail(err, LORAC_EINVAL, "generate: the model lacks a begin, step or reorder callback");
-    int rc = gen_config_check(cfg, model->vocab, err);
-    if (rc != LORAC_OK) return rc;
+int gen_check_prompt(const gen_model *model, const gen_config *cfg, const int32_t *prompt, int n_prompt, lorac_err *err) {
     if (n_prompt < 1) return lorac_fail(err, LORAC_EINVAL, "generate: the prompt is empty");
     for (int i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= model->vocab)
@@ -179,7 +172,53 @@ int gen_generate(const gen_model *model, const gen_config *cfg, const int32_t *p
         return lorac_fail(err, LORAC_EINVAL,
                           "generate: a prompt of %d tokens plus max_new_tokens %d exceeds the model's %d positions",
                           n_prompt, cfg->max_new_tokens, model->max_len);
-    if (cfg->beam_algo == GEN_BEAM_LORA) return gen_beam_lora(model, cfg, prompt, n_prompt, out, err);
-    if (cfg->num_beams > 1) return gen_beam_hf(model, cfg, prompt, n_prompt, out, err);
+    return LORAC_OK;
+}
+
+static int check_model(const gen_model *model, const gen_config *cfg, lorac_err *err) {
+    if (!model->begin || !model->step || !model->reorder)
+        return lorac_fail(err, LORAC_EINVAL, "generate: the model lacks a begin, step or reorder callback");
+    return gen_config_check(cfg, model->vocab, err);
+}
+
+static int is_beam(const gen_config *cfg) {
+    return cfg->beam_algo == GEN_BEAM_LORA || cfg->num_beams > 1;
+}
+
+static int take_result(void *user, int i, gen_result *r, lorac_err *err) {
+    (void)i, (void)err;
+    *(gen_result *)user = *r;
+    r->hyps = NULL;
+    r->n_hyps = 0;
+    return LORAC_OK;
+}
+
+int gen_generate(const gen_model *model, const gen_config *cfg, const int32_t *prompt, int n_prompt,
+                 gen_result *out, lorac_err *err) {
+    out->hyps = NULL;
+    out->n_hyps = 0;
+    int rc = check_model(model, cfg, err);
+    if (rc == LORAC_OK) rc = gen_check_prompt(model, cfg, prompt, n_prompt, err);
+    if (rc != LORAC_OK) return rc;
+    if (is_beam(cfg)) return gen_beam_batch(model, cfg, &prompt, &n_prompt, 1, 1, take_result, out, err);
     return decode_single(model, cfg, prompt, n_prompt, out, err);
+}
+
+int gen_generate_many(const gen_model *model, const gen_config *cfg, const int32_t *const *prompts, const int *n_prompts,
+                      int n, int batch, gen_emit_fn emit, void *user, lorac_err *err) {
+    int rc = check_model(model, cfg, err);
+    for (int i = 0; rc == LORAC_OK && i < n; i++) {
+        lorac_err e = {0};
+        if ((rc = gen_check_prompt(model, cfg, prompts[i], n_prompts[i], &e)) != LORAC_OK)
+            lorac_fail(err, rc, "request %d: %s", i, e.msg);
+    }
+    if (rc != LORAC_OK || n < 1) return rc;
+    if (is_beam(cfg)) return gen_beam_batch(model, cfg, prompts, n_prompts, n, batch, emit, user, err);
+    for (int i = 0; rc == LORAC_OK && i < n; i++) { // one slot per request: nothing to batch yet
+        gen_result r;
+        if ((rc = decode_single(model, cfg, prompts[i], n_prompts[i], &r, err)) != LORAC_OK) break;
+        rc = emit(user, i, &r, err);
+        gen_result_free(&r);
+    }
+    return rc;
 }

@@ -22,7 +22,9 @@ int linear_forward(const model_linear *L, const site_lora *lo, lora_act *act, in
     if (split) return lora_merged_forward(split, act, out, inp, N, rng, err);
     if (L->w.type == QUANT_F32) op_matmul_forward(out, inp, L->w.data, L->b, N, L->C, L->OC, L->layout);
     else rc = (decode ? qmat_matmul_decode : qmat_matmul_forward)(out, inp, &L->w, L->b, N, err);
-    if (!rc && lin) rc = lora_linear_delta_forward(lin, act, out, inp, N, rng, err);
+    /* a decode step: each row's low-rank path alone (an sgemm's bits change with its row count) */
+    for (int i = 0, n = decode ? 1 : N; !rc && lin && i < N; i += n)
+        rc = lora_linear_delta_forward(lin, act, out + (size_t)i * L->OC, inp + (size_t)i * L->C, n, rng, err);
     return rc;
 }
 

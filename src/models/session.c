@@ -52,9 +52,7 @@ static void free_scratch(model_session *s) {
     free(s->scratch);
     free(s->pos);
     s->pos = NULL;
-    free(s->xg);
-    free(s->yg);
-    free(s->hg);
+    free(s->xg), free(s->yg), free(s->hg);
     s->scratch = s->xg = s->yg = s->hg = NULL;
     s->rows = s->hg_r = 0;
     free_lacts(s);
@@ -63,16 +61,23 @@ static void free_scratch(model_session *s) {
 void model_session_free(model_session *s) {
     if (!s) return;
     free_scratch(s);
-    free(s->ids);
-    free(s->lens);
-    free(s->k);
-    free(s->v);
-    free(s->scores), free(s->moved);
+    free(s->ids), free(s->lens), free(s->k), free(s->v), free(s->scores), free(s->moved);
     free(s);
 }
 
 int model_session_len(const model_session *s) { return s->n_slots ? s->lens[0] : 0; }
 int model_session_slot_len(const model_session *s, int slot) { return slot >= 0 && slot < s->n_slots ? s->lens[slot] : -1; }
+
+int model_session_rows_exact(const model_session *s) { /* fp32 products (sgemm) change bits with the row count */
+    const model *m = s->m;
+    int ok = !s->set && !m->embed_lora && qmat_direct_applies(&m->lm_head);
+    for (int l = 0; ok && l < m->cfg.n_layer; l++)
+        for (int i = 0; ok && i < ARCH_N_SITES; i++) {
+            const site_lora *lo = model_site_lora(m, l, i);
+            ok = !m->layers[l].site[i].w.data || (qmat_direct_applies(&m->layers[l].site[i].w) && !(lo && lo->split));
+        }
+    return ok;
+}
 
 int model_session_reset_slot(model_session *s, int slot, lorac_err *err) {
     if (slot < 0 || slot >= s->n_slots) return lorac_fail(err, LORAC_EINVAL, "%s: no slot %d of %d", s->m->path, slot, s->n_slots);
