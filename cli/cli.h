@@ -26,6 +26,8 @@ const char *cli_task_arg(int argc, char **argv);
 int cli_glue_task(const char *name, const glue_task **out);
 /* A model with its adapters ("PATH[:SCALE]" each, see model_attach_adapters); warnings printed. */
 int cli_open_model(const char *path, const char *const *adapters, int n_adapters, const model_load_opts *o, model **out);
+/* Seconds on the monotonic clock (for rates and ETAs). */
+double cli_now_s(void);
 /* The scores of a GLUE evaluation as one line (or one JSON object). */
 void cli_print_glue(const glue_task *t, const ft_eval_result *r, const char *split, int json);
 /* --precision fp32|bf16|auto (cli_common.c): 0, or an error already printed */

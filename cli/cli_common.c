@@ -1,7 +1,14 @@
 /* Helpers shared by several commands. */
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+
+double cli_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 const char *cli_task_arg(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i++)

@@ -20,12 +20,6 @@
 
 #include "cli.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -243,13 +237,13 @@ static int bench_train(int argc, char **argv) {
     double *t_step = calloc((size_t)steps, sizeof(double)), *t_fwd = calloc((size_t)steps, sizeof(double));
     double *t_bwd = calloc((size_t)steps, sizeof(double)), *t_opt = calloc((size_t)steps, sizeof(double));
     int rc = !ids || !targets || !t_step || !t_fwd || !t_bwd || !t_opt ? lorac_fail(&err, LORAC_ENOMEM, "out of memory") : 0;
-    double t_setup = now_s();
+    double t_setup = cli_now_s();
     if (!rc) rc = model_add_lora(m, &o.lora, (uint64_t)o.seed + 1, &err);
     if (!rc) rc = model_train_mode(m, 1, &err);
     if (!rc) rc = model_acts_alloc(m, (int)B, (int)T, &acts, &err);
     if (!rc) rc = train_params_init(&fl, model_registry(m), &err);
     if (!rc) rc = adamw_init(&opt, fl.total, &err);
-    t_setup = now_s() - t_setup;
+    t_setup = cli_now_s() - t_setup;
     lorac_rng rng;
     lorac_rng_seed(&rng, (uint64_t)o.seed + 2);
     int lm = c->head == MODEL_HEAD_LM; /* a classifier gets random labels of its head */
@@ -263,17 +257,17 @@ static int bench_train(int argc, char **argv) {
     adamw_config ac = {0.9, 0.999, 1e-8, 0.01};
     float loss = 0.0f;
     for (long s = 0; !rc && s < warmup + steps; s++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         model_zero_grad(m);
         rc = model_forward(m, acts, &mb, (float)smoothing, MODEL_FWD_TRAIN, &rng, &loss, NULL, &err);
-        double t1 = now_s();
+        double t1 = cli_now_s();
         if (!rc) rc = model_backward(m, acts, &err);
-        double t2 = now_s();
+        double t2 = cli_now_s();
         if (rc) break;
         train_params_gather(&fl, 1);
         adamw_update(&opt, &ac, 2e-4, fl.params, fl.grads, fl.decay);
         train_params_scatter(&fl);
-        double t3 = now_s();
+        double t3 = cli_now_s();
         if (!o.json) fprintf(stderr, "%s %ld: %.1f ms (loss %.4f)\n", s < warmup ? "warm-up" : "step", s < warmup ? s + 1 : s - warmup + 1,
                              1e3 * (t3 - t0), (double)loss);
         if (s >= warmup) {
@@ -363,14 +357,14 @@ static int bench_decode(model *m, const model_adapter_set *set, const int *ids, 
     for (int r = 0; !rc && r < reps; r++) {
         rc = model_session_begin(s, B, P + N, err);
         if (!rc && set) rc = model_session_use_adapters(s, set, ids, B, err);
-        double t0 = now_s();
+        double t0 = cli_now_s();
         if (!rc) rc = model_session_step(s, prompt, B, P, logits, err);
-        double t1 = now_s();
+        double t1 = cli_now_s();
         for (int i = 0; !rc && i < N; i++) {
             for (int b = 0; b < B; b++) tok[b] = argmax(logits + (size_t)b * V, V);
             rc = model_session_step(s, tok, B, 1, logits, err);
         }
-        double t2 = now_s();
+        double t2 = cli_now_s();
         tp[r] = t1 - t0;
         td[r] = t2 - t1;
     }
@@ -480,10 +474,10 @@ static int bench_generate(int argc, char **argv) {
     if (!rc) rc = model_train_mode(m, 1, &err);
     if (!rc) rc = bench_decode(m, NULL, NULL, prompt, (int)B, (int)P, (int)N, (int)reps, &unmerged, &err);
     for (long r = 0; !rc && r < reps; r++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         rc = model_train_mode(m, 0, &err);
         if (!rc) rc = model_train_mode(m, 1, &err);
-        tsw[r] = now_s() - t0;
+        tsw[r] = cli_now_s() - t0;
     }
     if (rc) {
         cli_fail(&err);

@@ -15,12 +15,6 @@
 
 #include "cli.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -97,13 +91,13 @@ static int run_batch(model *m, model_adapter_set *set, const int *ids, int n, co
     if (!rc) rc = model_session_begin(s, n, P + D, err);
     if (!rc && ids) rc = model_session_use_adapters(s, set, ids, n, err);
     for (int i = 0; i < n * P; i++) tok[i] = (int32_t)((i * 7919 + 13) % (V - 1));
-    double t0 = now_s();
+    double t0 = cli_now_s();
     if (!rc) rc = model_session_step(s, tok, n, P, logits, err);
     for (int t = 0; t < D && !rc; t++) {
         for (int i = 0; i < n; i++) tok[i] = (int32_t)((t * 31 + i * 17 + 1) % (V - 1));
         rc = model_session_step(s, tok, n, 1, logits, err);
     }
-    *sec = now_s() - t0;
+    *sec = cli_now_s() - t0;
     model_session_free(s);
     free(tok);
     free(logits);
@@ -179,28 +173,28 @@ int cmd_bench_adapters(int argc, char **argv) {
     for (int k = 0; k < K && !rc; k++) rc = model_adapter_set_add(set, ads[k], NULL, &err);
     double first = 0;
     if (!rc) { /* the first merged activation allocates the buffers; then a warm round */
-        double t0 = now_s();
+        double t0 = cli_now_s();
         rc = model_adapter_set_activate(set, 0, 1, &err);
-        first = now_s() - t0;
+        first = cli_now_s() - t0;
         for (int k = 1; k < K && !rc; k++) rc = model_adapter_set_activate(set, k, 1, &err);
     }
     for (int i = 0; i < reps && !rc; i++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         rc = model_adapter_set_activate(set, (i + 1) % K, 1, &err);
-        t_m[i] = now_s() - t0;
+        t_m[i] = cli_now_s() - t0;
     }
     for (int i = 0; i < reps && !rc; i++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         rc = model_adapter_set_activate(set, i % K, 0, &err);
-        t_u[i] = now_s() - t0;
+        t_u[i] = cli_now_s() - t0;
     }
     /* resident: each adapter's merge computed once (a warm round), then switches only point at it */
     if (!rc) rc = model_adapter_set_keep_merged(set, 1, &err);
     for (int k = 0; k < K && !rc; k++) rc = model_adapter_set_activate(set, k, 1, &err);
     for (int i = 0; i < reps && !rc; i++) {
-        double t0 = now_s();
+        double t0 = cli_now_s();
         rc = model_adapter_set_activate(set, i % K, 1, &err);
-        t_r[i] = now_s() - t0;
+        t_r[i] = cli_now_s() - t0;
     }
     if (!rc) rc = model_adapter_set_keep_merged(set, 0, &err); /* the batches below as before */
     double resident_mb = 0;
@@ -214,9 +208,9 @@ int cmd_bench_adapters(int argc, char **argv) {
             memset(y, 0, n * sizeof(float));
             double best = 1e30;
             for (int i = 0; i < 5; i++) {
-                double t0 = now_s();
+                double t0 = cli_now_s();
                 memcpy(y, x, n * sizeof(float));
-                double t = now_s() - t0;
+                double t = cli_now_s() - t0;
                 if (t < best) best = t;
             }
             floor_ms = 1e3 * best;
@@ -234,10 +228,10 @@ int cmd_bench_adapters(int argc, char **argv) {
         int n = 0;
         for (int i = 0; i < S; i++) n += ids[i] == k;
         if (!n) continue;
-        double t0 = now_s(), sec = 0;
+        double t0 = cli_now_s(), sec = 0;
         rc = model_adapter_set_activate(set, k, 1, &err);
         if (!rc) rc = run_batch(m, set, NULL, n, &o, &sec, &err);
-        grouped += now_s() - t0;
+        grouped += cli_now_s() - t0;
     }
     model_adapter_set_free(set);
     for (int k = 0; k < K; k++) peft_adapter_free(ads[k]);

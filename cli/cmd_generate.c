@@ -1,6 +1,8 @@
 /* lorac generate: decode from a prompt or from every distinct context of a data file. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -64,14 +66,25 @@ static int print_hyp(const model *m, const gen_hyp *h, int one_line, lorac_err *
 
 typedef struct emit_ctx {
     const model *m;
-    int one_line;
+    int one_line, count, tty;
+    double t0;
 } emit_ctx;
+
+/* "input 12/630 | 0.98 inputs/s | ETA 10m32s" on stderr when several prompts decode: rewritten in
+ * place on a terminal, else every 50 inputs and the last */
+static void progress(const emit_ctx *e, int done) {
+    if (e->count < 2 || (!e->tty && done != e->count && done % 50)) return;
+    const double rate = done / (cli_now_s() - e->t0), eta = (e->count - done) / rate;
+    fprintf(stderr, "%sinput %d/%d | %.2f inputs/s | ETA %dm%02ds%s", e->tty ? "\r\033[K" : "", done, e->count, rate,
+            (int)(eta / 60), (int)eta % 60, e->tty && done != e->count ? "" : "\n");
+}
 
 /* gen_generate_many's results arrive in input order: one line each */
 static int emit_line(void *user, int i, gen_result *r, lorac_err *err) {
     const emit_ctx *e = user;
-    (void)i;
-    return print_hyp(e->m, &r->hyps[0], e->one_line, err);
+    int rc = print_hyp(e->m, &r->hyps[0], e->one_line, err);
+    if (!rc) fflush(stdout), progress(e, i + 1);
+    return rc;
 }
 
 /* Decodes n prompts, batch of them in flight (beam search), and prints one line per prompt. */
@@ -79,7 +92,7 @@ static int decode_many(const model *m, model_session *s, const gen_config *gc, c
                        int count, int batch, int one_line, lorac_err *err) {
     gen_model gm;
     gen_model_session(&gm, m, s);
-    emit_ctx e = {m, one_line};
+    emit_ctx e = {m, one_line, count, isatty(2), cli_now_s()};
     return gen_generate_many(&gm, gc, ids, n, count, batch, emit_line, &e, err);
 }
 
