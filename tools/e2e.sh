@@ -17,7 +17,7 @@
 # Knobs (environment), with the defaults chosen for this model and a 3-hour budget on 2 cores
 # (docs/e2e.md says why): LORAC (build/lorac), MODEL (~/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf,
 # from tools/fetch_smollm2.sh), DATA (../shared/data/e2e), RANK (8), ALPHA (16), TARGETS (q_proj,v_proj),
-# LR (1e-3), STEPS (4000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
+# LR (1e-3), STEPS (3000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
 # MAXLEN (128), STAGE (500 steps per training stage), THREADS (nproc), EVAL_LINES (240 validation
 # lines, every EVAL_EVERY=500 steps), BATCH_INPUTS (the decoder's default when empty: inputs decoded
 # together), TEST_INPUTS (all; a number keeps the first N distinct inputs).
@@ -28,7 +28,7 @@ LORAC=${LORAC:-build/lorac}
 MODEL=${MODEL:-$HOME/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf}
 DATA=${DATA:-../shared/data/e2e}
 RANK=${RANK:-8} ALPHA=${ALPHA:-16} TARGETS=${TARGETS:-q_proj,v_proj} LR=${LR:-1e-3}
-STEPS=${STEPS:-4000} BATCH=${BATCH:-8} WARMUP=${WARMUP:-200} SMOOTH=${SMOOTH:-0.1} MAXLEN=${MAXLEN:-128}
+STEPS=${STEPS:-3000} BATCH=${BATCH:-8} WARMUP=${WARMUP:-200} SMOOTH=${SMOOTH:-0.1} MAXLEN=${MAXLEN:-128}
 STAGE=${STAGE:-500} THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 EVAL_LINES=${EVAL_LINES:-240} EVAL_EVERY=${EVAL_EVERY:-500} TEST_INPUTS=${TEST_INPUTS:-all}
 BATCH_INPUTS=${BATCH_INPUTS:-}
