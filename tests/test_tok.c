@@ -139,6 +139,62 @@ static void test_references(void) {
     free_cases(cs, n);
 }
 
+/* ---- tok_save_hf: every fixture written as tokenizer.json + tokenizer_config.json and read back ---- */
+
+static void same_settings(const char *name, const tok *a, const tok *b) {
+    int same_pieces = tok_vocab_size(a) == tok_vocab_size(b);
+    for (int32_t i = 0; same_pieces && i < tok_vocab_size(a); i++) {
+        const char *p = tok_piece(a, i), *q = tok_piece(b, i);
+        same_pieces = (!p && !q) || (p && q && !strcmp(p, q) && tok_is_special(a, i) == tok_is_special(b, i));
+    }
+    const char *ca = tok_chat_template(a), *cb = tok_chat_template(b);
+    CHECK(same_pieces && tok_get_kind(a) == tok_get_kind(b), "%s: saved vocabulary or kind differs", name);
+    CHECK(tok_bos_id(a) == tok_bos_id(b) && tok_eos_id(a) == tok_eos_id(b) && tok_unk_id(a) == tok_unk_id(b) &&
+              tok_pad_id(a) == tok_pad_id(b) && tok_add_bos(a) == tok_add_bos(b),
+          "%s: bos %d/%d eos %d/%d unk %d/%d pad %d/%d add_bos %d/%d (loaded/saved)", name, tok_bos_id(a), tok_bos_id(b),
+          tok_eos_id(a), tok_eos_id(b), tok_unk_id(a), tok_unk_id(b), tok_pad_id(a), tok_pad_id(b), tok_add_bos(a),
+          tok_add_bos(b));
+    CHECK((!ca && !cb) || (ca && cb && !strcmp(ca, cb)), "%s: chat template differs after saving", name);
+}
+
+static void test_saved(void) {
+    tcase *cs = NULL;
+    size_t n = read_cases(FIX "/cases.txt", &cs);
+    static const char *const src[][2] = {
+        {"bl_gpt2.gguf", "bl_gpt2"},     {"bl_smollm.gguf", "bl_smollm"}, {"bl_llama3.gguf", "bl_llama3"},
+        {"bl_qwen2.gguf", "bl_qwen2"},   {"spm.gguf", "spm.gguf"},        {"spm_legacy/tokenizer.json", "spm_legacy"},
+        {"spm_meta", "spm_meta"},        {"bl_smollm", "bl_smollm"},
+    };
+    char dir[64], path[512];
+    for (size_t i = 0; i < sizeof src / sizeof src[0]; i++) {
+        tok *a = NULL, *b = NULL;
+        lorac_err err = {0};
+        snprintf(path, sizeof path, FIX "/%s", src[i][0]);
+        snprintf(dir, sizeof dir, "/tmp/lorac_test_toksave_XXXXXX");
+        CHECK(tok_load(path, &a, &err) == LORAC_OK && mkdtemp(dir), "%s: %s", src[i][0], err.msg);
+        if (!a) continue;
+        CHECK(tok_save_hf(a, dir, &err) == LORAC_OK, "%s: save: %s", src[i][0], err.msg);
+        printf("saved %-26s ", src[i][0]);
+        check_fixture(dir, src[i][1], cs, n); /* the reference's ids from the saved files */
+        CHECK(tok_load(dir, &b, &err) == LORAC_OK, "%s: reload: %s", src[i][0], err.msg);
+        if (b) same_settings(src[i][0], a, b);
+        tok_free(a);
+        tok_free(b);
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        unlink(path);
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        unlink(path);
+        rmdir(dir);
+    }
+    lorac_err err = {0};
+    tok *t = NULL;
+    CHECK(tok_load(FIX "/bl_gpt2.gguf", &t, &err) == LORAC_OK, "%s", err.msg);
+    CHECK(t && tok_save_hf(t, "/nonexistent-dir/x", &err) != LORAC_OK && strstr(err.msg, "/nonexistent-dir/x"),
+          "saving into a missing directory: %s", err.msg);
+    tok_free(t);
+    free_cases(cs, n);
+}
+
 /* ---- the API on the SmolLM2-like fixture, SentencePiece BOS, GPT-2 directories ---- */
 
 static void test_api(void) {
@@ -422,6 +478,7 @@ static void test_errors(void) {
 
 int main(void) {
     test_references();
+    test_saved();
     test_api();
     test_round_trip_random();
     test_errors();

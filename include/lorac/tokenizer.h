@@ -103,6 +103,11 @@ int tok_load(const char *path, tok **out, lorac_err *err);
 int tok_load_gguf(const gguf_file *g, const char *path_for_errors, tok **out, lorac_err *err);
 /* GPT-2's vocabulary and merges files given one by one (as bpe_load). */
 int tok_load_gpt2_files(const char *vocab_path, const char *merges_path, tok **out, lorac_err *err);
+/* Writes t as DIR/tokenizer.json and DIR/tokenizer_config.json (each under a temporary name, then
+ * renamed), in the form tok_load and transformers read back: what a model directory made from a
+ * GGUF carries. A GGUF's SentencePiece scores become merges ranked by score, as transformers converts
+ * them. */
+int tok_save_hf(const tok *t, const char *dir, lorac_err *err);
 void tok_free(tok *t);
 tok_kind tok_get_kind(const tok *t);
 int tok_vocab_size(const tok *t); /* one more than the largest id */

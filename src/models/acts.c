@@ -16,15 +16,8 @@ const float *model_acts_logits(const model_acts *a) { return a->cls_logits ? a->
 
 void model_acts_free(model_acts *a) {
     if (!a) return;
-    free(a->arena);
-    free(a->in);
-    free(a->logits);
-    free(a->head_fwd);
-    free(a->head_bwd);
-    free(a->ints);
-    free(a->bytes);
-    free(a->drop_masks);
-    free(a->ddrop);
+    free(a->arena), free(a->in), free(a->logits), free(a->head_fwd), free(a->head_bwd);
+    free(a->ints), free(a->bytes), free(a->drop_masks), free(a->ddrop);
     model_acts_drop_lora(a);
     free(a);
 }

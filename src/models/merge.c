@@ -12,25 +12,24 @@ static const char *const carried[] = {"vocab.json", "merges.txt", "encoder.json"
                                       "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
 
 static int carry_files(const char *from, const char *to, lorac_err *err) {
-    for (size_t i = 0; i < sizeof carried / sizeof carried[0]; i++) {
+    int rc = LORAC_OK;
+    for (size_t i = 0; i < sizeof carried / sizeof carried[0] && !rc; i++) {
         char src[2200], dst[2200], *data = NULL;
         size_t n = 0;
         lorac_err ignore;
         snprintf(src, sizeof src, "%s/%s", from, carried[i]);
-        if (lorac_read_file(src, &data, &n, &ignore)) continue; /* absent: nothing to carry */
         snprintf(dst, sizeof dst, "%s/%s", to, carried[i]);
-        int rc = lorac_write_file(dst, data, n, err);
+        if (!lorac_read_file(src, &data, &n, &ignore)) rc = lorac_write_file(dst, data, n, err); /* absent: not carried */
         free(data);
-        if (rc) return rc;
     }
-    return LORAC_OK;
+    return rc;
 }
 
 int model_save_files(model *m, const char *dir, lorac_err *err) {
     if (m->rope_freqs)
         return lorac_fail(err, LORAC_EUNSUPPORTED, "%s: the GGUF's rope_freqs factors cannot be written to config.json", dir);
     int rc = model_weights_save_files(m, dir, 1, err);
-    return rc || model_gguf(m) ? rc : carry_files(m->path, dir, err);
+    return rc ? rc : model_gguf(m) ? model_save_tokenizer(m, dir, err) : carry_files(m->path, dir, err);
 }
 
 static int merged_hf(model *m, const char *dir, lorac_err *err) {

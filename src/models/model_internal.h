@@ -51,6 +51,7 @@ typedef struct model_store {
 typedef struct model_text model_text;
 int model_text_load(model *m, const char *path, lorac_err *err);
 void model_text_free(model_text *t);
+int model_save_tokenizer(model *m, const char *dir, lorac_err *err); /* tokenizer.json + tokenizer_config.json */
 
 struct model {
     model_config cfg;

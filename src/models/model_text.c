@@ -52,6 +52,13 @@ int model_load_tokenizer(model *m, const char *dir, lorac_err *err) {
     return rc;
 }
 
+/* A GGUF's tokenizer (metadata) as the Hugging Face files of a model directory. */
+int model_save_tokenizer(model *m, const char *dir, lorac_err *err) {
+    int rc = model_load_tokenizer(m, NULL, err);
+    const tok *g = rc ? NULL : text_tok_generic(m->text->tt);
+    return rc ? rc : g ? tok_save_hf(g, dir, err) : lorac_fail(err, LORAC_EUNSUPPORTED, "%s: no tokenizer to write", m->path);
+}
+
 static const model_text *text_of(const model *m, lorac_err *err) {
     if (!m->text) lorac_fail(err, LORAC_EINVAL, "%s: the model was loaded without its tokenizer", m->path);
     return m->text;

@@ -14,6 +14,8 @@ static const char LLAMA3_RE[] =
 static const char QWEN2_RE[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+const char *tok_hf_split_pattern(int max_digits) { return max_digits == 1 ? QWEN2_RE : LLAMA3_RE; }
+
 static int is_type(const json_value *v, const char *type) {
     const char *s = json_get_str(v, "type", NULL, NULL);
     return s && !strcmp(s, type);

@@ -186,6 +186,11 @@ void spm_free(spm_model *m);
 /* Encodes one stretch of text (between added tokens); at_start: it starts at offset 0. */
 int spm_encode_append(const struct tok *t, const uint8_t *s, size_t n, int at_start, int32_t **ids, size_t *n_ids,
                       size_t *cap, lorac_err *err);
+/* The tokenizer.json Split pattern of Llama 3 (max_digits 3) or Qwen2 (1), as tok_hf.c reads it. */
+const char *tok_hf_split_pattern(int max_digits);
+/* For tok_save.c: the merges as id pairs, best first (malloc'd), and the model's settings. */
+int spm_merges(const struct tok *t, int32_t (**out)[2], size_t *n, lorac_err *err);
+void spm_settings(const struct tok *t, int *byte_fallback, int *fuse_unk, int *prepend);
 /* Appends to ids; grows the array like emit. */
 int tok_push(int32_t **ids, size_t *n, size_t *cap, int32_t id);
 

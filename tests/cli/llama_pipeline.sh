@@ -87,6 +87,15 @@ $L merge --model "$G" --out "$T/f32.gguf" --type f32 2>/dev/null || bad "merge (
 cl=$($L eval --model "$T/f32.gguf" --data "$T/eval.jsonl" --threads 2 --json | jloss)
 check "close $cl $base 0.0005" "converted F32 loss $cl differs from the Q4_1 base's $base"
 rm -f "$T/f32.gguf"
+# ... and as a Hugging Face directory: the tokenizer travels as tokenizer.json (same ids), the loss stays
+$L merge --model "$G" --out "$T/hf" 2>/dev/null || bad "merge (convert) to a directory"
+check "[ -s '$T/hf/tokenizer.json' ] && [ -s '$T/hf/tokenizer_config.json' ]" "the directory lacks tokenizer.json"
+$L tokenize --model "$G" --file "$T/eval.jsonl" --lines >"$T/ids_gguf" || bad "tokenize the GGUF"
+$L tokenize --model "$T/hf" --file "$T/eval.jsonl" --lines >"$T/ids_hf" || bad "tokenize the directory"
+check "[ -s '$T/ids_hf' ] && cmp -s '$T/ids_gguf' '$T/ids_hf'" "the directory's tokenizer gives other ids than the GGUF's"
+hl=$($L eval --model "$T/hf" --data "$T/eval.jsonl" --threads 2 --json | jloss)
+check "close $hl $base 0.0005" "the converted directory's loss $hl differs from the Q4_1 base's $base"
+rm -rf "$T/hf"
 
 # bad input: one line, non-zero exit
 head -c 3000000 "$G" >"$T/trunc.gguf"
