@@ -51,10 +51,11 @@ static int print_hyp(const model *m, const gen_hyp *h, int one_line, lorac_err *
         fflush(stdout);
     } else if (!rc) {
         const char *p = text;
-        if (one_line) { /* the completion follows " " in the paper's recipe; keep each output on one line */
-            while (len && *p == ' ') p++, len--;
+        if (one_line) { /* the completion follows " " in the paper's recipe; one output per line, no blank-only line */
             for (size_t i = 0; i < len; i++)
-                if (text[(p - text) + i] == '\n') text[(p - text) + i] = ' ';
+                if (text[i] == '\n' || text[i] == '\r' || text[i] == '\t') text[i] = ' ';
+            while (len && *p == ' ') p++, len--;
+            while (len && p[len - 1] == ' ') len--;
         }
         fwrite(p, 1, len, stdout);
         fputc('\n', stdout);

@@ -59,6 +59,7 @@ head -n 6 "$DATA/e2e/test.txt" >"$T/test.txt"
 n_ctx=$(awk -F'[|][|]' '{print $1}' "$T/test.txt" | sort -u | wc -l)
 $L generate --model "$T/m" --adapter "$T/a" --data "$T/test.txt" --preset e2e --max-new-tokens 8 >"$T/gen" || bad "generate --preset e2e"
 check "[ \$(wc -l <'$T/gen') -eq $n_ctx ]" "generate printed $(wc -l <"$T/gen") lines for $n_ctx contexts"
+check "! grep -q '^ \\| \$' '$T/gen'" "a hypothesis line starts or ends with a space"
 $L generate --model "$T/m" --adapter "$T/a" --prompt "name[The Eagle]" --max-new-tokens 5 >"$T/g1" || bad "generate --prompt"
 check "[ \$(wc -l <'$T/g1') -eq 1 ]" "generate --prompt"
 
