@@ -61,6 +61,10 @@ int cmd_merge(int argc, char **argv) {
     lorac_err err = {0};
     model_load_opts lo = {0, 0, 1}; /* the tokenizer files are copied, not read */
     if (cli_open_model(model_arg, adapters, n_adapters, &lo, &m)) return 1;
+    size_t ml = strlen(model_arg);
+    int gguf_to_dir = ml >= 5 && !strcmp(model_arg + ml - 5, ".gguf") && (ol < 5 || strcmp(out + ol - 5, ".gguf"));
+    if (gguf_to_dir && model_load_tokenizer(m, NULL, &err)) /* a directory gets the GGUF's tokenizer as tokenizer.json */
+        fprintf(stderr, "lorac merge: note: %s gets no tokenizer files: %s\n", out, err.msg);
     int rc = model_save_merged(m, out, type, &err);
     model_free(m);
     if (rc) return cli_fail(&err);

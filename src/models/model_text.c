@@ -52,11 +52,12 @@ int model_load_tokenizer(model *m, const char *dir, lorac_err *err) {
     return rc;
 }
 
-/* A GGUF's tokenizer (metadata) as the Hugging Face files of a model directory. */
+/* A GGUF's tokenizer (metadata) as the Hugging Face files of a model directory; none when the GGUF has
+ * none lorac reads (weights-only files: `lorac merge` loads the tokenizer first and says so). */
 int model_save_tokenizer(model *m, const char *dir, lorac_err *err) {
-    int rc = model_load_tokenizer(m, NULL, err);
-    const tok *g = rc ? NULL : text_tok_generic(m->text->tt);
-    return rc ? rc : g ? tok_save_hf(g, dir, err) : lorac_fail(err, LORAC_EUNSUPPORTED, "%s: no tokenizer to write", m->path);
+    lorac_err absent;
+    const tok *g = m->text || !model_load_tokenizer(m, NULL, &absent) ? text_tok_generic(m->text->tt) : NULL;
+    return g ? tok_save_hf(g, dir, err) : LORAC_OK;
 }
 
 static const model_text *text_of(const model *m, lorac_err *err) {
