@@ -17,10 +17,14 @@
 # Knobs (environment), with the defaults chosen for this model and a 3-hour budget on 2 cores
 # (docs/e2e.md says why): LORAC (build/lorac), MODEL (~/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf,
 # from tools/fetch_smollm2.sh), DATA (../shared/data/e2e), RANK (8), ALPHA (16), TARGETS (q_proj,v_proj),
-# LR (1e-3), STEPS (3000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
+# LR (1e-3), STEPS (2000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
 # MAXLEN (128), STAGE (500 steps per training stage), THREADS (nproc), EVAL_LINES (240 validation
 # lines, every EVAL_EVERY=500 steps), BATCH_INPUTS (the decoder's default when empty: inputs decoded
-# together), TEST_INPUTS (all; a number keeps the first N distinct inputs).
+# together), TEST_INPUTS (all; a number keeps the first N distinct inputs), SHUFFLE_SEED (1: the
+# training lines are taken in the order of OUTDIR/train.txt, a copy of train.txt shuffled by a
+# Park-Miller generator in awk from this seed, read with --no-shuffle, so that another trainer can take
+# the same batches: tools/e2e_overlay.sh), INIT (a PEFT adapter to start from, --init-adapter: its
+# config gives rank, alpha and targets; default fresh layers from lorac's seed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: tools/e2e.sh OUTDIR}
@@ -28,10 +32,10 @@ LORAC=${LORAC:-build/lorac}
 MODEL=${MODEL:-$HOME/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf}
 DATA=${DATA:-../shared/data/e2e}
 RANK=${RANK:-8} ALPHA=${ALPHA:-16} TARGETS=${TARGETS:-q_proj,v_proj} LR=${LR:-1e-3}
-STEPS=${STEPS:-3000} BATCH=${BATCH:-8} WARMUP=${WARMUP:-200} SMOOTH=${SMOOTH:-0.1} MAXLEN=${MAXLEN:-128}
+STEPS=${STEPS:-2000} BATCH=${BATCH:-8} WARMUP=${WARMUP:-200} SMOOTH=${SMOOTH:-0.1} MAXLEN=${MAXLEN:-128}
 STAGE=${STAGE:-500} THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 EVAL_LINES=${EVAL_LINES:-240} EVAL_EVERY=${EVAL_EVERY:-500} TEST_INPUTS=${TEST_INPUTS:-all}
-BATCH_INPUTS=${BATCH_INPUTS:-}
+BATCH_INPUTS=${BATCH_INPUTS:-} SHUFFLE_SEED=${SHUFFLE_SEED:-1} INIT=${INIT:-}
 if [ "${SMOKE:-0}" = 1 ]; then
   STEPS=6 STAGE=3 WARMUP=2 EVAL_LINES=24 EVAL_EVERY=3 TEST_INPUTS=4
 fi
@@ -48,10 +52,16 @@ TIMEF="%e s wall, %M KiB peak RSS"
 if [ "$TEST_INPUTS" = all ]; then cp "$DATA/test.txt" "$OUT/test.txt"
 else awk -F'\\|\\|' -v n="$TEST_INPUTS" '$1 != prev {k++; prev = $1} k <= n' "$DATA/test.txt" >"$OUT/test.txt"; fi
 head -n "$EVAL_LINES" "$DATA/valid.txt" >"$OUT/valid.txt"
+# the training order: x <- 16807 x mod (2^31 - 1) is exact in awk's doubles, so every awk gives it
+awk -v seed="$SHUFFLE_SEED" 'BEGIN {x = seed % 2147483647; if (x < 1) x = 1}
+  {x = (x * 16807) % 2147483647; printf "%010d\t%08d\t%s\n", x, NR, $0}' "$DATA/train.txt" |
+  sort -t "$(printf '\t')" -k1,1n -k2,2n | cut -f3- >"$OUT/train.txt.tmp"
+mv "$OUT/train.txt.tmp" "$OUT/train.txt"
 
 # ---------------------------------------------------------------- 1. training, in stages
-train=(train --model "$MODEL" --data "$DATA/train.txt" --out "$OUT/adapter" --rank "$RANK" --alpha "$ALPHA"
-  --targets "$TARGETS" --lr "$LR" --steps "$STEPS" --batch-size "$BATCH" --warmup "$WARMUP"
+if [ -n "$INIT" ]; then layers=(--init-adapter "$INIT")
+else layers=(--rank "$RANK" --alpha "$ALPHA" --targets "$TARGETS"); fi
+train=(train --model "$MODEL" --data "$OUT/train.txt" --no-shuffle --out "$OUT/adapter" "${layers[@]}" --lr "$LR" --steps "$STEPS" --batch-size "$BATCH" --warmup "$WARMUP"
   --label-smoothing "$SMOOTH" --max-seq-len "$MAXLEN" --threads "$THREADS" --eval-data "$OUT/valid.txt"
   --eval-every "$EVAL_EVERY")
 done_steps() { [ -f "$OUT/adapter/train_log.jsonl" ] && grep -c '"loss"' "$OUT/adapter/train_log.jsonl" || echo 0; }
@@ -87,12 +97,15 @@ dec_s=$(awk '/^decode/ {s = $2} END {print s + 0}' "$OUT/time.txt")
 dec_rss=$(awk '/^decode/ {m = $5} END {print int(m / 1024)}' "$OUT/time.txt")
 tok_s=$(awk -F'"tokens_per_s":' 'NF > 1 {split($2, a, /[,}]/); s += a[1]; n++} END {printf "%.0f", n ? s / n : 0}' \
   "$OUT/adapter/train_log.jsonl")
+cfg=$OUT/adapter/adapter_config.json # rank and targets as trained (INIT's when given)
+r=$(sed -n 's/^ *"r": *\([0-9]*\).*/\1/p' "$cfg")
+targets=$(awk '/"target_modules"/ {on = 1; next} on && /\]/ {on = 0} on {gsub(/[ ",]/, ""); printf "%s%s", s, $0; s = ","}' "$cfg")
 score() { sed -n "s/.*\"$1\": *\\([0-9.eE+-]*\\).*/\\1/p" "$OUT/scores.json"; }
 {
   echo "| run | BLEU | NIST | METEOR | ROUGE-L | CIDEr | train | tokens/s | peak RSS | decode | peak RSS |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  printf '| lorac, %s, r %s on %s, %s steps of %s | %s | %s | %s | %s | %s | %.0f s | %s | %s MiB | %.0f s | %s MiB |\n' \
-    "$(basename "$MODEL")" "$RANK" "$TARGETS" "$STEPS" "$BATCH" "$(score BLEU)" "$(score NIST)" "$(score METEOR)" \
+  printf '| lorac, %s, r %s on %s%s, %s steps of %s | %s | %s | %s | %s | %s | %.0f s | %s | %s MiB | %.0f s | %s MiB |\n' \
+    "$(basename "$MODEL")" "$r" "$targets" "${INIT:+ from $(basename "$INIT")}" "$STEPS" "$BATCH" "$(score BLEU)" "$(score NIST)" "$(score METEOR)" \
     "$(score ROUGE_L)" "$(score CIDEr)" "$train_s" "$tok_s" "$train_rss" "$dec_s" "$dec_rss"
 } >"$OUT/results.md.tmp"
 mv "$OUT/results.md.tmp" "$OUT/results.md"

@@ -205,17 +205,25 @@ def bert_dir(case_dir, tmp):
 
 # ---------------------------------------------------------------- data and batches
 
-def lm_examples(tok, eos, path, add_bos=None):
+def lm_examples(tok, eos, path, add_bos=None, max_len=None):
+    """JSONL {prompt, completion} lines, or E2E `context||completion` lines (stripped, as lorac reads them);
+    max_len keeps the first max_len tokens of a row, as lorac's --max-seq-len does."""
     rows = []
     for line in open(path, encoding="utf-8"):
         if not line.strip():
             continue
-        ex = json.loads(line)
+        if line.lstrip().startswith("{"):
+            ex = json.loads(line)
+        else:
+            ctx, comp = line.strip().split("||")
+            ex = {"prompt": ctx, "completion": comp}
         a = tok.encode(ex["prompt"], add_special_tokens=False)
         c = tok.encode(" " + ex["completion"], add_special_tokens=False)
         ids = ([add_bos] if add_bos is not None else []) + a + [eos] + c + [eos]
         first = len(ids) - len(c) - 1  # the first scored (predicted) position: the completion's first token
         tg = [ids[q + 1] if q + 1 >= first else -100 for q in range(len(ids) - 1)] + [-100]
+        if max_len and len(ids) > max_len:
+            ids, tg = ids[:max_len], tg[:max_len - 1] + [-100]
         rows.append((ids, tg))
     return rows
 
@@ -271,7 +279,8 @@ def split_mask(pm, split, r):
 
 
 def make_init(base, c, out, seed, scale=0.2):
-    """A PEFT adapter with random non-zero A and B (and a perturbed head for a classifier)."""
+    """A PEFT adapter with random non-zero A and B (and a perturbed head for a classifier); scale 0 keeps PEFT's own
+    initialisation (A Kaiming-uniform, B zero: a fresh run's start, as tools/e2e_overlay.sh uses)."""
     torch.manual_seed(seed)
     k = sum(c["split"]) if c["split"] else 1
     kw = dict(r=c["r"] * k, lora_alpha=c["alpha"] * k, target_modules=c["targets"], lora_dropout=0.0, bias="none")
@@ -283,7 +292,7 @@ def make_init(base, c, out, seed, scale=0.2):
     masks = split_mask(pm, c["split"], c["r"]) if c["split"] else {}
     with torch.no_grad():
         for n, p in pm.named_parameters():
-            if "lora_" in n:
+            if "lora_" in n and scale > 0:
                 p.copy_(scale * torch.randn_like(p) * masks.get(n, 1))
             elif "modules_to_save" in n:
                 p.add_(0.1 * torch.randn_like(p))
@@ -309,7 +318,7 @@ def decay_groups(model):
 def train(pm, it, c, masks, log):
     from transformers import get_linear_schedule_with_warmup
     opt = torch.optim.AdamW(decay_groups(pm), lr=c["lr"], betas=(0.9, 0.999), eps=1e-8, weight_decay=c["wd"])
-    sched = get_linear_schedule_with_warmup(opt, c["warmup"], c["steps"])
+    sched = get_linear_schedule_with_warmup(opt, c["warmup"], c.get("schedule_steps") or c["steps"])
     ce = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=c["ls"])
     params = [p for p in pm.parameters() if p.requires_grad]
     for n, p in pm.named_parameters():
@@ -436,20 +445,29 @@ def by_hand(a):
     (the reference is not run again when a.out holds one)."""
     kind = "bert" if json.load(open(os.path.join(a.model, "config.json")))["model_type"] in ("bert", "roberta") else "lm"
     c = dict(kind=kind, r=a.rank, alpha=a.alpha, targets=a.targets.split(","), split=None, steps=a.steps, batch=a.batch_size,
-             accum=a.grad_accum, lr=a.lr, warmup=a.warmup, wd=a.weight_decay, ls=a.label_smoothing, clip=a.clip)
+             accum=a.grad_accum, lr=a.lr, warmup=a.warmup, wd=a.weight_decay, ls=a.label_smoothing, clip=a.clip,
+             schedule_steps=a.schedule_steps)
     done = os.path.join(a.out, "losses.txt")
     if a.compare and os.path.exists(done):  # the reference ran already: compare only
         return compare(a, [(int(s), float(x), float(lr), float(g)) for s, x, lr, g in (ln.split() for ln in open(done))])
     if not os.path.exists(os.path.join(a.init_adapter, "adapter_config.json")):
-        make_init(load_base(kind, a.model), c, a.init_adapter, seed=0, scale=a.init_scale)
+        make_init(load_base(kind, a.model), c, a.init_adapter, seed=a.seed, scale=a.init_scale)
+    if a.init_only:
+        return 0
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(a.model)
     if kind == "bert":
         rows, pad = cls_examples(tok, a.data, a.max_seq_len), tok.pad_token_id
     else:
         bos = tok.bos_token_id if tok("x")["input_ids"][:1] == [tok.bos_token_id] else None
-        rows, pad = lm_examples(tok, tok.eos_token_id, a.data, bos), tok.eos_token_id
+        rows, pad = lm_examples(tok, tok.eos_token_id, a.data, bos, a.max_seq_len), tok.eos_token_id
     pm = PeftModel.from_pretrained(load_base(kind, a.model), a.init_adapter, is_trainable=True)
+    if a.lora_dropout > 0:  # PEFT builds an Identity where the adapter's config says 0
+        torch.manual_seed(a.seed)
+        for m in pm.modules():
+            if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict):
+                for k in m.lora_dropout:
+                    m.lora_dropout[k] = torch.nn.Dropout(a.lora_dropout)
     log = train(pm, batches(rows, c["batch"], pad), c, {}, True)
     pm.save_pretrained(os.path.join(a.out, "final"), safe_serialization=True)
     with open(os.path.join(a.out, "losses.txt"), "w") as f:
@@ -483,8 +501,15 @@ def main():
                      label_smoothing=0.0, clip=1.0, max_seq_len=128, init_scale=0.02).items():
         h.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
     h.add_argument("--targets", default="q_proj,v_proj")
+    h.add_argument("--schedule-steps", type=int, default=0, help="the length of the linear schedule (default --steps): "
+                   "the first --steps of a longer run")
+    h.add_argument("--seed", type=int, default=0, help="the initial adapter's seed (when it is made)")
+    h.add_argument("--init-only", action="store_true", help="make --init-adapter and stop")
+    h.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout of the run (its random draws are "
+                   "PyTorch's, not lorac's: only for overlays, not with --compare)")
+    h.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.model:
         os.makedirs(args.out, exist_ok=True)
         return by_hand(args)
