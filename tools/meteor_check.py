@@ -27,22 +27,11 @@ import subprocess
 import sys
 import tempfile
 
+from e2e_refs import read_e2e
+
 TOL = 1e-4
 
 
-def read_e2e(path):
-    groups = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            ctx, ref = line.split("||", 1)
-            if groups and groups[-1][0] == ctx:
-                groups[-1][1].append(ref.strip())
-            else:
-                groups.append((ctx, [ref.strip()]))
-    return groups
 
 
 WORD = re.compile(r"[A-Za-z]+|[^A-Za-z\s]+")

@@ -42,29 +42,13 @@ import subprocess
 import sys
 from collections import defaultdict
 
+from e2e_refs import read_e2e
+
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor import meteor as meteor_mod
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
-
-# ---------------------------------------------------------------- E2E data
-def read_e2e(path):
-    """Groups consecutive lines with the same context: [(context, [refs])]."""
-    groups = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            ctx, ref = line.split("||", 1)
-            ref = ref.strip()
-            if groups and groups[-1][0] == ctx:
-                groups[-1][1].append(ref)
-            else:
-                groups.append((ctx, [ref]))
-    return groups
 
 
 # ---------------------------------------------------------------- BLEU / NIST (pymteval rules)
