@@ -59,7 +59,7 @@ int cmd_merge(int argc, char **argv) {
         return cli_error("merge: --type applies to a .gguf --out (a directory is written in F32)");
     model *m = NULL;
     lorac_err err = {0};
-    model_load_opts lo = {0, 0, 1}; /* the tokenizer files are copied, not read */
+    model_load_opts lo = {0, 0, 1}; /* a directory's tokenizer files are copied, not read (a GGUF's: below) */
     if (cli_open_model(model_arg, adapters, n_adapters, &lo, &m)) return 1;
     size_t ml = strlen(model_arg);
     int gguf_to_dir = ml >= 5 && !strcmp(model_arg + ml - 5, ".gguf") && (ol < 5 || strcmp(out + ol - 5, ".gguf"));

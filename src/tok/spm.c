@@ -241,68 +241,8 @@ done:
     return rc;
 }
 
-/* ---- the merges a tokenizer.json needs (tok_save.c) ---- */
-
-typedef struct ranked_merge {
-    float score;                  /* the merged piece's: higher first */
-    int32_t merged, left, right;  /* then by these ids: transformers' SentencePieceExtractor order */
-} ranked_merge;
-
-static int ranked_cmp(const void *pa, const void *pb) {
-    const ranked_merge *a = pa, *b = pb;
-    if (a->score != b->score) return a->score > b->score ? -1 : 1;
-    if (a->merged != b->merged) return a->merged < b->merged ? -1 : 1;
-    if (a->left != b->left) return a->left < b->left ? -1 : 1;
-    return (a->right > b->right) - (a->right < b->right);
-}
-
-/* Merges mode: the table's pairs in rank order. Scores mode (GGUF): every split of a NORMAL piece into
- * two pieces, ranked by the piece's score, as transformers converts a SentencePiece model. */
-int spm_merges(const tok *t, int32_t (**out)[2], size_t *n, lorac_err *err) {
+/* What tok_save.c writes into a tokenizer.json. */
+spm_parts spm_get_parts(const tok *t) {
     const spm_model *m = t->spm;
-    size_t cap = 0, k = 0;
-    ranked_merge *r = NULL;
-    if (!m->scores) {
-        for (size_t i = 0; i <= m->pair_mask; i++) cap += m->pairs[i].key != BPE_EMPTY_KEY;
-    } else {
-        for (int32_t v = 0; v < t->n_vocab; v++)
-            if (t->attr[v] == TOK_ATTR_NORMAL && t->spell_off[v] != UINT32_MAX) cap += t->spell_len[v];
-    }
-    r = malloc((cap ? cap : 1) * sizeof *r);
-    *out = malloc((cap ? cap : 1) * sizeof **out);
-    if (!r || !*out) {
-        free(r);
-        free(*out);
-        *out = NULL;
-        return lorac_fail(err, LORAC_ENOMEM, "tokenizer merges: out of memory");
-    }
-    if (!m->scores) {
-        for (size_t i = 0; i <= m->pair_mask; i++)
-            if (m->pairs[i].key != BPE_EMPTY_KEY)
-                r[k++] = (ranked_merge){(float)-m->pairs[i].rank, m->pairs[i].merged, (int32_t)(m->pairs[i].key >> 32),
-                                        (int32_t)(uint32_t)m->pairs[i].key};
-    } else {
-        for (int32_t v = 0; v < t->n_vocab; v++) {
-            if (t->attr[v] != TOK_ATTR_NORMAL || t->spell_off[v] == UINT32_MAX) continue;
-            const char *s = t->spell + t->spell_off[v];
-            for (uint32_t c = 1; c < t->spell_len[v]; c++) {
-                if (((uint8_t)s[c] & 0xC0) == 0x80) continue; /* split between characters only */
-                int32_t a = tok_find_n(t, s, c), b = tok_find_n(t, s + c, t->spell_len[v] - c);
-                if (a >= 0 && b >= 0 && t->attr[a] == TOK_ATTR_NORMAL && t->attr[b] == TOK_ATTR_NORMAL)
-                    r[k++] = (ranked_merge){m->scores[v], v, a, b};
-            }
-        }
-    }
-    qsort(r, k, sizeof *r, ranked_cmp);
-    for (size_t i = 0; i < k; i++) (*out)[i][0] = r[i].left, (*out)[i][1] = r[i].right;
-    *n = k;
-    free(r);
-    return LORAC_OK;
-}
-
-/* The settings a tokenizer.json spells out. */
-void spm_settings(const tok *t, int *byte_fallback, int *fuse_unk, int *prepend) {
-    *byte_fallback = t->spm->byte_fallback;
-    *fuse_unk = t->spm->fuse_unk;
-    *prepend = t->spm->prepend;
+    return (spm_parts){m->scores, m->pairs, m->pair_mask, m->byte_fallback, m->fuse_unk, m->prepend};
 }

@@ -188,9 +188,15 @@ int spm_encode_append(const struct tok *t, const uint8_t *s, size_t n, int at_st
                       size_t *cap, lorac_err *err);
 /* The tokenizer.json Split pattern of Llama 3 (max_digits 3) or Qwen2 (1), as tok_hf.c reads it. */
 const char *tok_hf_split_pattern(int max_digits);
-/* For tok_save.c: the merges as id pairs, best first (malloc'd), and the model's settings. */
-int spm_merges(const struct tok *t, int32_t (**out)[2], size_t *n, lorac_err *err);
-void spm_settings(const struct tok *t, int *byte_fallback, int *fuse_unk, int *prepend);
+/* For tok_save.c: a SentencePiece-style model's scores (GGUF; NULL in merges mode) or pair table
+ * (merges mode: rank = position in the merges), and its settings. */
+typedef struct spm_parts {
+    const float *scores;
+    const bpe_pair_slot *pairs;
+    size_t pair_mask;
+    int byte_fallback, fuse_unk, prepend;
+} spm_parts;
+spm_parts spm_get_parts(const struct tok *t);
 /* Appends to ids; grows the array like emit. */
 int tok_push(int32_t **ids, size_t *n, size_t *cap, int32_t id);
 

@@ -62,9 +62,8 @@ static void byte_level(json_writer *w, int add_prefix_space, int use_regex) {
 
 /* normalizer and pre_tokenizer. */
 static void pre_tokenizer(json_writer *w, const tok *t) {
-    int bf, fuse, prepend;
     if (t->kind == TOK_SPM) {
-        spm_settings(t, &bf, &fuse, &prepend);
+        int prepend = spm_get_parts(t).prepend;
         jw_key(w, "normalizer");
         if (prepend == SPM_PREPEND_ALWAYS || prepend == SPM_PREPEND_NONE) { /* the legacy normalizer */
             jw_object_begin(w);
@@ -185,8 +184,7 @@ static void decoder(json_writer *w, const tok *t) {
         byte_level(w, 1, 1);
         return;
     }
-    int bf, fuse, prepend;
-    spm_settings(t, &bf, &fuse, &prepend);
+    int prepend = spm_get_parts(t).prepend;
     jw_object_begin(w); /* "▁" back to " ", <0xXX> to bytes, the prepended space dropped */
     key_str(w, "type", "Sequence");
     jw_key(w, "decoders");
@@ -217,23 +215,69 @@ static void decoder(json_writer *w, const tok *t) {
     jw_object_end(w);
 }
 
-/* Byte-level BPE: the pair table in rank order. */
-static int bpe_merge_list(const tok *t, int32_t (**out)[2], size_t *n, lorac_err *err) {
-    const bpe_tokenizer *b = t->bpe;
-    *n = b->nmerges;
-    *out = malloc((b->nmerges ? b->nmerges : 1) * sizeof **out);
+/* A pair table (byte-level BPE, or SentencePiece-style from merges) as its pairs in rank order; ranks
+ * are below nranks, and a rank with no pair (a repeated merge dropped at load) leaves no hole. */
+static int table_merges(const bpe_pair_slot *slots, size_t mask, size_t nranks, int32_t (**out)[2], size_t *n,
+                        lorac_err *err) {
+    *out = malloc((nranks ? nranks : 1) * sizeof **out);
     if (!*out) return lorac_fail(err, LORAC_ENOMEM, "tokenizer merges: out of memory");
-    for (size_t i = 0; i < b->nmerges; i++) (*out)[i][0] = (*out)[i][1] = -1;
-    for (size_t i = 0; i <= b->pair_mask; i++) {
-        const bpe_pair_slot *p = &b->pair_slots[i];
-        if (p->key != BPE_EMPTY_KEY && p->rank >= 0 && (size_t)p->rank < b->nmerges)
-            (*out)[p->rank][0] = (int32_t)(p->key >> 32), (*out)[p->rank][1] = (int32_t)(uint32_t)p->key;
-    }
-    size_t k = 0; /* ranks of merges that were dropped at load (repeats) leave holes */
-    for (size_t i = 0; i < b->nmerges; i++)
+    for (size_t i = 0; i < nranks; i++) (*out)[i][0] = -1;
+    for (size_t i = 0; i <= mask; i++)
+        if (slots[i].key != BPE_EMPTY_KEY && slots[i].rank >= 0 && (size_t)slots[i].rank < nranks)
+            (*out)[slots[i].rank][0] = (int32_t)(slots[i].key >> 32), (*out)[slots[i].rank][1] = (int32_t)(uint32_t)slots[i].key;
+    size_t k = 0;
+    for (size_t i = 0; i < nranks; i++)
         if ((*out)[i][0] >= 0) (*out)[k][0] = (*out)[i][0], (*out)[k++][1] = (*out)[i][1];
     *n = k;
     return LORAC_OK;
+}
+
+typedef struct scored_merge {
+    float score;                  /* the merged piece's: higher first */
+    int32_t merged, left, right;  /* then by these ids: transformers' SentencePieceExtractor order */
+} scored_merge;
+
+static int scored_cmp(const void *pa, const void *pb) {
+    const scored_merge *a = pa, *b = pb;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    if (a->merged != b->merged) return a->merged < b->merged ? -1 : 1;
+    if (a->left != b->left) return a->left < b->left ? -1 : 1;
+    return (a->right > b->right) - (a->right < b->right);
+}
+
+/* A GGUF's SentencePiece scores as merges: every split of a NORMAL piece into two NORMAL pieces, ranked
+ * by the piece's score, as transformers converts a SentencePiece model. */
+static int scored_merges(const tok *t, const float *scores, int32_t (**out)[2], size_t *n, lorac_err *err) {
+    size_t cap = 0, k = 0;
+    for (int32_t v = 0; v < t->n_vocab; v++)
+        if (t->attr[v] == TOK_ATTR_NORMAL && t->spell_off[v] != UINT32_MAX) cap += t->spell_len[v];
+    scored_merge *r = malloc((cap ? cap : 1) * sizeof *r);
+    *out = malloc((cap ? cap : 1) * sizeof **out);
+    if (!r || !*out) {
+        free(r), free(*out), *out = NULL;
+        return lorac_fail(err, LORAC_ENOMEM, "tokenizer merges: out of memory");
+    }
+    for (int32_t v = 0; v < t->n_vocab; v++) {
+        if (t->attr[v] != TOK_ATTR_NORMAL || t->spell_off[v] == UINT32_MAX) continue;
+        const char *s = t->spell + t->spell_off[v];
+        for (uint32_t c = 1; c < t->spell_len[v]; c++) {
+            if (((uint8_t)s[c] & 0xC0) == 0x80) continue; /* split between characters only */
+            int32_t a = tok_find_n(t, s, c), b = tok_find_n(t, s + c, t->spell_len[v] - c);
+            if (a >= 0 && b >= 0 && t->attr[a] == TOK_ATTR_NORMAL && t->attr[b] == TOK_ATTR_NORMAL)
+                r[k++] = (scored_merge){scores[v], v, a, b};
+        }
+    }
+    qsort(r, k, sizeof *r, scored_cmp);
+    for (size_t i = 0; i < k; i++) (*out)[i][0] = r[i].left, (*out)[i][1] = r[i].right;
+    *n = k;
+    free(r);
+    return LORAC_OK;
+}
+
+static int merge_list(const tok *t, int32_t (**out)[2], size_t *n, lorac_err *err) {
+    if (t->kind != TOK_SPM) return table_merges(t->bpe->pair_slots, t->bpe->pair_mask, t->bpe->nmerges, out, n, err);
+    spm_parts sp = spm_get_parts(t);
+    return sp.scores ? scored_merges(t, sp.scores, out, n, err) : table_merges(sp.pairs, sp.pair_mask, sp.pair_mask + 1, out, n, err);
 }
 
 static void model_json(json_writer *w, const tok *t, const int32_t (*merges)[2], size_t nmerges) {
@@ -245,10 +289,9 @@ static void model_json(json_writer *w, const tok *t, const int32_t (*merges)[2],
     key_str(w, "continuing_subword_prefix", NULL);
     key_str(w, "end_of_word_suffix", NULL);
     if (t->kind == TOK_SPM) {
-        int bf, fuse, prepend;
-        spm_settings(t, &bf, &fuse, &prepend);
-        key_bool(w, "fuse_unk", fuse);
-        key_bool(w, "byte_fallback", bf);
+        spm_parts sp = spm_get_parts(t);
+        key_bool(w, "fuse_unk", sp.fuse_unk);
+        key_bool(w, "byte_fallback", sp.byte_fallback);
         key_bool(w, "ignore_merges", 0);
     } else {
         key_bool(w, "fuse_unk", 0);
@@ -278,7 +321,7 @@ static void model_json(json_writer *w, const tok *t, const int32_t (*merges)[2],
 static int write_tokenizer_json(const tok *t, const char *path, lorac_err *err) {
     int32_t (*merges)[2] = NULL;
     size_t nmerges = 0;
-    int rc = t->kind == TOK_SPM ? spm_merges(t, &merges, &nmerges, err) : bpe_merge_list(t, &merges, &nmerges, err);
+    int rc = merge_list(t, &merges, &nmerges, err);
     if (rc) return rc;
     json_writer w;
     lorac_out o;
