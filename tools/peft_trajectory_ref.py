@@ -209,14 +209,16 @@ def lm_examples(tok, eos, path, add_bos=None, max_len=None):
     """JSONL {prompt, completion} lines, or E2E `context||completion` lines (stripped, as lorac reads them);
     max_len keeps the first max_len tokens of a row, as lorac's --max-seq-len does."""
     rows = []
-    for line in open(path, encoding="utf-8"):
+    for lineno, line in enumerate(open(path, encoding="utf-8"), 1):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
             ex = json.loads(line)
-        else:
+        elif line.count("||") == 1:
             ctx, comp = line.strip().split("||")
             ex = {"prompt": ctx, "completion": comp}
+        else:
+            raise SystemExit(f"{path}:{lineno}: expected one \"||\" between context and completion (or a JSON object)")
         a = tok.encode(ex["prompt"], add_special_tokens=False)
         c = tok.encode(" " + ex["completion"], add_special_tokens=False)
         ids = ([add_bos] if add_bos is not None else []) + a + [eos] + c + [eos]
