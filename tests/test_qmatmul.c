@@ -7,7 +7,8 @@
  * and, run twice with 1 thread and twice with 2, the same bits for the same thread count; 1 and 2
  * threads within the bound of two summation orders (check_sum_orders: OpenBLAS does the sums, and
  * its split of them may change with the thread count). Shapes cover one tile, many row tiles and
- * several column strips (a strip is 256 columns, a tile 65536 floats). */
+ * several column strips (a strip is 256 columns, a tile 65536 floats). Under bf16 precision, where
+ * the CPU has it: check_bf16_type. */
 #include "check.h"
 #include "lorac.h"
 
@@ -140,6 +141,55 @@ static void check_type_shape(int type, int rows, int cols, int N, lorac_rng *rng
     for (int k = 0; k < 4; k++) free(outs[k]), free(dins[k]);
 }
 
+/* Under bf16 precision a stored type is dequantized in slabs and multiplied by the bf16 GEMM: the
+ * forward must give the bits of op_matmul_forward on the dequantized f32 matrix, the backward
+ * op_matmul_backward's result within two summation orders (it sums slab after slab), both the same
+ * bits with 1 and 2 threads. 1,400 rows of 768 are two slabs (4 MiB of f32 each). */
+static void check_bf16_type(int type, int rows, int cols, int N, lorac_rng *rng) {
+    const char *tn = quant_type_name(type);
+    uint8_t *data = make_weight(type, rows, cols, rng);
+    qmat w = {(quant_type)type, rows, cols, data};
+    const size_t no = (size_t)N * rows, ni = (size_t)N * cols;
+    float *wf = malloc((size_t)rows * cols * sizeof *wf), *inp = malloc(ni * sizeof *inp);
+    float *bias = malloc((size_t)rows * sizeof *bias), *dout = malloc(no * sizeof *dout);
+    float *out[2], *din[2], *ref = malloc(no * sizeof *ref), *dref = malloc(ni * sizeof *dref);
+    double *dmag = malloc(ni * sizeof *dmag);
+    for (int r = 0; r < rows; r++) qmat_row_f32(&w, r, wf + (size_t)r * cols);
+    fill_normal(inp, ni, rng, 1.0f);
+    fill_normal(bias, (size_t)rows, rng, 0.1f);
+    fill_normal(dout, no, rng, 1.0f);
+    lorac_err err = {0};
+    op_set_matmul_precision(OP_PREC_BF16);
+    for (int t = 0; t < 2; t++) {
+        out[t] = malloc(no * sizeof *out[t]), din[t] = malloc(ni * sizeof *din[t]);
+        lorac_set_threads(t + 1);
+        CHECK(qmat_matmul_forward(out[t], inp, &w, bias, N, &err) == LORAC_OK, "%s", err.msg);
+        for (size_t i = 0; i < ni; i++) din[t][i] = 0.5f;
+        CHECK(qmat_matmul_backward_input(din[t], dout, &w, N, &err) == LORAC_OK, "%s", err.msg);
+    }
+    op_matmul_forward(ref, inp, wf, bias, N, cols, rows, OP_W_OUT_IN);
+    for (size_t i = 0; i < ni; i++) dref[i] = 0.5f;
+    op_matmul_backward(dref, NULL, NULL, dout, inp, wf, 1.0f, N, cols, rows, OP_W_OUT_IN);
+    op_set_matmul_precision(OP_PREC_FP32);
+    /* bf16 operands: the terms' magnitudes as the kernel multiplies them */
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < cols; c++) {
+            double m = 0.5;
+            for (int o = 0; o < rows; o++)
+                m += fabs((double)lorac_bf16_to_f32(lorac_f32_to_bf16(dout[(size_t)n * rows + o])) *
+                          lorac_bf16_to_f32(lorac_f32_to_bf16(wf[(size_t)o * cols + c])));
+            dmag[(size_t)n * cols + c] = m;
+        }
+    CHECK(!memcmp(out[0], ref, no * sizeof *ref), "%s %dx%d bf16 forward: not op_matmul_forward's bits", tn, rows, cols);
+    CHECK(!memcmp(out[0], out[1], no * sizeof *ref), "%s %dx%d bf16 forward: 1 and 2 threads differ", tn, rows, cols);
+    CHECK(!memcmp(din[0], din[1], ni * sizeof *dref), "%s %dx%d bf16 backward: 1 and 2 threads differ", tn, rows, cols);
+    char what[128];
+    snprintf(what, sizeof what, "%s %dx%d N=%d bf16 backward_input vs op_matmul_backward", tn, rows, cols, N);
+    check_sum_orders(din[0], dref, dmag, ni, rows + 1, what);
+    free(data); free(wf); free(inp); free(bias); free(dout); free(ref); free(dref); free(dmag);
+    for (int t = 0; t < 2; t++) free(out[t]), free(din[t]);
+}
+
 static void check_bad_input(void) {
     lorac_err err = {0};
     float buf[64] = {0};
@@ -164,6 +214,14 @@ int main(void) {
         check_type_shape(type, 3, 256, 1, &rng);   /* one tile, one strip, a single token */
         check_type_shape(type, 300, 768, 5, &rng); /* 4 row tiles; 3 column strips, 2 row tiles each */
         if (quant_block_size(type) == 32) check_type_shape(type, 17, 96, 4, &rng); /* a strip narrower than 256 */
+    }
+    if (op_bf16_supported()) {
+        const int bf16_types[] = {QUANT_Q4_1, QUANT_Q8_0, QUANT_Q6_K, QUANT_F16};
+        for (size_t t = 0; t < sizeof bf16_types / sizeof *bf16_types; t++)
+            check_bf16_type(bf16_types[t], 1400, 768, 24, &rng);
+    } else {
+        printf("test_qmatmul: bf16 products skipped (kernel level %s has no AVX512-BF16)\n",
+               lorac_isa_name(lorac_isa_active()));
     }
     check_bad_input();
     return check_summary();

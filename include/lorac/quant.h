@@ -112,7 +112,13 @@ int quant_row_dot(int type, const void *row, const float *x, size_t n, float *ou
  * single-tile product, and every F32 one, on its own threads, and may split its sums differently
  * for another count), as op_matmul_* (ops.h). Memory: one tile of f32 scratch per thread (about
  * 256 KiB), allocated per call. The direct decode product (qmat_matmul_decode / qmat_matmul_direct,
- * below) has its own threads, memory and accuracy contract. */
+ * below) has its own threads, memory and accuracy contract.
+ * bf16: while the matmul precision is bf16 (op_set_matmul_precision, for training) and the shapes
+ * pass op_matmul_bf16_applies, a weight of a type other than F32 is instead dequantized in slabs of
+ * whole rows (4 MiB of f32, by all threads) and multiplied by the bf16 GEMM (op_gemm_bf16): the
+ * arithmetic of an f32 base at bf16 (the forward gives op_matmul_forward's bits on the dequantized
+ * matrix), twice the fp32 speed, the same bits for any thread count; the slab lives in a buffer per
+ * calling thread that only grows. */
 typedef struct qmat {
     quant_type type;
     int rows, cols;
@@ -128,9 +134,17 @@ size_t qmat_row_bytes(const qmat *w);
 int qmat_check(const qmat *w, const char *what, lorac_err *err);
 /* One row dequantized into dst (cols,). w must pass qmat_check. */
 void qmat_row_f32(const qmat *w, int r, float *dst);
+/* The whole matrix dequantized into dst (rows, cols), rows split over OpenMP threads (F32: copied). */
+void qmat_to_f32(const qmat *w, float *dst);
+/* w packed for the bf16 GEMM (op_gemm_bf16_packed, ops.h) in both products a frozen matrix takes part
+ * in: fwd (op_bf16_pack_words(cols, rows) words) for x·Wᵀ, bwd (op_bf16_pack_words(rows, cols)) for
+ * d·W. A stored type is dequantized into a temporary f32 copy first. 0, or -1 (out of memory, or no
+ * bf16 kernel). */
+int qmat_bf16_pack(const qmat *w, uint32_t *fwd, uint32_t *bwd);
 /* out (N, rows) = inp (N, cols) · Wᵀ (+ bias (rows) when non-NULL); dequantizes tiles of rows into
  * per-thread scratch and runs cblas_sgemm on them (F32: sgemm directly, no copy): fp32 products of
- * the dequantized weights, whatever N (training, evaluation, a prompt's prefill). */
+ * the dequantized weights, whatever N (training, evaluation, a prompt's prefill); bf16 products
+ * under bf16 precision (above). */
 int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err);
 /* The same for a decode step (one new token per sequence, N sequences): on Q4_0, Q4_1, Q8_0, Q4_K
  * and Q6_K weights qmat_matmul_direct whatever N, unless qmat_set_direct(0) turned it off; else
@@ -159,7 +173,8 @@ int qmat_direct_applies(const qmat *w);
 int qmat_set_direct(int on);
 int qmat_get_direct(void);
 /* dinp (N, cols) += dout (N, rows) · W (no dW: frozen). Columns are split into block-aligned
- * strips (one per task); rows are summed tile after tile in a fixed order. */
+ * strips (one per task); rows are summed tile after tile in a fixed order (bf16 precision: slab
+ * after slab, above). */
 int qmat_matmul_backward_input(float *dinp, const float *dout, const qmat *w, int N, lorac_err *err);
 
 #ifdef __cplusplus

@@ -1,12 +1,15 @@
 /* Matmuls against a frozen weight kept in its stored (possibly quantized) type: tiles of the weight
  * are dequantized into per-thread f32 scratch and handed to cblas_sgemm, so the full f32 matrix
  * never exists; decode steps instead go to the direct int8 kernels of qdot.h (qmat_matmul_decode,
- * qmat_matmul_direct), which never dequantize. Tile boundaries depend only on the shapes, never on the thread count. A product of
- * several tiles runs each tile's sgemm on one thread (OpenBLAS does not thread inside a parallel
- * region); a single tile, and an F32 weight, go to OpenBLAS's threads, whose split of the sums can
- * change with the thread count: the same bits for the same thread count, fp32 rounding apart
- * across thread counts (quant.h). */
+ * qmat_matmul_direct), which never dequantize. Tile boundaries depend only on the shapes, never on
+ * the thread count. A product of several tiles runs each tile's sgemm on one thread (OpenBLAS does
+ * not thread inside a parallel region); a single tile, and an F32 weight, go to OpenBLAS's threads,
+ * whose split of the sums can change with the thread count: the same bits for the same thread
+ * count, fp32 rounding apart across thread counts (quant.h). Under bf16 matmul precision (training)
+ * a stored type instead goes through slabs of whole rows and the bf16 GEMM, the speed of an f32
+ * base at bf16 without keeping its f32 (or bf16) copy. */
 #include "lorac/quant.h"
+#include "lorac/ops.h"
 
 #include "core/qdot.h"
 #include "core/simd.h"
@@ -23,6 +26,11 @@
 #endif
 /* backward column strip: a multiple of every block size (32 and 256) */
 #define QMAT_STRIP_COLS 256
+/* f32 elements per slab of the bf16 path: 4 MiB, so that most of a small model's matrices (1,820
+ * rows of 576) are one slab and one GEMM */
+#ifndef QMAT_SLAB_FLOATS
+#define QMAT_SLAB_FLOATS (1 << 20)
+#endif
 
 qmat qmat_f32(const float *w, int rows, int cols) {
     qmat q = {QUANT_F32, rows, cols, w};
@@ -51,6 +59,23 @@ void qmat_row_f32(const qmat *w, int r, float *dst) {
     quant_row_to_f32(w->type, row, dst, (size_t)w->cols);
 }
 
+void qmat_to_f32(const qmat *w, float *dst) {
+#pragma omp parallel for schedule(static) if ((size_t)w->rows * w->cols >= 65536)
+    for (int r = 0; r < w->rows; r++) qmat_row_f32(w, r, dst + (size_t)r * w->cols);
+}
+
+int qmat_bf16_pack(const qmat *w, uint32_t *fwd, uint32_t *bwd) {
+    const int R = w->rows, C = w->cols, stored = w->type != QUANT_F32;
+    float *deq = stored ? malloc((size_t)R * C * sizeof(float)) : NULL;
+    if (stored && !deq) return -1;
+    if (deq) qmat_to_f32(w, deq);
+    const float *f = deq ? deq : w->data;
+    /* d·W: op(B) = W (R,C); x·Wᵀ: op(B) = Wᵀ with W stored (R,C) */
+    int rc = op_bf16_pack(bwd, 0, R, C, f, C) || op_bf16_pack(fwd, 1, C, R, f, C) ? -1 : 0;
+    free(deq);
+    return rc;
+}
+
 static _Atomic int g_direct = 1;
 
 int qmat_set_direct(int on) {
@@ -77,40 +102,51 @@ static qdot_rows_fn direct_kernel_(void) {
     return qdot_rows_generic;
 }
 
-/* The quantized activations live in a buffer per calling thread that only grows: a decode step
- * allocates nothing. A thread's buffer is freed when the thread ends (the key's destructor); the
- * main thread's lives as long as the process. */
-typedef struct act_buf {
+/* The quantized activations (direct path) and the dequantized slab (bf16 path) live in buffers per
+ * calling thread that only grow: a decode or training step allocates nothing once they have grown.
+ * A thread's buffers are freed when the thread ends (the key's destructor); the main thread's live
+ * as long as the process. */
+typedef struct grow_buf {
     size_t cap; /* bytes */
     void *p;
-} act_buf;
-static _Thread_local act_buf tl_act;
-static pthread_key_t g_act_key;
-static pthread_once_t g_act_once = PTHREAD_ONCE_INIT;
+} grow_buf;
+typedef struct thread_bufs {
+    grow_buf act, slab;
+} thread_bufs;
+static _Thread_local thread_bufs tl_bufs;
+static pthread_key_t g_bufs_key;
+static pthread_once_t g_bufs_once = PTHREAD_ONCE_INIT;
 
-static void act_buf_free_(void *p) {
-    act_buf *b = p;
-    free(b->p);
-    b->p = NULL, b->cap = 0;
+static void thread_bufs_free_(void *p) {
+    thread_bufs *b = p;
+    free(b->act.p);
+    free(b->slab.p);
+    memset(b, 0, sizeof *b);
 }
 
-static void act_key_make_(void) {
-    if (pthread_key_create(&g_act_key, act_buf_free_)) abort(); /* no key: out of a process-wide resource */
+static void bufs_key_make_(void) {
+    if (pthread_key_create(&g_bufs_key, thread_bufs_free_)) abort(); /* no key: out of a process-wide resource */
+}
+
+/* b (one of the calling thread's buffers) grown to at least need bytes; NULL when out of memory */
+static void *buf_reserve_(grow_buf *b, size_t need) {
+    if (need > b->cap) {
+        pthread_once(&g_bufs_once, bufs_key_make_);
+        void *p = malloc(need);
+        if (!p) return NULL;
+        free(b->p);
+        b->p = p, b->cap = need;
+        pthread_setspecific(g_bufs_key, &tl_bufs);
+    }
+    return b->p;
 }
 
 /* a (N rows of C) pointing into the calling thread's buffer; 0, or -1 when out of memory */
 static int act_reserve_(qdot_act *a, int N, int C) {
     const size_t ns = qdot_act_scales(N, C / QDOT_BLOCK), need = ns * sizeof(float) + (size_t)N * C + 64;
-    if (need > tl_act.cap) {
-        pthread_once(&g_act_once, act_key_make_);
-        void *p = malloc(need);
-        if (!p) return -1;
-        free(tl_act.p);
-        tl_act.p = p, tl_act.cap = need;
-        pthread_setspecific(g_act_key, &tl_act);
-    }
+    float *f = buf_reserve_(&tl_bufs.act, need); /* the scales first (aligned), then the int8 rows */
+    if (!f) return -1;
     const size_t nb = (size_t)N * (C / QDOT_BLOCK);
-    float *f = (float *)tl_act.p; /* the scales first (aligned), then the int8 rows */
     a->d = f, a->ds = f + nb, a->dsT = f + 2 * nb, a->dx2 = f + 3 * nb, a->q = (int8_t *)(f + ns);
     return 0;
 }
@@ -149,6 +185,43 @@ int qmat_matmul_decode(float *out, const float *inp, const qmat *w, const float 
     return qmat_matmul_forward(out, inp, w, bias, N, err);
 }
 
+/* ---- bf16 products over a stored type: the training path -------------------------------------
+ * Under bf16 precision (op_matmul_bf16_applies) slabs of whole weight rows are dequantized by all
+ * threads, then one bf16 GEMM across threads reads each slab. The GEMM rounds the slab to bf16 as it
+ * packs it, as it rounds an f32 base: the forward gives the bits of op_matmul_forward on the
+ * dequantized matrix; the backward sums slab after slab in a fixed order. Slab boundaries depend on
+ * the shapes only and the GEMM's sums are fixed by the shapes: the same bits for any thread count. */
+static int slab_rows_(const qmat *w) {
+    const int n = QMAT_SLAB_FLOATS / w->cols;
+    return n < 1 ? 1 : n > w->rows ? w->rows : n;
+}
+
+/* rows r0..r0+nr of w into slab (nr, cols) */
+static void slab_dequantize_(const qmat *w, int r0, int nr, float *slab) {
+    const size_t rb = qmat_row_bytes(w), C = (size_t)w->cols;
+#pragma omp parallel for schedule(static) if ((size_t)nr * C >= 65536)
+    for (int r = 0; r < nr; r++)
+        quant_row_to_f32(w->type, (const uint8_t *)w->data + (size_t)(r0 + r) * rb, slab + (size_t)r * C, C);
+}
+
+/* dir 0: out (N,R) = inp (N,C) · Wᵀ + bias; dir 1: dinp (N,C) += dout (N,R) · W. 0, or -1 when out
+ * of memory (the GEMM's packing buffers or the slab) */
+static int bf16_product_(int dir, float *y, const float *x, const qmat *w, const float *bias, int N) {
+    const int R = w->rows, C = w->cols, rows = slab_rows_(w);
+    float *slab = buf_reserve_(&tl_bufs.slab, (size_t)rows * C * sizeof(float));
+    if (!slab) return -1;
+    for (int r0 = 0; r0 < R; r0 += rows) {
+        const int nr = R - r0 < rows ? R - r0 : rows;
+        slab_dequantize_(w, r0, nr, slab);
+        int rc = dir == 0 ? /* out[:, r0:r0+nr] (N,nr) = inp · slab(nr,C)ᵀ + bias[r0:r0+nr] */
+                     op_gemm_bf16(1, N, nr, C, 1.0f, x, C, slab, C, 0.0f, bias ? bias + r0 : NULL, y + r0, R)
+                          : /* dinp (N,C) += dout[:, r0:r0+nr] (N,nr) · slab(nr,C) */
+                     op_gemm_bf16(0, N, C, nr, 1.0f, x + r0, R, slab, C, 1.0f, NULL, y, C);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
     int rc = qmat_check(w, "matmul weight", err);
     if (rc) return rc;
@@ -157,6 +230,12 @@ int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float
     if (C == 0) {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < R; o++) out[(size_t)n * R + o] = bias ? bias[o] : 0.0f;
+        return LORAC_OK;
+    }
+    if (w->type != QUANT_F32 && op_matmul_bf16_applies(N, R, C)) {
+        if (bf16_product_(0, out, inp, w, bias, N))
+            return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a bf16 product of a %s weight",
+                              quant_type_name(w->type));
         return LORAC_OK;
     }
     if (w->type == QUANT_F32) {
@@ -204,6 +283,12 @@ int qmat_matmul_backward_input(float *dinp, const float *dout, const qmat *w, in
     if (w->type == QUANT_F32) {
         /* dinp(N,C) += dout(N,R) · W(R,C) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, dout, R, w->data, C, 1.0f, dinp, C);
+        return LORAC_OK;
+    }
+    if (op_matmul_bf16_applies(N, C, R)) {
+        if (bf16_product_(1, dinp, dout, w, NULL, N))
+            return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a bf16 product of a %s weight",
+                              quant_type_name(w->type));
         return LORAC_OK;
     }
     /* Each task owns a strip of columns (blocks never straddle strips) and walks the rows in

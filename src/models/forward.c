@@ -124,18 +124,20 @@ static int embed_backward(model *m, model_acts *a, lorac_err *err) {
 
 /* ---------------------------------------------------------------- LM head */
 
-/* bf16 training packs an f32 head once per step in each orientation instead of once per slice and
- * orientation (converting a 50k x 768 head is memory-bound and cost as much as a slice's multiply).
- * 1 when both packed copies are ready. */
+/* bf16 training packs an f32 head once per step in each orientation, not once per slice (converting
+ * a 50k x 768 head is memory-bound, as costly as a slice's multiply); a stored type (a GGUF's Q8_0
+ * head) is never trained: packed on the first step for good. 1 when both packed copies are ready. */
 static int head_pack(model_acts *a, const qmat *hd, int N) {
     int C = hd->cols, V = hd->rows;
-    if (hd->type != QUANT_F32 || !op_matmul_bf16_applies(N, V, C)) return 0;
+    if (!op_matmul_bf16_applies(N, V, C)) return 0;
+    if (a->head_frozen_packed) return 1;
     size_t wb = op_bf16_pack_words(V, C), wf = op_bf16_pack_words(C, V);
     if (!a->head_bwd) a->head_bwd = aligned_alloc(64, (wb * sizeof(uint32_t) + 63) / 64 * 64);
     if (!a->head_fwd) a->head_fwd = aligned_alloc(64, (wf * sizeof(uint32_t) + 63) / 64 * 64);
     if (!a->head_bwd || !a->head_fwd) return 0; /* no memory for them: pack per slice */
-    /* dx = dlogits·head: op(B) = head (V,C); logits = x·headᵀ: op(B) = headᵀ, head stored (V,C) */
-    return op_bf16_pack(a->head_bwd, 0, V, C, hd->data, C) == 0 && op_bf16_pack(a->head_fwd, 1, C, V, hd->data, C) == 0;
+    int ok = qmat_bf16_pack(hd, a->head_fwd, a->head_bwd) == 0;
+    a->head_frozen_packed = ok && hd->type != QUANT_F32;
+    return ok;
 }
 
 /* out (R,V) = x (R,C) · headᵀ */

@@ -6,7 +6,6 @@
  * weight (head, full fine-tuning) that gets its own gradients. */
 #include <cblas.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "models/model_internal.h"
 
@@ -47,14 +46,11 @@ int linear_reads_input(const model_linear *L, const site_lora *lo) {
 
 int linear_weight_f32(const model_linear *L, const site_lora *lo, float *out, lorac_err *err) {
     size_t n = (size_t)L->C * L->OC;
-    int conv = L->layout == OP_W_IN_OUT;
-    if (L->w.type == QUANT_F32) memcpy(out, L->w.data, n * sizeof(float));
-    else
-        for (int r = 0; r < L->w.rows; r++) qmat_row_f32(&L->w, r, out + (size_t)r * L->w.cols);
+    qmat_to_f32(&L->w, out);
     if (lo && lo->lin) { /* (OC,C) += s·B·A, or (C,OC) += s·Aᵀ·Bᵀ */
         const lora_linear *A = lo->lin;
         int r = A->cfg.r;
-        if (conv)
+        if (L->layout == OP_W_IN_OUT)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, L->C, L->OC, r, A->scaling, A->lora_A, L->C, A->lora_B, r,
                         1.0f, out, L->OC);
         else

@@ -34,6 +34,7 @@ struct model_acts {
     int lm_rows;
     float *logits;               /* (capN,V), made by the first forward that is not for a backward */
     uint32_t *head_fwd, *head_bwd; /* bf16 training: the head packed for each product, or NULL */
+    int head_frozen_packed;        /* 1: they hold a stored-type (never trained) head, packed for good */
     /* classification head (B rows) */
     float *cls_in, *cls_d, *dense, *tanh_out, *tanh_d, *cls_logits;
     float *dcls_logits, *dtanh, *ddense, *dcls;

@@ -135,7 +135,7 @@ int model_tensor_matrix_f32(const model *m, const model_tensor *t, int merge, fl
     const site_lora *lo = merge ? merged_lora(m, t, &embed) : NULL;
     int rc = LORAC_OK;
     if (t->lin) rc = linear_weight_f32(t->lin, lo, out, err);
-    else for (int r = 0; r < t->q->rows; r++) qmat_row_f32(t->q, r, out + (size_t)r * t->q->cols);
+    else qmat_to_f32(t->q, out);
     if (merge && embed) embed_delta(m->embed_lora, out);
     return rc;
 }
