@@ -16,8 +16,9 @@
 #
 # Knobs (environment), with the defaults chosen for this model and a 3-hour budget on 2 cores
 # (docs/e2e.md says why): LORAC (build/lorac), MODEL (~/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf,
-# from tools/fetch_smollm2.sh), DATA (../shared/data/e2e), RANK (8), ALPHA (16), TARGETS (q_proj,v_proj),
-# LR (1e-3), STEPS (2000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
+# from tools/fetch_smollm2.sh; a directory, e.g. the f32 one `lorac merge` makes of it, works too),
+# DECODE_MODEL (MODEL: the base the test set is decoded with), DATA (../shared/data/e2e), RANK (8), ALPHA (16), TARGETS (q_proj,v_proj),
+# LR (1e-3), STEPS (4000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
 # MAXLEN (128), STAGE (500 steps per training stage), THREADS (nproc), EVAL_LINES (240 validation
 # lines, every EVAL_EVERY=500 steps), BATCH_INPUTS (the decoder's default when empty: inputs decoded
 # together), TEST_INPUTS (all; a number keeps the first N distinct inputs), SHUFFLE_SEED (1: the
@@ -30,9 +31,10 @@ cd "$(dirname "$0")/.."
 OUT=${1:?usage: tools/e2e.sh OUTDIR}
 LORAC=${LORAC:-build/lorac}
 MODEL=${MODEL:-$HOME/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf}
+DECODE_MODEL=${DECODE_MODEL:-$MODEL}
 DATA=${DATA:-../shared/data/e2e}
 RANK=${RANK:-8} ALPHA=${ALPHA:-16} TARGETS=${TARGETS:-q_proj,v_proj} LR=${LR:-1e-3}
-STEPS=${STEPS:-2000} BATCH=${BATCH:-8} WARMUP=${WARMUP:-200} SMOOTH=${SMOOTH:-0.1} MAXLEN=${MAXLEN:-128}
+STEPS=${STEPS:-4000} BATCH=${BATCH:-8} WARMUP=${WARMUP:-200} SMOOTH=${SMOOTH:-0.1} MAXLEN=${MAXLEN:-128}
 STAGE=${STAGE:-500} THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 EVAL_LINES=${EVAL_LINES:-240} EVAL_EVERY=${EVAL_EVERY:-500} TEST_INPUTS=${TEST_INPUTS:-all}
 BATCH_INPUTS=${BATCH_INPUTS:-} SHUFFLE_SEED=${SHUFFLE_SEED:-1} INIT=${INIT:-}
@@ -42,6 +44,7 @@ fi
 die() { echo "tools/e2e.sh: $*" >&2; exit 1; }
 [ -x "$LORAC" ] || die "no lorac at $LORAC (make)"
 [ -f "$MODEL" ] || [ -d "$MODEL" ] || die "no model at $MODEL (tools/fetch_smollm2.sh fetches it)"
+[ -f "$DECODE_MODEL" ] || [ -d "$DECODE_MODEL" ] || die "no model at $DECODE_MODEL (DECODE_MODEL)"
 for f in train valid test; do [ -f "$DATA/$f.txt" ] || die "no $DATA/$f.txt (../shared/data/e2e)"; done
 mkdir -p "$OUT"
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
@@ -79,7 +82,7 @@ done
 # ---------------------------------------------------------------- 2. beam decoding of the test set
 if [ ! -s "$OUT/hyps.txt" ]; then
   echo "== decoding $(awk -F'\\|\\|' '$1 != p {k++; p = $1} END {print k}' "$OUT/test.txt") test inputs (--preset e2e)"
-  gen=(generate --model "$MODEL" --adapter "$OUT/adapter" --data "$OUT/test.txt" --preset e2e --threads "$THREADS")
+  gen=(generate --model "$DECODE_MODEL" --adapter "$OUT/adapter" --data "$OUT/test.txt" --preset e2e --threads "$THREADS")
   [ -n "$BATCH_INPUTS" ] && gen+=(--batch-inputs "$BATCH_INPUTS")
   /usr/bin/time -f "decode: $TIMEF" -a -o "$OUT/time.txt" "$LORAC" "${gen[@]}" >"$OUT/hyps.txt.tmp"
   mv "$OUT/hyps.txt.tmp" "$OUT/hyps.txt"
@@ -104,8 +107,9 @@ score() { sed -n "s/.*\"$1\": *\\([0-9.eE+-]*\\).*/\\1/p" "$OUT/scores.json"; }
 {
   echo "| run | BLEU | NIST | METEOR | ROUGE-L | CIDEr | train | tokens/s | peak RSS | decode | peak RSS |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  printf '| lorac, %s, r %s on %s%s, %s steps of %s | %s | %s | %s | %s | %s | %.0f s | %s | %s MiB | %.0f s | %s MiB |\n' \
-    "$(basename "$MODEL")" "$r" "$targets" "${INIT:+ from $(basename "$INIT")}" "$STEPS" "$BATCH" "$(score BLEU)" "$(score NIST)" "$(score METEOR)" \
+  decoded=; [ "$DECODE_MODEL" != "$MODEL" ] && decoded=", decoded with $(basename "$DECODE_MODEL")"
+  printf '| lorac, %s, r %s on %s%s, %s steps of %s%s | %s | %s | %s | %s | %s | %.0f s | %s | %s MiB | %.0f s | %s MiB |\n' \
+    "$(basename "$MODEL")" "$r" "$targets" "${INIT:+ from $(basename "$INIT")}" "$STEPS" "$BATCH" "$decoded" "$(score BLEU)" "$(score NIST)" "$(score METEOR)" \
     "$(score ROUGE_L)" "$(score CIDEr)" "$train_s" "$tok_s" "$train_rss" "$dec_s" "$dec_rss"
 } >"$OUT/results.md.tmp"
 mv "$OUT/results.md.tmp" "$OUT/results.md"
