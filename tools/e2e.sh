@@ -17,9 +17,9 @@
 # Knobs (environment), with the defaults chosen for this model and a 3-hour budget on 2 cores
 # (docs/e2e.md says why): LORAC (build/lorac), MODEL (~/.cache/lorac/SmolLM2-135M-Instruct.Q4_1.gguf,
 # from tools/fetch_smollm2.sh; a directory, e.g. the f32 one `lorac merge` makes of it, works too),
-# DECODE_MODEL (MODEL: the base the test set is decoded with), DATA (../shared/data/e2e), RANK (8), ALPHA (16), TARGETS (q_proj,v_proj),
-# LR (1e-3), STEPS (4000), BATCH (8), WARMUP (200), SMOOTH (0.1, the paper's label smoothing),
-# MAXLEN (128), STAGE (500 steps per training stage), THREADS (nproc), EVAL_LINES (240 validation
+# DECODE_MODEL (MODEL: the base the test set is decoded with), DATA (../shared/data/e2e), RANK (8),
+# ALPHA (16), TARGETS (q_proj,v_proj), LR (1e-3), STEPS (4000), BATCH (8), WARMUP (200), SMOOTH (0.1,
+# the paper's label smoothing), MAXLEN (128), STAGE (500 steps per training stage), THREADS (nproc), EVAL_LINES (240 validation
 # lines, every EVAL_EVERY=500 steps), BATCH_INPUTS (the decoder's default when empty: inputs decoded
 # together), TEST_INPUTS (all; a number keeps the first N distinct inputs), SHUFFLE_SEED (1: the
 # training lines are taken in the order of OUTDIR/train.txt, a copy of train.txt shuffled by a

@@ -196,30 +196,25 @@ static int slab_rows_(const qmat *w) {
     return n < 1 ? 1 : n > w->rows ? w->rows : n;
 }
 
-/* rows r0..r0+nr of w into slab (nr, cols) */
-static void slab_dequantize_(const qmat *w, int r0, int nr, float *slab) {
-    const size_t rb = qmat_row_bytes(w), C = (size_t)w->cols;
-#pragma omp parallel for schedule(static) if ((size_t)nr * C >= 65536)
-    for (int r = 0; r < nr; r++)
-        quant_row_to_f32(w->type, (const uint8_t *)w->data + (size_t)(r0 + r) * rb, slab + (size_t)r * C, C);
-}
-
-/* dir 0: out (N,R) = inp (N,C) · Wᵀ + bias; dir 1: dinp (N,C) += dout (N,R) · W. 0, or -1 when out
- * of memory (the GEMM's packing buffers or the slab) */
-static int bf16_product_(int dir, float *y, const float *x, const qmat *w, const float *bias, int N) {
+/* dir 0: out (N,R) = inp (N,C) · Wᵀ + bias; dir 1: dinp (N,C) += dout (N,R) · W. LORAC_ENOMEM when
+ * the slab or the GEMM's packing buffers cannot be had */
+static int bf16_product_(int dir, float *y, const float *x, const qmat *w, const float *bias, int N, lorac_err *err) {
     const int R = w->rows, C = w->cols, rows = slab_rows_(w);
     float *slab = buf_reserve_(&tl_bufs.slab, (size_t)rows * C * sizeof(float));
-    if (!slab) return -1;
-    for (int r0 = 0; r0 < R; r0 += rows) {
+    int rc = slab ? 0 : -1;
+    for (int r0 = 0; r0 < R && !rc; r0 += rows) {
         const int nr = R - r0 < rows ? R - r0 : rows;
-        slab_dequantize_(w, r0, nr, slab);
-        int rc = dir == 0 ? /* out[:, r0:r0+nr] (N,nr) = inp · slab(nr,C)ᵀ + bias[r0:r0+nr] */
+        const qmat part = {w->type, nr, C, (const uint8_t *)w->data + (size_t)r0 * qmat_row_bytes(w)}; /* rows r0.. */
+        qmat_to_f32(&part, slab);
+        rc = dir == 0 ? /* out[:, r0:r0+nr] (N,nr) = inp · slab(nr,C)ᵀ + bias[r0:r0+nr] */
                      op_gemm_bf16(1, N, nr, C, 1.0f, x, C, slab, C, 0.0f, bias ? bias + r0 : NULL, y + r0, R)
                           : /* dinp (N,C) += dout[:, r0:r0+nr] (N,nr) · slab(nr,C) */
                      op_gemm_bf16(0, N, C, nr, 1.0f, x + r0, R, slab, C, 1.0f, NULL, y, C);
-        if (rc) return -1;
     }
-    return 0;
+    if (rc)
+        return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a bf16 product of a %s weight",
+                          quant_type_name(w->type));
+    return LORAC_OK;
 }
 
 int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float *bias, int N, lorac_err *err) {
@@ -232,12 +227,7 @@ int qmat_matmul_forward(float *out, const float *inp, const qmat *w, const float
             for (int o = 0; o < R; o++) out[(size_t)n * R + o] = bias ? bias[o] : 0.0f;
         return LORAC_OK;
     }
-    if (w->type != QUANT_F32 && op_matmul_bf16_applies(N, R, C)) {
-        if (bf16_product_(0, out, inp, w, bias, N))
-            return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a bf16 product of a %s weight",
-                              quant_type_name(w->type));
-        return LORAC_OK;
-    }
+    if (w->type != QUANT_F32 && op_matmul_bf16_applies(N, R, C)) return bf16_product_(0, out, inp, w, bias, N, err);
     if (w->type == QUANT_F32) {
         /* out(N,R) = inp(N,C) · W(R,C)ᵀ, straight from the stored matrix */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, R, C, 1.0f, inp, C, w->data, C, 0.0f, out, R);
@@ -285,12 +275,7 @@ int qmat_matmul_backward_input(float *dinp, const float *dout, const qmat *w, in
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, R, 1.0f, dout, R, w->data, C, 1.0f, dinp, C);
         return LORAC_OK;
     }
-    if (op_matmul_bf16_applies(N, C, R)) {
-        if (bf16_product_(1, dinp, dout, w, NULL, N))
-            return lorac_fail(err, LORAC_ENOMEM, "matmul: out of memory for a bf16 product of a %s weight",
-                              quant_type_name(w->type));
-        return LORAC_OK;
-    }
+    if (op_matmul_bf16_applies(N, C, R)) return bf16_product_(1, dinp, dout, w, NULL, N, err);
     /* Each task owns a strip of columns (blocks never straddle strips) and walks the rows in
      * tiles, so every dinp element is summed in the same order whatever the thread count. */
     const size_t bs = quant_block_size(w->type), ts = quant_type_size(w->type), rb = qmat_row_bytes(w);
